@@ -1,0 +1,93 @@
+package herald
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Notification is one entry of a user's inbox, as stored and as sent to
+// clients. Seq is strictly increasing per user; Prev is the Seq of that
+// user's previous notification (0 for the first), so a client can detect a
+// gap. UserID is not part of the JSON: it travels as the Kafka key and is
+// implied by the authenticated connection.
+type Notification struct {
+	ID        string          `json:"id"`
+	Seq       uint64          `json:"seq"`
+	Prev      uint64          `json:"prev"`
+	EventID   string          `json:"event_id"`
+	Type      string          `json:"type"`
+	Priority  Priority        `json:"priority"`
+	Title     string          `json:"title,omitempty"`
+	Body      string          `json:"body,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	Read      bool            `json:"read"`
+
+	UserID string `json:"-"`
+}
+
+// NewNotification builds the (not yet sequenced) notification for e.
+func NewNotification(e *Event) Notification {
+	return Notification{
+		ID:        NewID(e.CreatedAt),
+		EventID:   e.ID,
+		Type:      e.Type,
+		Priority:  e.Priority,
+		Title:     e.Title,
+		Body:      e.Body,
+		Data:      e.Data,
+		CreatedAt: e.CreatedAt,
+		UserID:    e.UserID,
+	}
+}
+
+// NewID returns a ULID: unique, and sortable by t.
+func NewID(t time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(t), rand.Reader).String()
+}
+
+// PushJob is the value of a herald.push record: a notification to send to
+// the user's phones, produced when the user had no live connection (or the
+// notification is push-only).
+type PushJob struct {
+	UserID       string       `json:"user_id"`
+	Notification Notification `json:"notification"`
+	CollapseKey  string       `json:"collapse_key,omitempty"`
+	// ExpiresAt is created_at+ttl; zero means no expiry. No push is sent after it.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Attempt counts the sends already tried (0 for a fresh job).
+	Attempt int `json:"attempt"`
+}
+
+// Device is a phone registered for push.
+type Device struct {
+	UserID    string    `json:"-"`
+	Platform  string    `json:"platform"` // "ios" or "android"
+	Token     string    `json:"token"`
+	AppID     string    `json:"app_id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a device registration.
+func (d *Device) Validate() error {
+	switch d.Platform {
+	case "ios", "android":
+	case "":
+		return invalid("platform", "is required")
+	default:
+		return invalid("platform", "must be ios or android, got %q", d.Platform)
+	}
+	if d.Token == "" {
+		return invalid("token", "is required")
+	}
+	if len(d.Token) > 4096 {
+		return invalid("token", "is longer than 4096 bytes")
+	}
+	if len(d.AppID) > 256 {
+		return invalid("app_id", "is longer than 256 bytes")
+	}
+	return nil
+}
