@@ -1,0 +1,9 @@
+// Package api serves Herald's HTTP API: event intake for upstream services
+// (POST /v1/events, API key) and the user-facing inbox, read state,
+// preferences and device registry (JWT), plus /healthz, /readyz and /metrics.
+//
+// Every error is a JSON object {"error": "...", "field": "..."} with the
+// status of the contract: 400 invalid input, 401 missing or bad credentials,
+// 404 unknown route or item, 405 wrong method, 413 body too large,
+// 503 a dependency (Kafka, the store) is unavailable.
+package api

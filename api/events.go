@@ -1,0 +1,139 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/metrics"
+)
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// maxBodyBytes bounds a POST /v1/events body: a full batch of maximal
+// events plus the envelope.
+func (s *Server) maxBodyBytes() int64 {
+	return int64(s.cfg.MaxBatch)*herald.MaxEventBytes + 64<<10
+}
+
+// postEvents validates one event or {"events":[…]} and produces them to
+// herald.events keyed by user id; 202 only once Kafka acknowledged every
+// record (acks=all). A batch is all-or-nothing at validation; if producing
+// fails part way the caller retries the whole batch and the enricher
+// deduplicates by event id.
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	key := bearer(r)
+	if key == "" {
+		writeError(w, http.StatusUnauthorized, "", "missing API key: send Authorization: Bearer <key>")
+		return
+	}
+	if s.cfg.Keys == nil || !s.cfg.Keys.Valid(key) {
+		writeError(w, http.StatusUnauthorized, "", "invalid API key")
+		return
+	}
+	if s.cfg.Producer == nil {
+		writeError(w, http.StatusServiceUnavailable, "", "event intake is not configured on this server")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyBytes()))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body larger than %d bytes", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "", "reading body: "+err.Error())
+		return
+	}
+	raws, field, err := s.splitEvents(body)
+	if err != nil {
+		metrics.EventsRejected.WithLabelValues("api").Inc()
+		writeError(w, http.StatusBadRequest, field, err.Error())
+		return
+	}
+	now := s.cfg.Now()
+	records := make([]*kgo.Record, len(raws))
+	for i, raw := range raws {
+		ev, err := herald.DecodeEvent(raw, now)
+		if err != nil {
+			metrics.EventsRejected.WithLabelValues("api").Inc()
+			ve, _ := herald.AsValidationError(err)
+			f := ve.Field
+			if len(raws) > 1 || field == "events" {
+				f = fmt.Sprintf("events[%d]", i) + dotted(f)
+			}
+			writeError(w, http.StatusBadRequest, f, err.Error())
+			return
+		}
+		records[i] = &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(ev.UserID), Value: raw, Timestamp: now}
+	}
+	if err := s.cfg.Producer.ProduceSync(r.Context(), records...).FirstErr(); err != nil {
+		s.log.Warn("producing events failed", "err", err, "count", len(records))
+		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka, retry: "+err.Error())
+		return
+	}
+	metrics.EventsIn.WithLabelValues("api").Add(float64(len(records)))
+	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(records)})
+}
+
+func dotted(f string) string {
+	if f == "" {
+		return ""
+	}
+	return "." + f
+}
+
+// splitEvents returns the raw events of a single-event or batch body. The
+// returned field names what is wrong when err is not nil.
+func (s *Server) splitEvents(body []byte) ([]json.RawMessage, string, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, "", errors.New("empty body: send one event or {\"events\":[…]}")
+	}
+	if trimmed[0] != '{' {
+		return nil, "", errors.New("body must be a JSON object: one event or {\"events\":[…]}")
+	}
+	var probe struct {
+		Events json.RawMessage `json:"events"`
+		ID     json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(trimmed, &probe); err != nil {
+		// Let the event decoder report the precise problem.
+		return []json.RawMessage{trimmed}, "", nil
+	}
+	if probe.Events == nil || probe.ID != nil {
+		return []json.RawMessage{trimmed}, "", nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(probe.Events, &raws); err != nil {
+		return nil, "events", errors.New("events must be an array of event objects")
+	}
+	if len(raws) == 0 {
+		return nil, "events", errors.New("events must not be empty")
+	}
+	if len(raws) > s.cfg.MaxBatch {
+		return nil, "events", fmt.Errorf("%d events, more than the %d allowed in one request", len(raws), s.cfg.MaxBatch)
+	}
+	for i := range raws {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raws[i]); err == nil {
+			raws[i] = buf.Bytes()
+		}
+	}
+	return raws, "events", nil
+}

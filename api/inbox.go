@@ -1,0 +1,225 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/store"
+)
+
+// userHandler is a handler for an authenticated user.
+type userHandler func(w http.ResponseWriter, r *http.Request, userID string)
+
+// user authenticates the request's bearer JWT; a user only ever reaches
+// their own data because every handler is keyed by this id alone.
+func (s *Server) user(h userHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if tok == "" {
+			writeError(w, http.StatusUnauthorized, "", "missing token: send Authorization: Bearer <jwt>")
+			return
+		}
+		uid, err := s.cfg.Users.Verify(tok)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "", "invalid token: "+err.Error())
+			return
+		}
+		h(w, r, uid)
+	}
+}
+
+// storeError maps a store failure to a response.
+func (s *Server) storeError(w http.ResponseWriter, op string, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "", "not found")
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		writeError(w, http.StatusServiceUnavailable, "", "request cancelled")
+	default:
+		s.log.Error("store failure", "op", op, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "storage unavailable, retry later")
+	}
+}
+
+// decodeBody strictly decodes a small JSON body into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	const maxBody = 64 << 10
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body larger than %d bytes", mbe.Limit))
+		case errors.As(err, &te):
+			writeError(w, http.StatusBadRequest, te.Field, fmt.Sprintf("%s: wrong type %s", te.Field, te.Value))
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, "", "empty body")
+		default:
+			writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
+		}
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "", "trailing data after the JSON object")
+		return false
+	}
+	return true
+}
+
+func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, uid string) {
+	q := r.URL.Query()
+	after, limit := uint64(0), s.cfg.DefaultListLimit
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "after", "after must be a non-negative integer seq")
+			return
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > s.cfg.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "limit", fmt.Sprintf("limit must be an integer from 1 to %d", s.cfg.MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	unreadOnly := false
+	if v := q.Get("unread_only"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "unread_only", "unread_only must be true or false")
+			return
+		}
+		unreadOnly = b
+	}
+	ns, err := s.cfg.Store.List(r.Context(), uid, after, limit, unreadOnly)
+	if err != nil {
+		s.storeError(w, "list", err)
+		return
+	}
+	next := after
+	if len(ns) > 0 {
+		next = ns[len(ns)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Notifications []herald.Notification `json:"notifications"`
+		Next          uint64                `json:"next"`
+	}{ns, next})
+}
+
+func (s *Server) markRead(w http.ResponseWriter, r *http.Request, uid string) {
+	var req struct {
+		Seqs []uint64 `json:"seqs"`
+		All  bool     `json:"all"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !req.All && req.Seqs == nil {
+		writeError(w, http.StatusBadRequest, "seqs", `send {"seqs":[…]} or {"all":true}`)
+		return
+	}
+	if len(req.Seqs) > 1000 {
+		writeError(w, http.StatusBadRequest, "seqs", "at most 1000 seqs per request")
+		return
+	}
+	var unread int64
+	var err error
+	if req.All {
+		unread, err = s.cfg.Store.MarkAllRead(r.Context(), uid)
+	} else {
+		unread, err = s.cfg.Store.MarkRead(r.Context(), uid, req.Seqs)
+	}
+	if err != nil {
+		s.storeError(w, "mark_read", err)
+		return
+	}
+	if s.cfg.Unread != nil {
+		s.cfg.Unread.PublishUnread(r.Context(), uid, unread)
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"unread": unread})
+}
+
+func (s *Server) unreadCount(w http.ResponseWriter, r *http.Request, uid string) {
+	n, err := s.cfg.Store.UnreadCount(r.Context(), uid)
+	if err != nil {
+		s.storeError(w, "unread_count", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"unread": n})
+}
+
+func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request, uid string) {
+	p, err := s.cfg.Store.GetPreferences(r.Context(), uid)
+	if err != nil {
+		s.storeError(w, "get_preferences", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request, uid string) {
+	// Absent channels default to on, as for a user who never set any.
+	p := herald.DefaultPreferences()
+	if !decodeBody(w, r, &p) {
+		return
+	}
+	if err := p.Validate(); err != nil {
+		ve, _ := herald.AsValidationError(err)
+		writeError(w, http.StatusBadRequest, ve.Field, err.Error())
+		return
+	}
+	if err := s.cfg.Store.PutPreferences(r.Context(), uid, p); err != nil {
+		s.storeError(w, "put_preferences", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) postDevice(w http.ResponseWriter, r *http.Request, uid string) {
+	var d herald.Device
+	var req struct {
+		Platform string `json:"platform"`
+		Token    string `json:"token"`
+		AppID    string `json:"app_id"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	d = herald.Device{UserID: uid, Platform: req.Platform, Token: req.Token, AppID: req.AppID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}
+	if err := d.Validate(); err != nil {
+		ve, _ := herald.AsValidationError(err)
+		writeError(w, http.StatusBadRequest, ve.Field, err.Error())
+		return
+	}
+	if err := s.cfg.Store.PutDevice(r.Context(), d); err != nil {
+		s.storeError(w, "put_device", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, d)
+}
+
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, uid string) {
+	tok := r.PathValue("token")
+	if tok == "" {
+		writeError(w, http.StatusBadRequest, "token", "device token is required in the path")
+		return
+	}
+	if err := s.cfg.Store.DeleteDevice(r.Context(), uid, tok); err != nil {
+		s.storeError(w, "delete_device", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,205 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/store"
+)
+
+// Producer sends records to Kafka and waits for the acknowledgements
+// (*kgo.Client satisfies it). The client must be configured with acks=all,
+// franz-go's default.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// UserVerifier authenticates a user token and returns the user id.
+type UserVerifier interface {
+	Verify(token string) (userID string, err error)
+}
+
+// KeyChecker authenticates an upstream service's API key.
+type KeyChecker interface {
+	Valid(key string) bool
+}
+
+// UnreadPublisher tells the user's live connections their new unread count.
+type UnreadPublisher interface {
+	PublishUnread(ctx context.Context, userID string, unread int64)
+}
+
+// ReadyCheck is one named readiness probe for /readyz.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Config configures a Server.
+type Config struct {
+	// Store holds inboxes, preferences and devices. Required.
+	Store store.Store
+	// Producer sends accepted events; nil disables POST /v1/events (503).
+	Producer Producer
+	// EventsTopic is where accepted events go; "" means "herald.events".
+	EventsTopic string
+	// Users verifies user JWTs. Required.
+	Users UserVerifier
+	// Keys verifies upstream API keys; nil refuses every key (401).
+	Keys KeyChecker
+	// Unread is told of read-state changes; nil means nobody is told.
+	Unread UnreadPublisher
+	// WebSocket, when set, is mounted at /v1/ws.
+	WebSocket http.Handler
+	// Ready are the dependency checks of /readyz; none means always ready.
+	Ready []ReadyCheck
+	// MaxBatch is the most events one POST may carry; 0 means 500.
+	MaxBatch int
+	// MaxListLimit caps ?limit= of GET /v1/notifications; 0 means 500.
+	MaxListLimit int
+	// DefaultListLimit is used when ?limit= is absent; 0 means 50.
+	DefaultListLimit int
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP API; it is an http.Handler.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// ErrConfig is returned by New for an incomplete Config.
+var ErrConfig = errors.New("api: invalid config")
+
+// New validates cfg, fills defaults and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Users == nil {
+		return nil, errors.Join(ErrConfig, errors.New("Store and Users are required"))
+	}
+	if cfg.EventsTopic == "" {
+		cfg.EventsTopic = "herald.events"
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 500
+	}
+	if cfg.MaxListLimit <= 0 {
+		cfg.MaxListLimit = 500
+	}
+	if cfg.DefaultListLimit <= 0 {
+		cfg.DefaultListLimit = 50
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
+	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
+	s.route("/v1/notifications/read", map[string]http.HandlerFunc{http.MethodPost: s.user(s.markRead)})
+	s.route("/v1/notifications/unread_count", map[string]http.HandlerFunc{http.MethodGet: s.user(s.unreadCount)})
+	s.route("/v1/preferences", map[string]http.HandlerFunc{
+		http.MethodGet: s.user(s.getPreferences), http.MethodPut: s.user(s.putPreferences)})
+	s.route("/v1/devices", map[string]http.HandlerFunc{http.MethodPost: s.user(s.postDevice)})
+	s.route("/v1/devices/{token}", map[string]http.HandlerFunc{http.MethodDelete: s.user(s.deleteDevice)})
+	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
+	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
+	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+	s.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: metricsHandler.ServeHTTP})
+	if cfg.WebSocket != nil {
+		s.mux.Handle("/v1/ws", cfg.WebSocket)
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "", "no route for "+r.URL.Path)
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// route registers path with one handler per method; other methods get a
+// JSON 405 with an Allow header (ServeMux's own 405 is plain text).
+func (s *Server) route(path string, byMethod map[string]http.HandlerFunc) {
+	allow := ""
+	for m := range byMethod {
+		if allow != "" {
+			allow += ", "
+		}
+		allow += m
+	}
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h, ok := byMethod[r.Method]
+		if !ok {
+			rec.Header().Set("Allow", allow)
+			writeError(rec, http.StatusMethodNotAllowed, "", r.Method+" is not allowed on "+path+"; allowed: "+allow)
+		} else {
+			h(rec, r)
+		}
+		metrics.HTTPRequests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
+		metrics.HTTPSeconds.WithLabelValues(path).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, field, msg string) {
+	writeJSON(w, code, errorBody{Error: msg, Field: field})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	failed := map[string]string{}
+	for _, c := range s.cfg.Ready {
+		if err := c.Check(ctx); err != nil {
+			failed[c.Name] = err.Error()
+		}
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "not ready", "checks": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
