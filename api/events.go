@@ -7,23 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/metrics"
 )
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	const prefix = "bearer "
-	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
-		return strings.TrimSpace(h[len(prefix):])
-	}
-	return ""
-}
 
 // maxBodyBytes bounds a POST /v1/events body: a full batch of maximal
 // events plus the envelope.
@@ -37,7 +27,7 @@ func (s *Server) maxBodyBytes() int64 {
 // fails part way the caller retries the whole batch and the enricher
 // deduplicates by event id.
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
-	key := bearer(r)
+	key := auth.AuthorizationBearer(r)
 	if key == "" {
 		writeError(w, http.StatusUnauthorized, "", "missing API key: send Authorization: Bearer <key>")
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -21,7 +22,7 @@ type userHandler func(w http.ResponseWriter, r *http.Request, userID string)
 // their own data because every handler is keyed by this id alone.
 func (s *Server) user(h userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
+		tok := auth.AuthorizationBearer(r)
 		if tok == "" {
 			writeError(w, http.StatusUnauthorized, "", "missing token: send Authorization: Bearer <jwt>")
 			return

@@ -1,0 +1,53 @@
+# Herald. `make run` starts everything in one process on the embedded
+# default; `make test` runs the unit suite (race detector on, no servers).
+GO        ?= go
+BIN       ?= bin/herald
+PKGS      ?= ./...
+FUZZTIME  ?= 15s
+GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+
+.PHONY: all build run test test-integration fuzz bench lint vet fmt stack-up stack-down stack-status clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/herald
+
+run: build
+	./$(BIN) dev
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+# Short coverage-guided runs of every fuzz target (the seed corpora also run in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeClientFrame$$' -fuzztime $(FUZZTIME) ./delivery
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	$(GO) run $(GOLANGCI) run ./...
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+stack-up:
+	bash scripts/stack/stack.sh up
+
+stack-down:
+	bash scripts/stack/stack.sh down
+
+stack-status:
+	bash scripts/stack/stack.sh status
+
+test-integration: stack-up
+	$(GO) test -race -count=1 -tags integration -timeout 20m ./internal/integration/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,264 @@
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/store"
+)
+
+// opTimeout guards every subtest against a hung backend; it is a failure
+// guard, never a performance assertion.
+const opTimeout = 2 * time.Minute
+
+// Run runs the conformance suite. newStore is called once per subtest and
+// must return a ready store; the suite closes it when the subtest ends
+// (Close is idempotent, so the factory may also register its own cleanup).
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := &suite{newStore: newStore, run: runID()}
+
+	t.Run("Append", func(t *testing.T) {
+		t.Run("SequencesPerUser", s.appendSequencesPerUser)
+		t.Run("IndependentUsers", s.appendIndependentUsers)
+		t.Run("InterleavedBatch", s.appendInterleavedBatch)
+		t.Run("DuplicateAcrossCalls", s.appendDuplicateAcrossCalls)
+		t.Run("DuplicateWithinBatch", s.appendDuplicateWithinBatch)
+		t.Run("SameEventIDOtherUser", s.appendSameEventIDOtherUser)
+		t.Run("ReplayBatch", s.appendReplayBatch)
+		t.Run("ReplayAfterRead", s.appendReplayAfterRead)
+		t.Run("IgnoresInputSeqPrevRead", s.appendIgnoresInputSeqPrevRead)
+		t.Run("Empty", s.appendEmpty)
+	})
+	t.Run("List", func(t *testing.T) {
+		t.Run("AfterAndLimit", s.listAfterAndLimit)
+		t.Run("Paging", s.listPaging)
+		t.Run("UnreadOnly", s.listUnreadOnly)
+		t.Run("UnknownUser", s.listUnknownUser)
+	})
+	t.Run("Unread", func(t *testing.T) {
+		t.Run("MarkRead", s.unreadMarkRead)
+		t.Run("MarkAllRead", s.unreadMarkAllRead)
+		t.Run("PerUser", s.unreadPerUser)
+		t.Run("UnknownUser", s.unreadUnknownUser)
+	})
+	t.Run("Claim", s.claim)
+	t.Run("Preferences", func(t *testing.T) {
+		t.Run("Default", s.preferencesDefault)
+		t.Run("RoundTrip", s.preferencesRoundTrip)
+	})
+	t.Run("Devices", func(t *testing.T) {
+		t.Run("PutListDelete", s.devicesPutListDelete)
+		t.Run("Refresh", s.devicesRefresh)
+		t.Run("TokenMoves", s.devicesTokenMoves)
+	})
+	t.Run("Ping", s.ping)
+	t.Run("Close", s.close)
+	t.Run("Concurrent", func(t *testing.T) {
+		t.Run("AppendDifferentUsers", s.concurrentAppendDifferentUsers)
+		t.Run("MarkReadVsAppend", s.concurrentMarkReadVsAppend)
+	})
+}
+
+type suite struct {
+	newStore func(t *testing.T) store.Store
+	run      string       // random per Run call, keeps ids unique on shared backends
+	n        atomic.Int64 // distinguishes ids within the run
+}
+
+// runID is random so that runs against a persistent backend never collide.
+func runID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// open returns a fresh store closed at the end of the test, and a context
+// bounded by opTimeout.
+func (s *suite) open(t *testing.T) (store.Store, context.Context) {
+	t.Helper()
+	st := s.newStore(t)
+	if st == nil {
+		t.Fatal("newStore returned nil")
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	t.Cleanup(cancel)
+	return st, ctx
+}
+
+// user returns a user id unique to this run, in the contract's alphabet.
+func (s *suite) user(name string) string {
+	return fmt.Sprintf("st-%s-%d-%s", s.run, s.n.Add(1), name)
+}
+
+// token returns a device token unique to this run. name comes first so that
+// tests control how tokens sort.
+func (s *suite) token(name string) string {
+	return fmt.Sprintf("tok-%s-%s-%d", name, s.run, s.n.Add(1))
+}
+
+// baseTime is a fixed instant with millisecond precision.
+var baseTime = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// notif builds an unsequenced notification with every field set.
+func notif(userID, eventID string) herald.Notification {
+	created := baseTime.Add(time.Duration(len(eventID)) * time.Millisecond)
+	return herald.Notification{
+		ID:        herald.NewID(created),
+		EventID:   eventID,
+		Type:      "mention",
+		Priority:  herald.PriorityNormal,
+		Title:     "title " + eventID,
+		Body:      "body of " + eventID + " for " + userID,
+		Data:      []byte(`{"event":"` + eventID + `","n":1}`),
+		CreatedAt: created,
+		UserID:    userID,
+	}
+}
+
+// notifs builds n notifications for userID with event ids prefix-1..prefix-n.
+func notifs(userID, prefix string, n int) []herald.Notification {
+	out := make([]herald.Notification, n)
+	for i := range out {
+		out[i] = notif(userID, fmt.Sprintf("%s-%d", prefix, i+1))
+	}
+	return out
+}
+
+func mustAppend(t *testing.T, ctx context.Context, st store.Store, ns []herald.Notification) []store.AppendResult {
+	t.Helper()
+	res, err := st.Append(ctx, ns)
+	if err != nil {
+		t.Fatalf("Append(%d notifications): %v", len(ns), err)
+	}
+	if len(res) != len(ns) {
+		t.Fatalf("Append(%d notifications) returned %d results", len(ns), len(res))
+	}
+	return res
+}
+
+func mustList(t *testing.T, ctx context.Context, st store.Store, userID string, after uint64, limit int, unreadOnly bool) []herald.Notification {
+	t.Helper()
+	l, err := st.List(ctx, userID, after, limit, unreadOnly)
+	if err != nil {
+		t.Fatalf("List(%s, after=%d, limit=%d, unreadOnly=%v): %v", userID, after, limit, unreadOnly, err)
+	}
+	return l
+}
+
+func mustLastSeq(t *testing.T, ctx context.Context, st store.Store, userID string) uint64 {
+	t.Helper()
+	n, err := st.LastSeq(ctx, userID)
+	if err != nil {
+		t.Fatalf("LastSeq(%s): %v", userID, err)
+	}
+	return n
+}
+
+func mustUnread(t *testing.T, ctx context.Context, st store.Store, userID string) int64 {
+	t.Helper()
+	n, err := st.UnreadCount(ctx, userID)
+	if err != nil {
+		t.Fatalf("UnreadCount(%s): %v", userID, err)
+	}
+	return n
+}
+
+func mustMarkRead(t *testing.T, ctx context.Context, st store.Store, userID string, seqs ...uint64) int64 {
+	t.Helper()
+	n, err := st.MarkRead(ctx, userID, seqs)
+	if err != nil {
+		t.Fatalf("MarkRead(%s, %v): %v", userID, seqs, err)
+	}
+	return n
+}
+
+func mustMarkAllRead(t *testing.T, ctx context.Context, st store.Store, userID string) int64 {
+	t.Helper()
+	n, err := st.MarkAllRead(ctx, userID)
+	if err != nil {
+		t.Fatalf("MarkAllRead(%s): %v", userID, err)
+	}
+	return n
+}
+
+// seqsOf returns the seqs of l in order.
+func seqsOf(l []herald.Notification) []uint64 {
+	out := make([]uint64, len(l))
+	for i := range l {
+		out[i] = l[i].Seq
+	}
+	return out
+}
+
+func span(from, to uint64) []uint64 {
+	out := []uint64{}
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func equalSeqs(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func wantSeqs(t *testing.T, what string, l []herald.Notification, want []uint64) {
+	t.Helper()
+	if got := seqsOf(l); !equalSeqs(got, want) {
+		t.Fatalf("%s: seqs %v, want %v", what, got, want)
+	}
+}
+
+// sameContent checks that stored carries the caller-supplied fields of in.
+func sameContent(t *testing.T, what string, stored, in herald.Notification) {
+	t.Helper()
+	if stored.ID != in.ID {
+		t.Errorf("%s: ID %q, want %q", what, stored.ID, in.ID)
+	}
+	if stored.EventID != in.EventID {
+		t.Errorf("%s: EventID %q, want %q", what, stored.EventID, in.EventID)
+	}
+	if stored.UserID != in.UserID {
+		t.Errorf("%s: UserID %q, want %q", what, stored.UserID, in.UserID)
+	}
+	if stored.Type != in.Type || stored.Priority != in.Priority {
+		t.Errorf("%s: Type/Priority %q/%q, want %q/%q", what, stored.Type, stored.Priority, in.Type, in.Priority)
+	}
+	if stored.Title != in.Title || stored.Body != in.Body {
+		t.Errorf("%s: Title/Body %q/%q, want %q/%q", what, stored.Title, stored.Body, in.Title, in.Body)
+	}
+	if string(stored.Data) != string(in.Data) {
+		t.Errorf("%s: Data %s, want %s", what, stored.Data, in.Data)
+	}
+	if !stored.CreatedAt.Equal(in.CreatedAt) {
+		t.Errorf("%s: CreatedAt %v, want %v", what, stored.CreatedAt, in.CreatedAt)
+	}
+}
+
+// checkChain checks that l is seqs from..to with Prev = Seq-1.
+func checkChain(t *testing.T, what string, l []herald.Notification, from, to uint64) {
+	t.Helper()
+	wantSeqs(t, what, l, span(from, to))
+	for _, n := range l {
+		if n.Prev != n.Seq-1 {
+			t.Fatalf("%s: seq %d has prev %d, want %d", what, n.Seq, n.Prev, n.Seq-1)
+		}
+	}
+}
