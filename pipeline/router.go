@@ -1,0 +1,385 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/topics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Deliverer hands a notification to the user's live connections, wherever
+// they are. The Router calls it from one goroutine per partition, so
+// concurrently for different users but in seq order for any one user; it
+// must be safe for concurrent use and should not block for long (queue, do
+// not write to a socket inline).
+type Deliverer interface {
+	// Deliver returns online=false when the user has no live connection
+	// anywhere. An error means presence or delivery could not be determined
+	// (e.g. Redis unreachable); the Router retries the record.
+	Deliver(ctx context.Context, userID string, n herald.Notification) (online bool, err error)
+}
+
+// DelivererFunc adapts a function to the Deliverer interface.
+type DelivererFunc func(ctx context.Context, userID string, n herald.Notification) (bool, error)
+
+// Deliver calls f.
+func (f DelivererFunc) Deliver(ctx context.Context, userID string, n herald.Notification) (bool, error) {
+	return f(ctx, userID, n)
+}
+
+// routerDecodeErrors counts herald.deliveries records the Router skipped.
+var routerDecodeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+	Namespace: "herald", Name: "router_decode_errors_total",
+	Help: "herald.deliveries records skipped by the router because they could not be decoded.",
+})
+
+func init() { metrics.Registry.MustRegister(routerDecodeErrors) }
+
+// RouterConfig configures a Router. Only Deliverer and a way to reach the
+// brokers are required.
+type RouterConfig struct {
+	// Brokers are the seed brokers. May be empty if ClientOptions carries
+	// kgo.SeedBrokers.
+	Brokers []string
+	// ClientOptions are extra franz-go options appended after Herald's;
+	// the group, topic, isolation level and commit mode are set after them.
+	ClientOptions []kgo.Opt
+	// Group is the gateway fleet's consumer group. Zero value:
+	// "herald-gateway".
+	Group string
+	// Topics are the topic names. Zero value: topics.WithPrefix("").
+	Topics topics.Names
+	// Deliverer reaches live connections. Required.
+	Deliverer Deliverer
+	// Logger receives operational logs. Zero value: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock used for push expiry. Zero value: time.Now.
+	Now func() time.Time
+	// MaxPollRecords bounds one batch. Zero value: 500.
+	MaxPollRecords int
+	// StartAtEnd makes a group without committed offsets start at the end
+	// of herald.deliveries. Zero value: start at the beginning, so nothing
+	// stored before the first gateway started is missed (at most the
+	// topic's retention is replayed, once).
+	StartAtEnd bool
+	// RetryBackoff is the first delay before a failed Deliver or push
+	// produce is retried; it doubles up to MaxRetryBackoff. Zero values:
+	// 200ms and 10s.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+}
+
+func (c *RouterConfig) setDefaults() error {
+	if c.Deliverer == nil {
+		return fmt.Errorf("%w: router: Deliverer is required", ErrInvalidConfig)
+	}
+	if len(c.Brokers) == 0 && len(c.ClientOptions) == 0 {
+		return fmt.Errorf("%w: router: Brokers (or ClientOptions with seed brokers) required", ErrInvalidConfig)
+	}
+	if c.Group == "" {
+		c.Group = "herald-gateway"
+	}
+	if c.Topics.IsZero() {
+		c.Topics = topics.WithPrefix("")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 500
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 200 * time.Millisecond
+	}
+	if c.MaxRetryBackoff < c.RetryBackoff {
+		c.MaxRetryBackoff = max(10*time.Second, c.RetryBackoff)
+	}
+	return nil
+}
+
+// Router consumes herald.deliveries for the gateway fleet: live delivery
+// through the Deliverer, push jobs for offline users. It is at least once:
+// a batch's offsets are committed only after every record was delivered
+// and every push job acknowledged, so a crash replays (and may re-deliver)
+// the uncommitted tail; clients dedupe by seq.
+type Router struct {
+	cfg RouterConfig
+	log *slog.Logger
+	cl  *kgo.Client
+
+	lc        lifecycle
+	closeOnce sync.Once
+}
+
+// NewRouter validates cfg, fills its defaults and creates the Kafka client
+// (which joins the group in the background).
+func NewRouter(cfg RouterConfig) (*Router, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	reset := kgo.NewOffset().AtStart()
+	if cfg.StartAtEnd {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics.Deliveries),
+		// Deliveries are written in transactions: never show a client a
+		// notification whose transaction aborted.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(reset),
+		kgo.DisableAutoCommit(),
+		// We commit after handling a batch; blocking rebalances while we
+		// hold polled records ensures those commits are for partitions we
+		// still own.
+		kgo.BlockRebalanceOnPoll(),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: router: %v", ErrInvalidConfig, err)
+	}
+	return &Router{
+		cfg: cfg,
+		log: cfg.Logger.With("component", "router", "group", cfg.Group),
+		cl:  cl,
+		lc:  newLifecycle(),
+	}, nil
+}
+
+// Close stops Run, waits for it to return and closes the client, leaving
+// the group without committing what was not handled. It is idempotent and
+// safe to call concurrently with Run.
+func (r *Router) Close() {
+	r.lc.stop()
+	r.closeClient()
+}
+
+func (r *Router) closeClient() { r.closeOnce.Do(r.cl.Close) }
+
+// Run consumes herald.deliveries until ctx is done or Close is called,
+// then returns nil (ErrClosed if the client was closed under it). For each
+// polled batch it handles every partition's records in order, on one
+// goroutine per partition, produces the push jobs (acks=all), then commits
+// the batch's offsets. A failing Deliver or push produce is retried with
+// backoff, pausing consumption rather than skipping; undecodable records
+// are logged, counted and skipped.
+//
+// On return Run has stopped polling and closed the client; offsets of a
+// batch interrupted by shutdown are not committed. Run may be called once.
+func (r *Router) Run(ctx context.Context) error {
+	if err := r.lc.begin(); err != nil {
+		return err
+	}
+	defer r.lc.end()
+	defer r.closeClient()
+	ctx, release := r.lc.runContext(ctx)
+	defer release()
+
+	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	for {
+		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() {
+			return ErrClosed
+		}
+		if ctx.Err() != nil {
+			r.cl.AllowRebalance()
+			return nil
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, p int32, err error) {
+			fetchErr = err
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			r.cl.AllowRebalance()
+			if fetchErr != nil && !sleep(ctx, bo.next()) {
+				return nil
+			}
+			continue
+		}
+		bo.reset()
+		if err := r.handle(ctx, fetches); err != nil {
+			// Only shutdown interrupts handling: leave the offsets for
+			// the next owner.
+			r.cl.AllowRebalance()
+			return nil
+		}
+		if err := r.cl.CommitRecords(ctx, fetches.Records()...); err != nil {
+			// The records will be delivered again by whoever owns the
+			// partition next: at least once.
+			r.log.Warn("commit failed", "err", err)
+		}
+		r.cl.AllowRebalance()
+	}
+}
+
+// handle delivers a batch and produces its push jobs. It returns an error
+// only when ctx is done.
+func (r *Router) handle(ctx context.Context, fetches kgo.Fetches) error {
+	var parts []kgo.FetchTopicPartition
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			parts = append(parts, p)
+		}
+	})
+	jobs := make([][]*kgo.Record, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jobs[i], errs[i] = r.handlePartition(ctx, parts[i].Records)
+		}()
+	}
+	wg.Wait()
+	var all []*kgo.Record
+	for i := range parts {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		all = append(all, jobs[i]...)
+	}
+	return r.producePush(ctx, all)
+}
+
+// handlePartition delivers one partition's records in offset order, hence
+// each user's notifications in seq order, and returns the push jobs to
+// produce.
+func (r *Router) handlePartition(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	var jobs []*kgo.Record
+	for _, rec := range recs {
+		userID, n, err := decodeDelivery(rec)
+		if err != nil {
+			routerDecodeErrors.Inc()
+			r.log.Error("skipping undecodable deliveries record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			continue
+		}
+		online, err := r.deliver(ctx, userID, n)
+		if err != nil {
+			return nil, err
+		}
+		if online {
+			continue
+		}
+		job, reason := r.pushJob(rec, userID, n)
+		if job == nil {
+			metrics.PushSuppressed.WithLabelValues(reason).Inc()
+			continue
+		}
+		jobs = append(jobs, job)
+	}
+	return jobs, nil
+}
+
+// deliver calls the Deliverer, retrying with backoff until it answers or
+// ctx is done.
+func (r *Router) deliver(ctx context.Context, userID string, n herald.Notification) (bool, error) {
+	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	for {
+		online, err := r.cfg.Deliverer.Deliver(ctx, userID, n)
+		if err == nil {
+			return online, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		d := bo.next()
+		r.log.Warn("deliver failed, retrying", "user", userID, "seq", n.Seq, "backoff", d, "err", err)
+		if !sleep(ctx, d) {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// pushJob builds the push record for an offline user's notification, or
+// returns nil and the suppression reason.
+func (r *Router) pushJob(rec *kgo.Record, userID string, n herald.Notification) (*kgo.Record, string) {
+	switch decision, _ := header(rec, HeaderPush); decision {
+	case herald.PushAllowed.String():
+	case herald.PushDisabled.String(), herald.PushQuietHours.String():
+		return nil, decision
+	default:
+		// Missing or unknown: never push on a decision we cannot read.
+		return nil, "unknown"
+	}
+	job := herald.PushJob{UserID: userID, Notification: n}
+	job.CollapseKey, _ = header(rec, HeaderCollapseKey)
+	if s, ok := header(rec, HeaderExpiresAt); ok {
+		exp, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			r.log.Warn("ignoring a malformed expiry header", "user", userID, "seq", n.Seq, "value", s)
+		} else {
+			if r.cfg.Now().After(exp) {
+				return nil, "expired"
+			}
+			job.ExpiresAt = exp
+		}
+	}
+	v, err := json.Marshal(job)
+	if err != nil { // only a notification with invalid raw Data; it decoded, so unreachable
+		r.log.Error("cannot encode push job", "user", userID, "seq", n.Seq, "err", err)
+		return nil, "unknown"
+	}
+	return &kgo.Record{Topic: r.cfg.Topics.Push, Key: []byte(userID), Value: v}, ""
+}
+
+// producePush produces the batch's push jobs and waits for every ack,
+// retrying the failed ones until they succeed or ctx is done.
+func (r *Router) producePush(ctx context.Context, jobs []*kgo.Record) error {
+	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	for len(jobs) > 0 {
+		res := r.cl.ProduceSync(ctx, jobs...)
+		var failed []*kgo.Record
+		for _, pr := range res {
+			if pr.Err != nil {
+				pr.Record.Partition, pr.Record.Offset = 0, 0
+				failed = append(failed, pr.Record)
+			}
+		}
+		metrics.PushJobs.WithLabelValues("router").Add(float64(len(jobs) - len(failed)))
+		if len(failed) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := bo.next()
+		r.log.Warn("push job produce failed, retrying", "failed", len(failed), "backoff", d, "err", res.FirstErr())
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+		jobs = failed
+	}
+	return nil
+}
+
+// decodeDelivery reads a herald.deliveries record: key = user id, value =
+// Notification JSON.
+func decodeDelivery(rec *kgo.Record) (string, herald.Notification, error) {
+	var n herald.Notification
+	userID := string(rec.Key)
+	if err := herald.ValidateUserID(userID); err != nil {
+		return "", n, fmt.Errorf("key: %w", err)
+	}
+	if err := json.Unmarshal(rec.Value, &n); err != nil {
+		return "", n, fmt.Errorf("value: %w", err)
+	}
+	if n.Seq == 0 || n.EventID == "" {
+		return "", n, fmt.Errorf("value: notification without seq or event_id")
+	}
+	n.UserID = userID
+	return userID, n, nil
+}
