@@ -21,7 +21,7 @@ type Config struct {
 	Replication int      // replication factor for `herald topics`; -1 = broker default
 
 	DataDir   string // herald dev: where kfake and the embedded store keep data
-	KafkaAddr string // herald dev: listen address of the embedded Kafka
+	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)
 
 	Store             string   // "embedded" or "cassandra"
 	StorePath         string   // embedded store file
@@ -54,7 +54,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	str(fs, &c.TopicPrefix, "topic-prefix", "HERALD_TOPIC_PREFIX", "herald.", "prefix of Herald's topic names")
 	num(fs, &c.Replication, "replication", "HERALD_REPLICATION", -1, "topic replication factor (-1: broker default)")
 	str(fs, &c.DataDir, "data-dir", "HERALD_DATA_DIR", ".herald", "herald dev: data directory (embedded Kafka and store)")
-	str(fs, &c.KafkaAddr, "kafka-addr", "HERALD_KAFKA_ADDR", "127.0.0.1:19092", "herald dev: embedded Kafka listen address")
+	num(fs, &c.KafkaPort, "kafka-port", "HERALD_KAFKA_PORT", 19092, "herald dev: port of the embedded Kafka on 127.0.0.1 (0: any free port)")
 	str(fs, &c.Store, "store", "HERALD_STORE", "cassandra", "store: embedded or cassandra")
 	str(fs, &c.StorePath, "store-path", "HERALD_STORE_PATH", "herald.db", "embedded store file")
 	list(fs, &c.CassandraHosts, "cassandra", "HERALD_CASSANDRA_HOSTS", "127.0.0.1:9042", "Cassandra contact points, comma separated")

@@ -1,0 +1,55 @@
+// Command herald is Herald's one binary. Each subcommand reads flags (with
+// HERALD_* environment defaults), builds its Config and runs; the work is in
+// the packages.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string) error
+}
+
+var commands = []command{
+	{"dev", "run every role in one process on the embedded defaults", runDev},
+	{"token", "mint a user token: herald token <user_id>", runToken},
+	{"send", "post a test event to the HTTP API", runSend},
+	{"topics", "create or update Herald's Kafka topics", runTopics},
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: herald <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(os.Stderr, "\nRun herald <command> -h for its flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			if err := c.run(ctx, os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "herald "+c.name+":", err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	if os.Args[1] != "-h" && os.Args[1] != "--help" && os.Args[1] != "help" {
+		fmt.Fprintf(os.Stderr, "herald: unknown command %q\n\n", os.Args[1])
+	}
+	usage()
+	os.Exit(2)
+}
