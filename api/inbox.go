@@ -29,7 +29,7 @@ func (s *Server) user(h userHandler) http.HandlerFunc {
 		}
 		uid, err := s.cfg.Users.Verify(tok)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized, "", "invalid token: "+err.Error())
+			writeError(w, http.StatusUnauthorized, "", err.Error())
 			return
 		}
 		h(w, r, uid)

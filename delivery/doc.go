@@ -1,0 +1,31 @@
+// Package delivery is Herald's WebSocket gateway: it authenticates a user's
+// connection (GET /v1/ws?token=JWT&after=SEQ), replays what the user missed
+// from the durable inbox, then streams live notifications handed to it by
+// the router, with no gap and no duplicate at the seam.
+//
+// Design, for many mostly idle connections:
+//
+//   - The hub is sharded by user id; each shard has its own mutex. Nothing
+//     serialises all connections through one goroutine or one lock.
+//   - An idle connection owns exactly one goroutine, its reader, started
+//     fresh after the upgrade so it does not inherit net/http's grown
+//     stack. There is no writer goroutine per connection: when a frame is
+//     queued on a connection without a writer, a short-lived writer
+//     goroutine drains the queue and exits. The write buffer is pooled and
+//     the read buffer small.
+//   - There are no per-connection timers: a few shared ping loops walk the
+//     shards and queue a ping on each connection; the read deadline is
+//     PingInterval+PongWait from the last pong or message.
+//   - Each connection's outbound queue is bounded in bytes. A client that
+//     does not keep up is closed with 4008 and resumes later with
+//     after=<last seq>; everyone else keeps receiving.
+//
+// Replay/live seam: the connection is registered in the hub before the
+// inbox is read, so a live notification that arrives during the replay is
+// buffered on the connection. After the replay the buffered ones newer than
+// the last replayed seq are sent, then {"type":"synced"}, then live traffic.
+// Every connection tracks the last seq it sent: a live notification at or
+// below it is a duplicate and skipped; one whose prev is above it reveals a
+// gap (a notification lost between gateways) that is filled from the inbox
+// before it is sent.
+package delivery

@@ -1,0 +1,458 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/store"
+)
+
+// TokenVerifier authenticates a user token; *auth.Verifier implements it.
+type TokenVerifier interface {
+	Verify(token string) (userID string, err error)
+}
+
+// ExpiringVerifier is a TokenVerifier that also reports until when the
+// token is valid; *auth.Verifier implements it. A connection authenticated
+// by one is closed with 4001 once its token has expired (checked at each
+// ping, so within PingInterval). Clients reconnect with a fresh token and
+// after=<last seq>.
+type ExpiringVerifier interface {
+	VerifyExpiry(token string) (userID string, validUntil time.Time, err error)
+}
+
+// UnreadPublisher tells every live connection of a user, wherever it is
+// connected, the user's new unread count. The Gateway implements it for its
+// own connections; a multi-gateway deployment passes one that fans out
+// across gateways (and calls each gateway's PublishUnread).
+type UnreadPublisher interface {
+	PublishUnread(ctx context.Context, userID string, unread int64)
+}
+
+// Config configures a Gateway. Zero values mean the documented default.
+type Config struct {
+	// Store is the durable inbox: replay, gap fill, read marks. Required; a
+	// store.Store satisfies it.
+	Store store.Inbox
+	// Verifier authenticates the token of the upgrade request. Required;
+	// *auth.Verifier satisfies it. If it also implements ExpiringVerifier,
+	// connections end (4001) when their token expires.
+	Verifier TokenVerifier
+	// Unread receives the unread count after a client's read frame; nil
+	// means this gateway's own PublishUnread (local connections only).
+	Unread UnreadPublisher
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+
+	// ReplayLimit caps the replay of a connection without ?after= (its
+	// unread notifications, oldest first); 0 means 100.
+	ReplayLimit int
+	// ReplayPageSize is how many notifications one store read of a replay
+	// (with ?after=) or of a gap fill returns; 0 means 100.
+	ReplayPageSize int
+	// MaxMessageBytes is the largest client frame; a larger one closes the
+	// connection with 1009. 0 means 4 KiB.
+	MaxMessageBytes int64
+	// MaxQueueBytes bounds the frames waiting to be written to one
+	// connection (and the live notifications buffered during its replay);
+	// a connection that would exceed it is closed with 4008. It must exceed
+	// the largest frame. 0 means 1 MiB.
+	MaxQueueBytes int
+	// PingInterval is how often each connection is pinged; 0 means 25 s.
+	PingInterval time.Duration
+	// PongWait is how long after a ping interval a connection may stay
+	// silent: the read deadline is PingInterval+PongWait after the last
+	// pong or message. 0 means 10 s.
+	PongWait time.Duration
+	// WriteTimeout bounds one frame write; a connection whose write times
+	// out is dropped. 0 means 10 s.
+	WriteTimeout time.Duration
+	// StoreTimeout bounds one store call; 0 means 10 s.
+	StoreTimeout time.Duration
+	// CloseGrace is how long the gateway waits for the client's answer to
+	// its close frame before dropping the TCP connection; 0 means 2 s.
+	CloseGrace time.Duration
+	// AllowedOrigins lists the Origin header values (e.g.
+	// "https://app.example.com", compared case-insensitively) or bare hosts
+	// ("app.example.com") allowed to connect. Empty means the Origin's host
+	// must equal the request's Host (gorilla's default); "*" allows any.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// MaxConnsPerUser caps one user's connections on this gateway; more
+	// are refused with HTTP 429. 0 means 32, negative means no cap.
+	MaxConnsPerUser int
+	// Shards is the number of hub shards, rounded up to a power of two; 0
+	// means 64.
+	Shards int
+	// PingLoops is the number of goroutines sharing the pinging of all
+	// shards; 0 means min(4, Shards).
+	PingLoops int
+	// ReadBufferSize is each connection's read buffer, held for the
+	// connection's life; 0 means 512 bytes (frames may be larger).
+	ReadBufferSize int
+	// WriteBufferSize is the size of the pooled write buffers; 0 means 4 KiB.
+	WriteBufferSize int
+}
+
+// Errors returned by New.
+var (
+	// ErrNoStore means Config.Store is nil.
+	ErrNoStore = errors.New("delivery: Config.Store is required")
+	// ErrNoVerifier means Config.Verifier is nil.
+	ErrNoVerifier = errors.New("delivery: Config.Verifier is required")
+)
+
+// Gateway is the WebSocket gateway: an http.Handler for GET /v1/ws, and the
+// router's local delivery target (Deliver, PublishUnread, HasLocal).
+//
+// Lock order: Gateway.mu, shard.mu and conn.mu are all leaves — no code
+// path holds two of them at once. Code holding shard.mu only copies
+// connection pointers; connection state is changed under conn.mu after the
+// shard lock is released.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	unread   UnreadPublisher
+	upgrader websocket.Upgrader
+	hub      hub
+	readWait time.Duration // PingInterval + PongWait
+
+	allowAll bool
+	origins  []string
+
+	// ctx bounds store calls; cancelled by Shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // guards the handshake admission against Shutdown
+	closing atomic.Bool
+	// wg counts every goroutine the gateway owns: ServeHTTP calls, readers,
+	// writers, gap fills and ping loops.
+	wg    sync.WaitGroup
+	stop  chan struct{} // closed by Shutdown: stops the ping loops
+	once  sync.Once
+	done  chan struct{} // closed when wg has drained after Shutdown
+	conns atomic.Int64
+}
+
+var (
+	replayDeliveries = metrics.Deliveries.WithLabelValues("replay")
+	liveDeliveries   = metrics.Deliveries.WithLabelValues("live")
+)
+
+// New validates cfg, fills its defaults and starts the ping loops. Stop the
+// gateway with Shutdown.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Store == nil {
+		return nil, ErrNoStore
+	}
+	if cfg.Verifier == nil {
+		return nil, ErrNoVerifier
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.ReplayLimit, 100)
+	def(&cfg.ReplayPageSize, 100)
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 4 << 10
+	}
+	def(&cfg.MaxQueueBytes, 1<<20)
+	defDur(&cfg.PingInterval, 25*time.Second)
+	defDur(&cfg.PongWait, 10*time.Second)
+	defDur(&cfg.WriteTimeout, 10*time.Second)
+	defDur(&cfg.StoreTimeout, 10*time.Second)
+	defDur(&cfg.CloseGrace, 2*time.Second)
+	switch {
+	case cfg.MaxConnsPerUser == 0:
+		cfg.MaxConnsPerUser = 32
+	case cfg.MaxConnsPerUser < 0:
+		cfg.MaxConnsPerUser = math.MaxInt
+	}
+	def(&cfg.Shards, 64)
+	shards := 1
+	for shards < cfg.Shards {
+		shards <<= 1
+	}
+	cfg.Shards = shards
+	def(&cfg.PingLoops, min(4, cfg.Shards))
+	cfg.PingLoops = min(cfg.PingLoops, cfg.Shards)
+	def(&cfg.ReadBufferSize, 512)
+	def(&cfg.WriteBufferSize, 4<<10)
+
+	g := &Gateway{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "gateway"),
+		unread:   cfg.Unread,
+		readWait: cfg.PingInterval + cfg.PongWait,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if g.unread == nil {
+		g.unread = g
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			g.allowAll = true
+		}
+		g.origins = append(g.origins, strings.TrimRight(o, "/"))
+	}
+	g.hub.init(cfg.Shards)
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.WriteTimeout,
+		ReadBufferSize:   cfg.ReadBufferSize,
+		WriteBufferSize:  cfg.WriteBufferSize,
+		WriteBufferPool:  &sync.Pool{},
+		// The origin was checked before the upgrade, with a JSON error.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			writeError(w, status, reason.Error())
+		},
+	}
+	for i := range cfg.PingLoops {
+		g.wg.Add(1)
+		go g.pingLoop(i, cfg.PingLoops)
+	}
+	return g, nil
+}
+
+// writeError writes the contract's {"error":"…"} body.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// ServeHTTP handles GET /v1/ws?token=JWT&after=SEQ. Authentication, origin
+// and parameter errors are answered with a JSON error before the upgrade.
+// After the upgrade it replays the inbox on the calling goroutine, hands
+// the connection to its reader goroutine and returns.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "use GET with a WebSocket upgrade")
+		return
+	}
+	g.mu.Lock()
+	if g.closing.Load() {
+		g.mu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, "server is shutting down, retry later")
+		return
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	defer g.wg.Done()
+
+	user, expires, err := g.verify(auth.BearerToken(r))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		writeError(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	if !g.originAllowed(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	var after uint64
+	hasAfter := false
+	if s := r.URL.Query().Get("after"); s != "" {
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after must be a non-negative integer seq, got %q", s))
+			return
+		}
+		hasAfter = true
+	}
+	if g.hub.count(user) >= g.cfg.MaxConnsPerUser {
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d connections for this user", g.cfg.MaxConnsPerUser))
+		return
+	}
+	ws, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered with an error
+	}
+	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
+	if err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser); err != nil {
+		// Lost a race with Shutdown or with the user's other handshakes.
+		code, reason := CloseRestarting, "server restarting"
+		if errors.Is(err, errTooManyConns) {
+			code, reason = CloseTooManyConns, "too many connections for this user"
+		}
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(code, reason), time.Now().Add(g.cfg.WriteTimeout))
+		_ = ws.Close()
+		return
+	}
+	g.conns.Add(1)
+	metrics.Connections.Inc()
+	g.log.Debug("connected", "user", user, "after", r.URL.Query().Get("after"), "remote", r.RemoteAddr)
+
+	ws.SetReadLimit(g.cfg.MaxMessageBytes)
+	_ = ws.SetReadDeadline(time.Now().Add(g.readWait))
+	ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
+	ws.SetPingHandler(c.onPing)
+	// A fresh goroutine starts with a small stack; this one has grown
+	// through net/http and will exit after the replay.
+	g.wg.Add(1)
+	go c.readLoop()
+	c.replay(after, hasAfter)
+}
+
+// verify authenticates token; expires is the token's end in Unix
+// nanoseconds, 0 if the verifier does not tell.
+func (g *Gateway) verify(token string) (user string, expires int64, err error) {
+	if ev, ok := g.cfg.Verifier.(ExpiringVerifier); ok {
+		user, until, err := ev.VerifyExpiry(token)
+		if err != nil || until.IsZero() {
+			return user, 0, err
+		}
+		return user, until.UnixNano(), nil
+	}
+	user, err = g.cfg.Verifier.Verify(token)
+	return user, 0, err
+}
+
+func (g *Gateway) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || g.allowAll {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(g.origins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, o := range g.origins {
+		if strings.EqualFold(o, origin) || (!strings.Contains(o, "://") && strings.EqualFold(o, u.Host)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Deliver queues n to every connection of userID on this gateway and
+// reports whether the user has at least one (online). It never blocks on
+// the network: a connection whose queue is full is closed with 4008
+// instead. Notifications older than what a connection already sent are
+// skipped; one that reveals a gap is sent after the gap is filled from the
+// store by a background goroutine. ctx is not used for I/O. The error is
+// non-nil only if n cannot be encoded.
+func (g *Gateway) Deliver(ctx context.Context, userID string, n herald.Notification) (online bool, err error) {
+	var arr [8]*conn
+	cs := g.hub.appendConns(userID, arr[:0])
+	if len(cs) == 0 {
+		return false, nil
+	}
+	frame, err := encodeNotification(&n)
+	if err != nil {
+		return false, fmt.Errorf("delivery: encode notification %d of %s: %w", n.Seq, userID, err)
+	}
+	queued := 0
+	for _, c := range cs {
+		alive, q := c.offer(n.Seq, n.Prev, frame)
+		online = online || alive
+		if q {
+			queued++
+		}
+	}
+	clear(cs)
+	if queued > 0 {
+		liveDeliveries.Add(float64(queued))
+		if !n.CreatedAt.IsZero() {
+			metrics.DeliveryLatencySeconds.Observe(time.Since(n.CreatedAt).Seconds())
+		}
+	}
+	return online, nil
+}
+
+// PublishUnread queues {"type":"unread","count":unread} to every connection
+// of userID on this gateway. It never blocks on the network.
+func (g *Gateway) PublishUnread(ctx context.Context, userID string, unread int64) {
+	var arr [8]*conn
+	cs := g.hub.appendConns(userID, arr[:0])
+	if len(cs) == 0 {
+		return
+	}
+	frame := encodeUnread(unread)
+	for _, c := range cs {
+		c.send(frame)
+	}
+	clear(cs)
+}
+
+// HasLocal reports whether userID has an open connection on this gateway.
+func (g *Gateway) HasLocal(userID string) bool {
+	return g.hub.hasOpen(userID)
+}
+
+// ConnCount is the number of connections registered on this gateway,
+// including ones being closed.
+func (g *Gateway) ConnCount() int {
+	return int(g.conns.Load())
+}
+
+// Shutdown stops accepting upgrades, closes every connection with 1012
+// "server restarting" and waits for all of the gateway's goroutines. When ctx
+// ends first the remaining sockets are dropped without the close handshake,
+// and ctx's error is returned once the goroutines have exited. It is
+// idempotent and safe to call concurrently.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.once.Do(func() {
+		g.mu.Lock()
+		g.closing.Store(true)
+		g.mu.Unlock()
+		close(g.stop)
+		g.hub.each(func(c *conn) { c.close(CloseRestarting, "server restarting", "shutdown") })
+		// Every connection is closing: abort replays and read marks
+		// waiting on the store so their close frames go out now.
+		g.cancel()
+		go func() {
+			g.wg.Wait()
+			close(g.done)
+		}()
+	})
+	select {
+	case <-g.done:
+		return nil
+	case <-ctx.Done():
+	}
+	// Out of patience: drop the sockets, which ends every reader and writer
+	// promptly.
+	g.hub.each(func(c *conn) { _ = c.ws.Close() })
+	<-g.done
+	return ctx.Err()
+}
+
+// storeCtx bounds one store call.
+func (g *Gateway) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(g.ctx, g.cfg.StoreTimeout)
+}
