@@ -2,6 +2,7 @@ package herald
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"time"
 
@@ -42,6 +43,21 @@ func NewNotification(e *Event) Notification {
 		CreatedAt: e.CreatedAt,
 		UserID:    e.UserID,
 	}
+}
+
+// SourceID returns the ULID of the notification made from the record
+// identified by source (topic/partition/offset): sortable by t, and the
+// same for every replay of that record. Comparing it with the stored copy's
+// ID tells a replay of one record (produce it again) from another record
+// carrying the same event id (a duplicate).
+func SourceID(t time.Time, source string) string {
+	sum := sha256.Sum256([]byte(source))
+	var id ulid.ULID
+	if err := id.SetTime(ulid.Timestamp(t)); err != nil {
+		_ = id.SetTime(0)
+	}
+	_ = id.SetEntropy(sum[:10])
+	return id.String()
 }
 
 // NewID returns a ULID: unique, and sortable by t.

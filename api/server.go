@@ -203,3 +203,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// Ops serves only /healthz, /readyz and /metrics, plus the extra routes,
+// for roles that do not serve the user API (enricher, gateway).
+func Ops(checks []ReadyCheck, extra map[string]http.Handler) http.Handler {
+	s := &Server{cfg: Config{Ready: checks}, mux: http.NewServeMux(), log: slog.Default()}
+	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
+	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
+	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+	s.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: metricsHandler.ServeHTTP})
+	for path, h := range extra {
+		s.mux.Handle(path, h)
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "", "no route for "+r.URL.Path)
+	})
+	return s
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -261,3 +262,6 @@ func alterDrifted(ctx context.Context, adm *kadm.Client, specs []Spec, replicati
 	}
 	return changes, nil
 }
+
+// Prefix is the prefix the names were built with.
+func (n Names) Prefix() string { return strings.TrimSuffix(n.Events, "events") }

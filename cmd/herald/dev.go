@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -62,9 +61,7 @@ func runToken(_ context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("no --jwt-secret and no dev secrets in %s (start `herald dev` once): %w", cfg.DataDir, err)
 		}
-		if secret, err = hex.DecodeString(s.JWTSecret); err != nil {
-			return err
-		}
+		secret = []byte(s.JWTSecret)
 	}
 	tok, err := auth.Mint(secret, fs.Arg(0), *ttl)
 	if err != nil {

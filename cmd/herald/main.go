@@ -5,10 +5,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/config"
 )
 
 type command struct {
@@ -21,6 +25,22 @@ var commands = []command{
 	{"token", "mint a user token: herald token <user_id>", runToken},
 	{"send", "post a test event to the HTTP API", runSend},
 	{"topics", "create or update Herald's Kafka topics", runTopics},
+	{"migrate", "create the Cassandra keyspace and apply the CQL migrations", role(app.Migrate)},
+	{"api", "serve the HTTP API (event intake, inbox, preferences, devices)", role(app.RunAPI)},
+	{"enricher", "consume herald.events, enrich, store, produce herald.deliveries", role(app.RunEnricher)},
+	{"gateway", "serve WebSockets and deliver herald.deliveries", role(app.RunGateway)},
+}
+
+// role adapts a production role: parse the shared flags, then run.
+func role(run func(ctx context.Context, cfg *config.Config) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		fs := flag.NewFlagSet(os.Args[1], flag.ContinueOnError)
+		cfg := config.Flags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return run(ctx, cfg)
+	}
 }
 
 func usage() {

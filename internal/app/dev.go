@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,11 +106,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, fmt.Errorf("creating topics: %w", err)
 	}
 
-	secret, err := hex.DecodeString(d.secrets.JWTSecret)
-	if err != nil {
-		return nil, fmt.Errorf("dev secrets: jwt_secret: %w", err)
-	}
-	verifier, err := auth.NewVerifier(auth.Config{HMACSecrets: [][]byte{secret}})
+	verifier, err := auth.NewVerifier(auth.Config{HMACSecrets: [][]byte{[]byte(d.secrets.JWTSecret)}})
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +132,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.stopEnricher = supervise(d.ctx, &d.g, d.log, "enricher", func() (runner, error) {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			Brokers: brokers, Topics: names, Store: d.store, Logger: d.log.With("role", "enricher"),
-			TransactionalID: "herald-dev-enricher",
+			Group: names.Prefix() + "enricher", TransactionalID: "herald-dev-enricher",
 		})
 	})
 	d.stopRouter = supervise(d.ctx, &d.g, d.log, "router", func() (runner, error) {
 		return pipeline.NewRouter(pipeline.RouterConfig{
 			Brokers: brokers, Topics: names, Deliverer: d.gateway, Logger: d.log.With("role", "router"),
+			Group: names.Prefix() + "gateway",
 		})
 	})
 

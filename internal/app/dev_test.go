@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,8 +55,7 @@ func stopDev(t *testing.T, d *Dev) {
 
 func token(t *testing.T, d *Dev, user string) string {
 	t.Helper()
-	secret, _ := hex.DecodeString(d.Secrets().JWTSecret)
-	tok, err := auth.Mint(secret, user, time.Hour)
+	tok, err := auth.Mint([]byte(d.Secrets().JWTSecret), user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

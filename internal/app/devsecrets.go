@@ -15,7 +15,7 @@ import (
 // keeps in its data directory, so tokens minted by `herald token` stay valid
 // across restarts.
 type DevSecrets struct {
-	JWTSecret string `json:"jwt_secret"` // hex; used as raw bytes
+	JWTSecret string `json:"jwt_secret"` // the HS256 secret, as is (like --jwt-secret)
 	APIKey    string `json:"api_key"`
 }
 
