@@ -109,3 +109,16 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	raw := []byte(`{"id":"evt-7f3a","user_id":"u-123","type":"mention","priority":"normal",
+		"title":"Ada mentioned you","body":"in #general: have a look at this","data":{"url":"/c/general/42"},
+		"collapse_key":"thread:42","created_at":"2026-11-22T10:00:00Z","ttl":86400}`)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeEvent(raw, recordTime); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
