@@ -48,7 +48,14 @@ type check struct {
 	err    error
 }
 
+// quietLog drops go-redis's internal log lines (dial retries and the like);
+// the probe reports the outcome itself.
+type quietLog struct{}
+
+func (quietLog) Printf(context.Context, string, ...interface{}) {}
+
 func main() {
+	redis.SetLogger(quietLog{})
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
