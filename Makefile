@@ -46,8 +46,12 @@ stack-down:
 stack-status:
 	bash scripts/stack/stack.sh status
 
+# Packages with tests tagged `integration` (they need the real stack and
+# fail, never skip, without it).
+INTEGRATION_PKGS ?= ./migrations/ ./store/cassandra/ ./store/prefcache/ ./delivery/cluster/ ./internal/integration/
+
 test-integration: stack-up
-	$(GO) test -race -count=1 -tags integration -timeout 20m ./internal/integration/...
+	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m $(INTEGRATION_PKGS)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,238 @@
+package cassandra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestParseConsistency(t *testing.T) {
+	for in, want := range map[string]gocql.Consistency{
+		"": gocql.LocalQuorum, "local_quorum": gocql.LocalQuorum, "QUORUM": gocql.Quorum,
+		" one ": gocql.One, "LOCAL_ONE": gocql.LocalOne, "all": gocql.All, "EACH_QUORUM": gocql.EachQuorum,
+	} {
+		got, err := ParseConsistency(in)
+		if err != nil || got != want {
+			t.Errorf("ParseConsistency(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"quorom", "SERIAL", "local_serial", "ANY", "2"} {
+		if _, err := ParseConsistency(bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("ParseConsistency(%q) = %v, want ErrConfig", bad, err)
+		}
+	}
+	for in, want := range map[string]gocql.Consistency{"": gocql.LocalSerial, "serial": gocql.Serial, "LOCAL_SERIAL": gocql.LocalSerial} {
+		got, err := ParseSerialConsistency(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSerialConsistency(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseSerialConsistency("QUORUM"); !errors.Is(err, ErrConfig) {
+		t.Errorf("ParseSerialConsistency(QUORUM) = %v", err)
+	}
+}
+
+func TestSettle(t *testing.T) {
+	st, err := Config{Hosts: []string{"127.0.0.1"}}.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Keyspace != DefaultKeyspace || st.cons != gocql.LocalQuorum || st.serial != gocql.LocalSerial ||
+		st.Timeout != DefaultTimeout || st.ConnectTimeout != DefaultConnectTimeout || st.NumConns != DefaultNumConns ||
+		st.Retention != DefaultRetention || st.ttl != int(DefaultRetention/time.Second) ||
+		st.AppendConcurrency != DefaultAppendConcurrency || st.MaxBatch != DefaultMaxBatch ||
+		st.MaxRetries != DefaultMaxRetries || st.MaxCASAttempts != DefaultMaxCASAttempts || st.Logger == nil {
+		t.Fatalf("defaults: %+v", st)
+	}
+	st, err = Config{Hosts: []string{"h"}, Retention: -1, MaxRetries: -1}.settle()
+	if err != nil || st.ttl != 0 || st.MaxRetries != 0 {
+		t.Fatalf("Retention<0 / MaxRetries<0: ttl %d retries %d err %v", st.ttl, st.MaxRetries, err)
+	}
+	st, err = Config{Hosts: []string{"h"}, Retention: 36 * time.Hour}.settle()
+	if err != nil || st.ttl != 36*3600 {
+		t.Fatalf("Retention 36h: ttl %d err %v", st.ttl, err)
+	}
+	for name, c := range map[string]Config{
+		"no hosts":        {},
+		"empty host":      {Hosts: []string{""}},
+		"bad keyspace":    {Hosts: []string{"h"}, Keyspace: "her-ald"},
+		"bad consistency": {Hosts: []string{"h"}, Consistency: "MOST"},
+		"bad serial":      {Hosts: []string{"h"}, SerialConsistency: "ONE"},
+		"tiny retention":  {Hosts: []string{"h"}, Retention: time.Millisecond},
+		"huge retention":  {Hosts: []string{"h"}, Retention: 21 * 365 * 24 * time.Hour},
+	} {
+		if _, err := c.settle(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: settle = %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	lo, hi := 10*time.Millisecond, 80*time.Millisecond
+	for attempt := 1; attempt <= 10; attempt++ {
+		base := lo << (attempt - 1)
+		if base > hi || base <= 0 {
+			base = hi
+		}
+		for range 50 {
+			d := backoff(attempt, lo, hi)
+			if d < base/2 || d > base+base/2 {
+				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt, d, base/2, base+base/2)
+			}
+		}
+	}
+}
+
+type fakeRetryable struct {
+	attempts int
+	ctx      context.Context
+}
+
+func (f *fakeRetryable) Attempts() int                    { return f.attempts }
+func (f *fakeRetryable) SetConsistency(gocql.Consistency) {}
+func (f *fakeRetryable) GetConsistency() gocql.Consistency {
+	return gocql.LocalQuorum
+}
+func (f *fakeRetryable) Context() context.Context { return f.ctx }
+
+// reqErr is a gocql.RequestError with a given code.
+type reqErr int
+
+func (e reqErr) Code() int       { return int(e) }
+func (e reqErr) Message() string { return "test" }
+func (e reqErr) Error() string   { return fmt.Sprintf("request error %#x", int(e)) }
+
+func TestRetryPolicy(t *testing.T) {
+	p := &retryPolicy{retries: 2, min: time.Microsecond, max: time.Microsecond}
+	if !p.Attempt(&fakeRetryable{attempts: 1, ctx: context.Background()}) {
+		t.Fatal("first retry refused")
+	}
+	if p.Attempt(&fakeRetryable{attempts: 3, ctx: context.Background()}) {
+		t.Fatal("retry beyond the limit allowed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	slow := &retryPolicy{retries: 5, min: time.Hour, max: time.Hour}
+	if slow.Attempt(&fakeRetryable{attempts: 1, ctx: ctx}) {
+		t.Fatal("retry allowed on a cancelled context")
+	}
+	for _, c := range []struct {
+		err  error
+		want gocql.RetryType
+	}{
+		{reqErr(gocql.ErrCodeSyntax), gocql.Rethrow},
+		{reqErr(gocql.ErrCodeInvalid), gocql.Rethrow},
+		{reqErr(gocql.ErrCodeUnauthorized), gocql.Rethrow},
+		{fmt.Errorf("wrapped: %w", reqErr(gocql.ErrCodeConfig)), gocql.Rethrow},
+		{reqErr(gocql.ErrCodeWriteTimeout), gocql.RetryNextHost},
+		{reqErr(gocql.ErrCodeReadTimeout), gocql.RetryNextHost},
+		{reqErr(gocql.ErrCodeUnavailable), gocql.RetryNextHost},
+		{reqErr(gocql.ErrCodeOverloaded), gocql.RetryNextHost},
+		{context.Canceled, gocql.Rethrow},
+		{errors.New("connection reset"), gocql.RetryNextHost},
+	} {
+		if got := p.GetRetryType(c.err); got != c.want {
+			t.Errorf("GetRetryType(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestMaybeApplied(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{reqErr(gocql.ErrCodeWriteTimeout), true},
+		{reqErr(gocql.ErrCodeCASWriteUnknown), true},
+		{gocql.ErrTimeoutNoResponse, true},
+		{errors.New("connection closed"), true},
+		{reqErr(gocql.ErrCodeUnavailable), false},
+		{reqErr(gocql.ErrCodeInvalid), false},
+		{gocql.ErrNoConnections, false},
+		{gocql.ErrSessionClosed, false},
+	} {
+		if got := maybeApplied(c.err); got != c.want {
+			t.Errorf("maybeApplied(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestStatements(t *testing.T) {
+	q := newStatements("ks_test")
+	texts := []string{q.meta, q.metaAndEvents, q.commit, q.anchor, q.insertNotification, q.insertUnread, q.insertEvent, q.deleteUnread,
+		q.eventsIn, q.notificationsIn, q.unreadIn, q.listAfter, q.listAfterLimit, q.unreadBetween, q.unreadAfter,
+		q.unreadAfterLimit, q.claim, q.getPrefs, q.putPrefs, q.devices, q.deviceOne, q.putDevice, q.deleteDevice,
+		q.ownerGet, q.ownerPut, q.ownerDelete, q.ping}
+	for _, s := range texts {
+		if s == "" || strings.ContainsAny(s, "{}") {
+			t.Fatalf("statement not fully built: %q", s)
+		}
+		if s != q.ping && !strings.Contains(s, "ks_test.") {
+			t.Fatalf("statement does not qualify its table: %q", s)
+		}
+	}
+	// The insert binds as many values as it names columns (plus the TTL).
+	cols := strings.Count(q.insertNotification[:strings.Index(q.insertNotification, "VALUES")], ",") + 1
+	vals := strings.Count(q.insertNotification[strings.Index(q.insertNotification, "VALUES"):], ",") + 1
+	if cols != vals {
+		t.Fatalf("insertNotification names %d columns, gives %d values", cols, vals)
+	}
+}
+
+// TestOpenUnreachable: nothing listens on the port; Open fails with the
+// driver's error rather than hanging or panicking.
+func TestOpenUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, Config{Hosts: []string{addr}, ConnectTimeout: 2 * time.Second, Logger: quiet})
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("Open succeeded with nothing listening")
+	}
+	if !strings.Contains(err.Error(), addr) {
+		t.Fatalf("error does not name the host: %v", err)
+	}
+}
+
+// TestOpenContext: a context that ends while connecting ends Open.
+func TestOpenContext(t *testing.T) {
+	// A listener that accepts and never answers: the handshake hangs.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; _ = c.Close() }()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err = Open(ctx, Config{Hosts: []string{l.Addr().String()}, ConnectTimeout: 30 * time.Second, Logger: quiet})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open = %v, want context.DeadlineExceeded", err)
+	}
+}

@@ -1,0 +1,26 @@
+package cassandra
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald/internal/metrics"
+)
+
+var (
+	// casConflicts counts compare-and-set commits that lost to a concurrent
+	// writer of the same user and were retried, by operation.
+	casConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "cassandra", Name: "cas_conflicts_total",
+		Help: "Conditional batches on a user's inbox that lost to a concurrent change and were retried, by operation.",
+	}, []string{"op"})
+	// casUnknown counts commits whose outcome the client did not learn
+	// (timeout, lost connection) and that were resolved by a serial read.
+	casUnknown = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "cassandra", Name: "cas_unknown_total",
+		Help: "Conditional batches with an unknown outcome, resolved by a serial read, by operation.",
+	}, []string{"op"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(casConflicts, casUnknown)
+}
