@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/cassandra"
@@ -40,8 +41,15 @@ func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 // Migrate creates the Cassandra keyspace if needed and applies the schema
 // migrations; safe to run twice and concurrently.
 func Migrate(ctx context.Context, cfg *config.Config) error {
+	repl, err := migrations.ParseReplication(cfg.CassandraRepl)
+	if err != nil {
+		return err
+	}
 	st, err := cassandra.OpenAndMigrate(ctx, cassandra.Config{
-		Hosts: cfg.CassandraHosts, Keyspace: cfg.CassandraKeyspace, Consistency: cfg.CassandraConsist, Logger: cfg.Logger(),
+		Hosts: cfg.CassandraHosts, Keyspace: cfg.CassandraKeyspace, Consistency: cfg.CassandraConsist,
+		Replication: repl, Logger: cfg.Logger(),
+		// Schema changes wait for agreement and can be slow on a busy node.
+		Timeout: time.Minute,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ type Config struct {
 	CassandraHosts    []string // Cassandra contact points
 	CassandraKeyspace string
 	CassandraConsist  string // e.g. LOCAL_QUORUM
+	CassandraRepl     string // keyspace replication for `herald migrate`: "" (SimpleStrategy 1), "3", or "dc1=3,dc2=3"
 	RedisURL          string // presence and cross-gateway routing; "" = local only
 
 	JWTSecret     string   // HS256 secret for user tokens
@@ -60,6 +61,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	list(fs, &c.CassandraHosts, "cassandra", "HERALD_CASSANDRA_HOSTS", "127.0.0.1:9042", "Cassandra contact points, comma separated")
 	str(fs, &c.CassandraKeyspace, "keyspace", "HERALD_CASSANDRA_KEYSPACE", "herald", "Cassandra keyspace")
 	str(fs, &c.CassandraConsist, "consistency", "HERALD_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM", "Cassandra consistency level")
+	str(fs, &c.CassandraRepl, "replication-cql", "HERALD_CASSANDRA_REPLICATION", "", "herald migrate: keyspace replication (empty: SimpleStrategy factor 1; \"3\"; or \"dc1=3,dc2=3\")")
 	str(fs, &c.RedisURL, "redis", "HERALD_REDIS_URL", "", "Redis URL for presence and cross-gateway routing (empty: local only)")
 	str(fs, &c.JWTSecret, "jwt-secret", "HERALD_JWT_SECRET", "", "HS256 secret for user tokens")
 	list(fs, &c.JWTPublicKeys, "jwt-public-keys", "HERALD_JWT_PUBLIC_KEYS", "", "PEM files of RS256/ES256 public keys, comma separated")

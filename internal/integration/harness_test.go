@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,9 @@ var (
 	cassandraAddr = envOr("HERALD_CASSANDRA_HOSTS", "127.0.0.1:9042")
 	redisURL      = envOr("HERALD_REDIS_URL", "redis://127.0.0.1:6379/0")
 	heraldBin     string
+	// keyspace is shared by the whole run (creating one takes seconds);
+	// tests keep apart by user ids and topic prefixes.
+	keyspace = "herald_it_" + randHex(4)
 )
 
 const jwtSecret = "integration-secret-integration-secret-0123456789"
@@ -60,9 +64,37 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "integration: building herald:", err)
 		os.Exit(1)
 	}
+	if err := migrate(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: herald migrate:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	dropKeyspace()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+func migrate() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, heraldBin, "migrate")
+	cmd.Env = append(os.Environ(), "HERALD_CASSANDRA_HOSTS="+cassandraAddr, "HERALD_CASSANDRA_KEYSPACE="+keyspace)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+func dropKeyspace() {
+	cluster := gocql.NewCluster(strings.Split(cassandraAddr, ",")...)
+	cluster.Timeout = time.Minute
+	s, err := cluster.CreateSession()
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	_ = s.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec()
 }
 
 func checkStack() error {
@@ -106,7 +138,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	id := randHex(4)
-	e := &env{t: t, prefix: "it" + id + ".", keyspace: "herald_it_" + id, dir: t.TempDir()}
+	e := &env{t: t, prefix: "it" + id + ".", keyspace: keyspace, dir: t.TempDir()}
 	e.base = []string{
 		"HERALD_BROKERS=" + kafkaAddr,
 		"HERALD_CASSANDRA_HOSTS=" + cassandraAddr,
@@ -120,7 +152,6 @@ func newEnv(t *testing.T) *env {
 		"HERALD_LOG_LEVEL=info",
 		"HERALD_SHUTDOWN_TIMEOUT=10s",
 	}
-	e.run("migrate")
 	e.run("topics")
 	return e
 }
