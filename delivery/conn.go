@@ -380,7 +380,9 @@ func (c *conn) linger() {
 // teardown releases the connection; only the reader calls it, once.
 func (c *conn) teardown() {
 	_ = c.ws.Close()
-	c.g.hub.remove(c)
+	if c.g.hub.remove(c) && c.g.cfg.Presence != nil {
+		c.g.cfg.Presence.UserOffline(c.user)
+	}
 	c.g.conns.Add(-1)
 	metrics.Connections.Dec()
 	c.mu.Lock()

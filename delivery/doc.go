@@ -28,4 +28,9 @@
 // below it is a duplicate and skipped; one whose prev is above it reveals a
 // gap (a notification lost between gateways) that is filled from the inbox
 // before it is sent.
+//
+// Several gateways: Config.Presence is told when a user's first connection
+// registers and their last one goes away, and LocalUsers lists who is here,
+// so that delivery/cluster can keep a presence registry in Redis and route
+// notifications and unread counts to whichever gateway holds the user.
 package delivery

@@ -57,6 +57,10 @@ type Config struct {
 	// Unread receives the unread count after a client's read frame; nil
 	// means this gateway's own PublishUnread (local connections only).
 	Unread UnreadPublisher
+	// Presence, when set, is told when a user's first connection on this
+	// gateway registers and when their last one goes away (see
+	// PresenceHook); nil means nobody is told (a single gateway).
+	Presence PresenceHook
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -299,7 +303,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered with an error
 	}
 	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
-	if err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser); err != nil {
+	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser)
+	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
 		code, reason := CloseRestarting, "server restarting"
 		if errors.Is(err, errTooManyConns) {
@@ -309,6 +314,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			websocket.FormatCloseMessage(code, reason), time.Now().Add(g.cfg.WriteTimeout))
 		_ = ws.Close()
 		return
+	}
+	if first && g.cfg.Presence != nil {
+		g.cfg.Presence.UserOnline(user)
 	}
 	g.conns.Add(1)
 	metrics.Connections.Inc()

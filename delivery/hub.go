@@ -45,19 +45,20 @@ var (
 // add registers c unless the gateway is closing or c's user already has
 // limit connections. Checking closing under the shard lock means Shutdown,
 // which sets it before walking the shards, sees every connection that add
-// accepted.
-func (h *hub) add(c *conn, closing *atomic.Bool, limit int) error {
+// accepted. first reports that c is the user's only registered connection
+// (the user just became present).
+func (h *hub) add(c *conn, closing *atomic.Bool, limit int) (first bool, err error) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if closing.Load() {
-		return errClosing
+		return false, errClosing
 	}
 	if len(s.users[c.user]) >= limit {
-		return errTooManyConns
+		return false, errTooManyConns
 	}
 	s.users[c.user] = append(s.users[c.user], c)
-	return nil
+	return len(s.users[c.user]) == 1, nil
 }
 
 // count is the number of user's registered connections.
@@ -68,8 +69,9 @@ func (h *hub) count(user string) int {
 	return len(s.users[user])
 }
 
-// remove unregisters c; it is a no-op if c is not registered.
-func (h *hub) remove(c *conn) bool {
+// remove unregisters c; it is a no-op if c is not registered. last reports
+// that c was the user's last registered connection (the user is gone).
+func (h *hub) remove(c *conn) (last bool) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -82,11 +84,11 @@ func (h *hub) remove(c *conn) bool {
 			delete(s.users, c.user)
 			return true
 		}
-		last := len(cs) - 1
-		cs[i] = cs[last]
-		cs[last] = nil
-		s.users[c.user] = cs[:last]
-		return true
+		end := len(cs) - 1
+		cs[i] = cs[end]
+		cs[end] = nil
+		s.users[c.user] = cs[:end]
+		return false
 	}
 	return false
 }

@@ -142,6 +142,13 @@ func RunAPI(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer st.Close()
+	// Writes go through the preference cache so that they invalidate what
+	// the enrichers have cached.
+	st, closePrefs, err := prefStore(cfg, st)
+	if err != nil {
+		return err
+	}
+	defer closePrefs()
 	cl, err := kafkaClient(cfg)
 	if err != nil {
 		return err
@@ -225,11 +232,11 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer cl.Close()
-	gw, deliverer, unreadStop, err := gatewayWithRouting(ctx, cfg, r, st, v)
+	gw, deliverer, routingChecks, routingStop, err := gatewayWithRouting(ctx, cfg, r, st, v)
 	if err != nil {
 		return err
 	}
-	checks := []api.ReadyCheck{{Name: "store", Check: st.Ping}, {Name: "kafka", Check: cl.Ping}}
+	checks := append([]api.ReadyCheck{{Name: "store", Check: st.Ping}, {Name: "kafka", Check: cl.Ping}}, routingChecks...)
 	if err := r.serve(api.Ops(checks, map[string]http.Handler{"/v1/ws": gw})); err != nil {
 		return err
 	}
@@ -248,7 +255,7 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 		if err := gw.Shutdown(sctx); err != nil {
 			r.log.Warn("gateway shutdown", "err", err)
 		}
-	}, unreadStop)
+	}, routingStop)
 	return r.wait(ctx)
 }
 

@@ -1,0 +1,71 @@
+// Package cluster connects Herald's WebSocket gateways through Redis so
+// that a notification reaches a user's connections whichever gateway they
+// are on, whichever gateway's router consumed it.
+//
+// # Redis layout
+//
+//   - <prefix>presence:<user> (prefix "herald:" by default): a sorted set
+//     of the ids of the gateways holding the user, scored by when the entry
+//     expires (unix ms). A gateway adds itself when the user's first
+//     connection registers there, removes itself when the last one goes,
+//     and refreshes every local user each Heartbeat; the key expires
+//     PresenceTTL after its last refresh. Readers ignore members whose
+//     score has passed, so a crashed gateway's users stop being listed
+//     after PresenceTTL.
+//   - channel gw:<id> (or <prefix>gw:<id> with a non-default prefix): what
+//     other gateways send to gateway <id>, one JSON message each,
+//     {"k":"n","u":user,"n":notification} or {"k":"u","u":user,"c":unread}.
+//
+// Deliver queues the notification locally, then runs one Lua script that
+// reads the user's live gateways and PUBLISHes to each other one; PUBLISH
+// tells how many subscribers received it, so a listed gateway that is not
+// subscribed (crashed, reconnecting) counts as offline at once rather than
+// after its entry expires. This relies on a standalone Redis (or a
+// primary with replicas): with Redis Cluster, PUBLISH counts only the
+// node's own subscribers.
+//
+// # Wiring
+//
+//	cl, _ := cluster.New(cluster.Config{URL: redisURL, GatewayID: id})
+//	gw, _ := delivery.New(delivery.Config{Store: st, Verifier: v, Presence: cl, Unread: cl})
+//	_ = cl.Attach(gw)
+//	go cl.Run(ctx)
+//	router, _ := pipeline.NewRouter(pipeline.RouterConfig{Deliverer: cl, …})
+//	// shutdown: router.Close(); gw.Shutdown(ctx); cl.Close()
+//
+// An API process that only publishes unread counts uses a Cluster without
+// a Local and does not Run it.
+//
+// # Failure behaviour
+//
+// Redis down: Deliver still queues locally and returns online=local with a
+// nil error, logging (rate-limited) and counting the failure; for a second
+// after a failure routing does not even try Redis, so a Redis that hangs
+// slows each partition of the router by about one Timeout per second.
+// Returning the error would make the router retry the record and stall its
+// Kafka partition, and every user behind it, until Redis is back. The fallback
+// only degrades: a user connected to another gateway is reported offline,
+// so the router pushes the notification to their phone, and their socket
+// there does not get it live — it is in the inbox, and the gateway fills
+// the gap (from prev) on the user's next notification, or the client's
+// reconnect with after= replays it. Presence writes that fail are retried
+// at the next change or heartbeat; the subscription is re-established with
+// backoff and presence re-announced.
+//
+// Residual risks, all bounded by the inbox:
+//   - Pub/sub is at most once. A message Redis accepted for a subscriber
+//     can still be lost if that subscriber's connection breaks before it
+//     reads it; the last notification routed that way then stays missing
+//     on that socket until the user's next notification (gap fill) or
+//     reconnect. It is not pushed either (the user counted as online).
+//   - A gateway that hangs while its Redis connections stay open keeps its
+//     users listed, and subscribed, until PresenceTTL: no push for them.
+//   - Presence scores use each gateway's clock: the fleet tolerates a skew
+//     of PresenceTTL-Heartbeat.
+//   - A presence change dropped because MaxPending changes were waiting is
+//     repaired by a full re-announce (arrivals) or by expiry (departures).
+//
+// Cost: each Deliver and PublishUnread is one Redis round trip (EVALSHA);
+// presence is three commands per arrival, one per departure and two per
+// local user per Heartbeat, pipelined in batches of BatchSize.
+package cluster

@@ -1,0 +1,150 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+)
+
+func sampleNotification() herald.Notification {
+	return herald.Notification{
+		ID: "01JD0000000000000000000000", Seq: 42, Prev: 41, EventID: "evt-7f3a", Type: "mention",
+		Priority: herald.PriorityHigh, Title: "Ada mentioned you", Body: "in #general",
+		Data: json.RawMessage(`{"url":"/c/general/42"}`), CreatedAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
+		UserID: "u-123",
+	}
+}
+
+func TestNotificationMessageRoundTrip(t *testing.T) {
+	n := sampleNotification()
+	b, err := encodeNotification("u-123", &n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The wire form is the documented compact one.
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if string(raw["k"]) != `"n"` || string(raw["u"]) != `"u-123"` || raw["n"] == nil || raw["c"] != nil || len(raw) != 3 {
+		t.Fatalf("wire form: %s", b)
+	}
+	m, err := decodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Kind != kindNotification || m.UserID != "u-123" {
+		t.Fatalf("decoded %+v", m)
+	}
+	got := m.Notification
+	if got.ID != n.ID || got.Seq != 42 || got.Prev != 41 || got.EventID != n.EventID || got.Type != n.Type ||
+		got.Priority != n.Priority || got.Title != n.Title || got.Body != n.Body || string(got.Data) != string(n.Data) ||
+		!got.CreatedAt.Equal(n.CreatedAt) || got.UserID != "u-123" {
+		t.Fatalf("round trip: got %+v, want %+v", got, n)
+	}
+}
+
+func TestUnreadMessageRoundTrip(t *testing.T) {
+	for _, count := range []int64{0, 1, 1 << 40} {
+		b, err := encodeUnread("u-1", count)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := decodeMessage(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if m.Kind != kindUnread || m.UserID != "u-1" || m.Unread != count {
+			t.Fatalf("%s decoded as %+v", b, m)
+		}
+	}
+	if b, _ := encodeUnread("u-1", 0); string(b) != `{"k":"u","u":"u-1","c":0}` {
+		t.Fatalf("wire form: %s", b)
+	}
+}
+
+func TestDecodeMessageRefuses(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"not json", `nope`, "invalid character"},
+		{"array", `[]`, "cannot unmarshal"},
+		{"no user", `{"k":"u","c":1}`, "user_id"},
+		{"bad user", `{"k":"u","u":"a b","c":1}`, "user_id"},
+		{"unknown kind", `{"k":"x","u":"u1"}`, "unknown kind"},
+		{"no kind", `{"u":"u1","c":1}`, "unknown kind"},
+		{"n without n", `{"k":"n","u":"u1"}`, "without n"},
+		{"n with null", `{"k":"n","u":"u1","n":null}`, "without n"},
+		{"seq 0", `{"k":"n","u":"u1","n":{"seq":0}}`, "seq 0"},
+		{"prev not below seq", `{"k":"n","u":"u1","n":{"seq":3,"prev":3}}`, "prev 3"},
+		{"u without c", `{"k":"u","u":"u1"}`, "non-negative c"},
+		{"negative c", `{"k":"u","u":"u1","c":-1}`, "non-negative c"},
+		{"c not a number", `{"k":"u","u":"u1","c":"1"}`, "cannot unmarshal"},
+		{"too big", `{"k":"u","u":"u1","c":1,"x":"` + strings.Repeat("a", maxMessageBytes) + `"}`, "more than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeMessage([]byte(tc.in))
+			if !errors.Is(err, errBadMessage) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want errBadMessage containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeMessageIgnoresUnknownFields(t *testing.T) {
+	m, err := decodeMessage([]byte(`{"k":"u","u":"u1","c":5,"g":"gw-9","future":[1,2]}`))
+	if err != nil || m.Unread != 5 {
+		t.Fatalf("%+v %v", m, err)
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	n := sampleNotification()
+	b, _ := encodeNotification("u-123", &n)
+	f.Add(b)
+	b, _ = encodeUnread("u-1", 3)
+	f.Add(b)
+	f.Add([]byte(`{"k":"n","u":"u1","n":{"seq":1,"data":{"a":[1,{"b":null}]}}}`))
+	f.Add([]byte(`{"k":"u","u":"","c":-1}`))
+	f.Add([]byte(`{"k":"n","u":"u1","n":{"seq":18446744073709551615,"prev":18446744073709551614,"created_at":"x"}}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := decodeMessage(in)
+		if err != nil {
+			if !errors.Is(err, errBadMessage) {
+				t.Fatalf("error not wrapping errBadMessage: %v", err)
+			}
+			return
+		}
+		// Whatever is accepted is valid and survives re-encoding.
+		if herald.ValidateUserID(m.UserID) != nil {
+			t.Fatalf("accepted user %q", m.UserID)
+		}
+		var again []byte
+		switch m.Kind {
+		case kindNotification:
+			if m.Notification.Seq == 0 || m.Notification.Prev >= m.Notification.Seq || m.Notification.UserID != m.UserID {
+				t.Fatalf("accepted %+v", m.Notification)
+			}
+			again, err = encodeNotification(m.UserID, &m.Notification)
+		case kindUnread:
+			if m.Unread < 0 {
+				t.Fatalf("accepted unread %d", m.Unread)
+			}
+			again, err = encodeUnread(m.UserID, m.Unread)
+		default:
+			t.Fatalf("accepted kind %q", m.Kind)
+		}
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", m, err)
+		}
+		m2, err := decodeMessage(again)
+		if err != nil {
+			t.Fatalf("re-decode %s: %v", again, err)
+		}
+		if m2.Kind != m.Kind || m2.UserID != m.UserID || m2.Unread != m.Unread || m2.Notification.Seq != m.Notification.Seq {
+			t.Fatalf("round trip changed %+v into %+v", m, m2)
+		}
+	})
+}

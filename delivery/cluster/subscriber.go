@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// subscribeLoop is Run's subscriber: it reads gw:<id> and hands each
+// message to the local gateway, whose Deliver and PublishUnread only queue,
+// so reading never waits on a client.
+//
+// go-redis re-dials and re-subscribes after a read or write error; a
+// connection that fails silently (half-open TCP) is caught by pinging after
+// a Heartbeat of silence and starting a new subscription when the ping is
+// not answered within another. Every subscription confirmed after the first
+// asks for a presence re-announce: Redis may have restarted empty.
+func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
+	ps := c.newPubSub(ctx)
+	if ps == nil {
+		return
+	}
+	subscriptions := 0
+	pinged := false
+	bo := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, c.cfg.Heartbeat)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if !isTimeout(err) {
+				// Redis unreachable, or the connection broke: go-redis
+				// reconnects on the next receive.
+				c.redisFailed("subscribe", err)
+				if !sleep(ctx, bo.next()) {
+					return
+				}
+				continue
+			}
+			if !pinged {
+				pinged = true
+				_ = ps.Ping(ctx) // a failed write makes go-redis reconnect
+				continue
+			}
+			c.redisFailed("subscribe", errors.New("no answer to a ping: starting a new subscription"))
+			if ps = c.newPubSub(ctx); ps == nil {
+				return
+			}
+			pinged = false
+			continue
+		}
+		pinged = false
+		bo.reset()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			subscriptions++
+			if subscriptions > 1 {
+				c.log.Info("subscription re-established; re-announcing presence", "channel", c.channel)
+				c.requestResync()
+			}
+		case *redis.Message:
+			c.handle(ctx, l, m.Payload)
+		}
+	}
+}
+
+// newPubSub replaces the current subscription (closing the old one) with a
+// new one on this gateway's channel, or returns nil once ctx is done. The
+// SUBSCRIBE is sent outside psMu; if it fails, go-redis sends it again
+// when the loop next receives.
+func (c *Cluster) newPubSub(ctx context.Context) *redis.PubSub {
+	c.psMu.Lock()
+	if ctx.Err() != nil {
+		c.psMu.Unlock()
+		return nil
+	}
+	if c.ps != nil {
+		_ = c.ps.Close()
+	}
+	ps := c.rdb.Subscribe(ctx) // no channel yet: no I/O
+	c.ps = ps
+	c.psMu.Unlock()
+	if err := ps.Subscribe(ctx, c.channel); err != nil && ctx.Err() == nil {
+		c.redisFailed("subscribe", err)
+	}
+	return ps
+}
+
+// closePubSub closes the current subscription, which ends a blocked
+// receive. Run calls it after cancelling the loop's context, so the loop
+// cannot install a new one afterwards.
+func (c *Cluster) closePubSub() {
+	c.psMu.Lock()
+	defer c.psMu.Unlock()
+	if c.ps != nil {
+		_ = c.ps.Close()
+		c.ps = nil
+	}
+}
+
+// handle delivers one message from another gateway.
+func (c *Cluster) handle(ctx context.Context, l Local, payload string) {
+	m, err := decodeMessage([]byte(payload))
+	if err != nil {
+		receivedInvalid.Inc()
+		if n, ok := c.messageLog.allow(); ok {
+			c.log.Warn("ignoring an invalid message", "channel", c.channel, "err", err, "suppressed", n)
+		}
+		return
+	}
+	switch m.Kind {
+	case kindNotification:
+		receivedNotifications.Inc()
+		if _, err := l.Deliver(ctx, m.UserID, m.Notification); err != nil {
+			c.log.Warn("cannot deliver a routed notification", "user", m.UserID, "seq", m.Notification.Seq, "err", err)
+		}
+	case kindUnread:
+		receivedUnread.Inc()
+		l.PublishUnread(ctx, m.UserID, m.Unread)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// backoff is an exponential delay, jittered over its upper half.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,280 @@
+package prefcache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/store"
+)
+
+// DefaultKeyPrefix prefixes the cache's Redis keys.
+const DefaultKeyPrefix = "herald:"
+
+// leaseTTL bounds how long a missing reader's lease blocks other fills; a
+// reader slower than that just does not fill.
+const leaseTTL = 10 * time.Second
+
+const leaseMark = "lease:"
+
+// ErrInvalidConfig wraps every reason New refuses a Config.
+var ErrInvalidConfig = errors.New("prefcache: invalid config")
+
+// Config configures a Store. Zero values mean the documented default.
+type Config struct {
+	// Store is the store of record. Required.
+	Store store.Store
+	// Redis is the cache; the caller owns it (Close does not close it).
+	// Give it ContextTimeoutEnabled so that Timeout bounds a stalled read.
+	// Either Redis or URL is required.
+	Redis *redis.Client
+	// URL ("redis://host:port/db") is used when Redis is nil: the Store
+	// creates its own client, with ContextTimeoutEnabled, and closes it in
+	// Close.
+	URL string
+	// TTL is how long a cached entry lives; 0 means 5 minutes.
+	TTL time.Duration
+	// KeyPrefix prefixes the keys; "" means DefaultKeyPrefix.
+	KeyPrefix string
+	// Timeout bounds each Redis call, after which the inner store is used;
+	// 0 means 250 ms.
+	Timeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+var (
+	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "prefcache", Name: "requests_total",
+		Help: "Preference reads through the cache, by result (hit, miss, error, bypass: Redis skipped for a second after an error).",
+	}, []string{"result"})
+	hits, misses       = requests.WithLabelValues("hit"), requests.WithLabelValues("miss")
+	readErrors, bypass = requests.WithLabelValues("error"), requests.WithLabelValues("bypass")
+	invalidateErrors   = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "prefcache", Name: "invalidate_errors_total",
+		Help: "Preference writes whose cache entry could not be deleted (stale until its TTL).",
+	})
+)
+
+func init() { metrics.Registry.MustRegister(requests, invalidateErrors) }
+
+// Store is a store.Store whose preference reads are cached in Redis. Every
+// other method is the inner store's. It is safe for concurrent use.
+type Store struct {
+	store.Store
+	cfg        Config
+	log        *slog.Logger
+	rdb        *redis.Client
+	ownsClient bool
+	errLog     atomic.Int64 // unix nanoseconds of the last Redis error logged
+	// downUntil (unix ns): after a Redis error, reads skip Redis until
+	// then, so a Redis that hangs costs one Timeout per cooldown rather
+	// than one per read.
+	downUntil atomic.Int64
+}
+
+// cooldown is how long reads skip Redis after a Redis error.
+const cooldown = time.Second
+
+var _ store.Store = (*Store)(nil)
+
+// New validates cfg and fills its defaults. It does no I/O.
+func New(cfg Config) (*Store, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: Store is required", ErrInvalidConfig)
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 5 * time.Minute
+	}
+	if cfg.TTL < time.Millisecond {
+		return nil, fmt.Errorf("%w: TTL %v is below Redis's millisecond resolution", ErrInvalidConfig, cfg.TTL)
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = DefaultKeyPrefix
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Store{Store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "prefcache"), rdb: cfg.Redis}
+	if s.rdb == nil {
+		if cfg.URL == "" {
+			return nil, fmt.Errorf("%w: Redis or URL is required", ErrInvalidConfig)
+		}
+		opt, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: URL: %v", ErrInvalidConfig, err)
+		}
+		opt.ContextTimeoutEnabled = true
+		s.rdb, s.ownsClient = redis.NewClient(opt), true
+	}
+	return s, nil
+}
+
+func (s *Store) key(userID string) string { return s.cfg.KeyPrefix + "prefs:" + userID }
+
+// GetPreferences returns the cached preferences, or reads the inner store
+// (and caches what it read, see the package doc). It waits at most
+// Timeout per Redis call; a Redis error falls back to the inner store, and
+// so do the reads of the following second, without trying Redis.
+func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Preferences, error) {
+	if time.Now().UnixNano() < s.downUntil.Load() {
+		bypass.Inc()
+		return s.Store.GetPreferences(ctx, userID)
+	}
+	key := s.key(userID)
+	v, err := s.redisGet(ctx, key)
+	switch {
+	case err == nil && strings.HasPrefix(v, "{"):
+		var p herald.Preferences
+		if err := json.Unmarshal([]byte(v), &p); err == nil {
+			hits.Inc()
+			return p, nil
+		}
+		s.dropCorrupt(ctx, key, v)
+		misses.Inc()
+		return s.Store.GetPreferences(ctx, userID)
+	case err == nil && strings.HasPrefix(v, leaseMark):
+		misses.Inc() // another reader is filling
+		return s.Store.GetPreferences(ctx, userID)
+	case err == nil:
+		s.dropCorrupt(ctx, key, v)
+		misses.Inc()
+		return s.Store.GetPreferences(ctx, userID)
+	case !errors.Is(err, redis.Nil):
+		readErrors.Inc()
+		s.redisFailed("get", err)
+		return s.Store.GetPreferences(ctx, userID)
+	}
+	misses.Inc()
+	lease, ok := s.takeLease(ctx, key)
+	p, err := s.Store.GetPreferences(ctx, userID)
+	if !ok {
+		return p, err
+	}
+	if err != nil {
+		s.release(ctx, key, lease)
+		return p, err
+	}
+	s.fill(ctx, key, lease, p)
+	return p, nil
+}
+
+// PutPreferences writes the inner store, then deletes the cached entry
+// (and any reader's lease), even during a read cooldown. A failed delete
+// is logged and counted, not returned: the write itself succeeded.
+func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Preferences) error {
+	if err := s.Store.PutPreferences(ctx, userID, p); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if err := s.rdb.Del(rctx, s.key(userID)).Err(); err != nil {
+		s.downUntil.Store(time.Now().Add(cooldown).UnixNano())
+		invalidateErrors.Inc()
+		s.log.Warn("could not invalidate cached preferences; the old ones may be served until the entry expires",
+			"user", userID, "ttl", s.cfg.TTL, "err", err)
+	}
+	return nil
+}
+
+// Close closes the inner store, then the Redis client if the Store
+// created it. It returns the inner store's error first.
+func (s *Store) Close() error {
+	err := s.Store.Close()
+	if s.ownsClient {
+		if cerr := s.rdb.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (s *Store) redisGet(ctx context.Context, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	return s.rdb.Get(ctx, key).Result()
+}
+
+// takeLease claims the right to fill key.
+func (s *Store) takeLease(ctx context.Context, key string) (string, bool) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	lease := leaseMark + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ok, err := s.rdb.SetNX(ctx, key, lease, leaseTTL).Result()
+	if err != nil {
+		s.redisFailed("lease", err)
+		return "", false
+	}
+	return lease, ok
+}
+
+// fillScript sets KEYS[1] to ARGV[2] for ARGV[3] ms if it still holds the
+// lease ARGV[1]; with ARGV[2] empty it deletes it instead.
+var fillScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+`)
+
+// fill caches p under key if lease is still held.
+func (s *Store) fill(ctx context.Context, key, lease string, p herald.Preferences) {
+	v, err := json.Marshal(p)
+	if err != nil { // plain data: unreachable
+		s.release(ctx, key, lease)
+		return
+	}
+	s.runFill(ctx, key, lease, string(v))
+}
+
+// release gives up a lease without filling.
+func (s *Store) release(ctx context.Context, key, lease string) {
+	s.runFill(ctx, key, lease, "")
+}
+
+func (s *Store) runFill(ctx context.Context, key, lease, value string) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if err := fillScript.Run(ctx, s.rdb, []string{key}, lease, value, s.cfg.TTL.Milliseconds()).Err(); err != nil {
+		s.redisFailed("fill", err)
+	}
+}
+
+// dropCorrupt deletes an entry that is neither preferences nor a lease,
+// so that the next reader fills it.
+func (s *Store) dropCorrupt(ctx context.Context, key, v string) {
+	s.log.Warn("dropping an unreadable cache entry", "key", key, "bytes", len(v))
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	_ = s.rdb.Del(ctx, key).Err()
+}
+
+const logEvery = 10 * time.Second
+
+// redisFailed starts a cooldown and logs a Redis error, at most once per
+// logEvery.
+func (s *Store) redisFailed(op string, err error) {
+	now := time.Now().UnixNano()
+	s.downUntil.Store(now + int64(cooldown))
+	last := s.errLog.Load()
+	if last != 0 && now-last < int64(logEvery) || !s.errLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("redis unavailable, reading preferences from the store", "op", op, "err", err)
+}
