@@ -102,11 +102,10 @@ func (s *Server) splitEvents(body []byte) ([]json.RawMessage, string, error) {
 		Events json.RawMessage `json:"events"`
 		ID     json.RawMessage `json:"id"`
 	}
-	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		// Let the event decoder report the precise problem.
-		return []json.RawMessage{trimmed}, "", nil
-	}
-	if probe.Events == nil || probe.ID != nil {
+	// A batch has "events" and no "id". Anything else, invalid JSON
+	// included, goes to the event decoder, which reports the precise problem.
+	batch := json.Unmarshal(trimmed, &probe) == nil && probe.Events != nil && probe.ID == nil
+	if !batch {
 		return []json.RawMessage{trimmed}, "", nil
 	}
 	var raws []json.RawMessage

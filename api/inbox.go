@@ -190,7 +190,6 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request, uid stri
 }
 
 func (s *Server) postDevice(w http.ResponseWriter, r *http.Request, uid string) {
-	var d herald.Device
 	var req struct {
 		Platform string `json:"platform"`
 		Token    string `json:"token"`
@@ -199,7 +198,7 @@ func (s *Server) postDevice(w http.ResponseWriter, r *http.Request, uid string) 
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	d = herald.Device{UserID: uid, Platform: req.Platform, Token: req.Token, AppID: req.AppID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}
+	d := herald.Device{UserID: uid, Platform: req.Platform, Token: req.Token, AppID: req.AppID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}
 	if err := d.Validate(); err != nil {
 		ve, _ := herald.AsValidationError(err)
 		writeError(w, http.StatusBadRequest, ve.Field, err.Error())

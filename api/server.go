@@ -87,7 +87,7 @@ var ErrConfig = errors.New("api: invalid config")
 // New validates cfg, fills defaults and builds the routes.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Users == nil {
-		return nil, errors.Join(ErrConfig, errors.New("Store and Users are required"))
+		return nil, errors.Join(ErrConfig, errors.New("both Store and Users are required"))
 	}
 	if cfg.EventsTopic == "" {
 		cfg.EventsTopic = "herald.events"

@@ -222,7 +222,7 @@ func (v *Verifier) VerifyExpiry(token string) (userID string, validUntil time.Ti
 		return "", time.Time{}, classify(err)
 	}
 	if err := herald.ValidateUserID(claims.Subject); err != nil {
-		return "", time.Time{}, fmt.Errorf("%w: sub: %v", ErrInvalidToken, err)
+		return "", time.Time{}, fmt.Errorf("%w: sub: %w", ErrInvalidToken, err)
 	}
 	// exp is required, so ExpiresAt is set.
 	return claims.Subject, claims.ExpiresAt.Add(v.leeway), nil

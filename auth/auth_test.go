@@ -296,11 +296,15 @@ func TestAPIKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, want := range map[string]bool{
-		"key-one": true, "key-two-longer": true, "": false, "key-on": false, "key-one ": false, "KEY-ONE": false,
+	// A slice, not a map: the padded "key-one " is deliberate (no trimming).
+	for _, tc := range []struct {
+		key  string
+		want bool
+	}{
+		{"key-one", true}, {"key-two-longer", true}, {"", false}, {"key-on", false}, {"key-one ", false}, {"KEY-ONE", false},
 	} {
-		if got := k.Valid(key); got != want {
-			t.Errorf("Valid(%q) = %v, want %v", key, got, want)
+		if got := k.Valid(tc.key); got != tc.want {
+			t.Errorf("Valid(%q) = %v, want %v", tc.key, got, tc.want)
 		}
 	}
 	if k.Len() != 2 {

@@ -27,8 +27,10 @@ func rawDial(tb testing.TB, addr, tok string) net.Conn {
 		tb.Fatal(err)
 	}
 	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
-	fmt.Fprintf(nc, "GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", tok, addr)
+	if _, err := fmt.Fprintf(nc, "GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", tok, addr); err != nil {
+		tb.Fatalf("raw handshake: %v", err)
+	}
 	var got []byte
 	buf := make([]byte, 512)
 	for !bytes.Contains(got, []byte(`"type":"synced"`)) {
@@ -126,7 +128,10 @@ func BenchmarkFanout(b *testing.B) {
 	for u := range users {
 		names[u] = fmt.Sprintf("fan-%d", u)
 		for range perUser {
-			c, _, err := websocket.DefaultDialer.Dial(e.wsURL+"?token="+token(b, names[u]), nil)
+			c, resp, err := websocket.DefaultDialer.Dial(e.wsURL+"?token="+token(b, names[u]), nil)
+			if resp != nil {
+				resp.Body.Close()
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -159,7 +164,7 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	defer func() {
 		for _, c := range clients {
-			c.Close()
+			_ = c.Close() // ends its reader; the benchmark is over
 		}
 		readers.Wait()
 	}()

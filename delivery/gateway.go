@@ -328,9 +328,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetPingHandler(c.onPing)
 	// A fresh goroutine starts with a small stack; this one has grown
 	// through net/http and will exit after the replay.
+	// The connection's store calls (replay, read marks) are bounded by the
+	// gateway's context, which Shutdown cancels, and StoreTimeout, not by
+	// r.Context(): that ends when ServeHTTP returns, while the reader lives on.
 	g.wg.Add(1)
-	go c.readLoop()
-	c.replay(after, hasAfter)
+	go c.readLoop()           //nolint:contextcheck // gateway-owned, see above
+	c.replay(after, hasAfter) //nolint:contextcheck // gateway-owned, see above
 }
 
 // verify authenticates token; expires is the token's end in Unix

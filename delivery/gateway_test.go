@@ -23,11 +23,11 @@ import (
 )
 
 func TestNewValidates(t *testing.T) {
-	if _, err := New(Config{}); err != ErrNoStore {
+	if _, err := New(Config{}); !errors.Is(err, ErrNoStore) {
 		t.Fatalf("no store: %v", err)
 	}
 	e := newEnv(t, nil)
-	if _, err := New(Config{Store: e.store}); err != ErrNoVerifier {
+	if _, err := New(Config{Store: e.store}); !errors.Is(err, ErrNoVerifier) {
 		t.Fatalf("no verifier: %v", err)
 	}
 	c := e.gw.cfg
@@ -319,8 +319,8 @@ func TestSlowReaderCut(t *testing.T) {
 	for {
 		f, err := tryRead(slow)
 		if err != nil {
-			ce, ok := err.(*websocket.CloseError)
-			if !ok || ce.Code != CloseTooSlow {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != CloseTooSlow {
 				t.Fatalf("slow reader ended with %v, want close 4008", err)
 			}
 			break
@@ -368,7 +368,7 @@ func TestHandshakeErrors(t *testing.T) {
 				var c *websocket.Conn
 				c, resp, err = websocket.DefaultDialer.Dial(u, tc.header)
 				if err == nil {
-					c.Close()
+					_ = c.Close()
 					t.Fatal("upgrade succeeded")
 				}
 			}
@@ -398,11 +398,14 @@ func TestTokenExpiryCloses4001(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := websocket.DefaultDialer.Dial(e.wsURL+"?token="+tok, nil)
+	c, resp, err := websocket.DefaultDialer.Dial(e.wsURL+"?token="+tok, nil)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	readUntilSynced(t, c)
 	if code := closeCode(t, c); code != CloseUnauthorized {
 		t.Fatalf("close %d, want 4001", code)
@@ -423,6 +426,9 @@ func TestMaxConnsPerUser(t *testing.T) {
 	readUntilSynced(t, e.dial("alice", ""))
 	readUntilSynced(t, e.dial("alice", ""))
 	_, resp, err := e.tryDial("alice", "")
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("third connection: %v %v", resp, err)
 	}
@@ -529,6 +535,9 @@ func TestShutdownCloses1012(t *testing.T) {
 		t.Fatalf("%d connections after Shutdown", n)
 	}
 	_, resp, err := e.tryDial("alice", "")
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial after Shutdown: %v %v", resp, err)
 	}

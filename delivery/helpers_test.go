@@ -95,6 +95,9 @@ func token(t testing.TB, user string) string {
 func (e *env) dial(user, query string) *websocket.Conn {
 	e.t.Helper()
 	c, resp, err := e.tryDial(user, query)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err != nil {
 		body := ""
 		if resp != nil {
@@ -103,7 +106,7 @@ func (e *env) dial(user, query string) *websocket.Conn {
 		}
 		e.t.Fatalf("dial %s?%s: %v%s", user, query, err, body)
 	}
-	e.t.Cleanup(func() { c.Close() })
+	e.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 

@@ -61,7 +61,9 @@ func TestPresenceHookFirstAndLastConnection(t *testing.T) {
 
 	// Closing one of pa's two connections: pa stays present. The teardown
 	// calls the hook before the connection count drops.
-	a1.Close()
+	if err := a1.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "a1 torn down", func() bool { return e.gw.ConnCount() == 2 })
 	if got := h.get(); !slices.Equal(got, []string{"+pa", "+pb"}) {
 		t.Fatalf("pa still has a connection: %v", got)
@@ -69,7 +71,9 @@ func TestPresenceHookFirstAndLastConnection(t *testing.T) {
 	if !e.gw.Present("pa") {
 		t.Fatal("pa is no longer present")
 	}
-	a2.Close()
+	if err := a2.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "a2 torn down", func() bool { return e.gw.ConnCount() == 1 })
 	if got := h.get(); !slices.Equal(got, []string{"+pa", "+pb", "-pa"}) {
 		t.Fatalf("after pa's last connection: %v", got)
@@ -102,7 +106,11 @@ func TestPresenceHookRefusedConnection(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Presence = h; c.MaxConnsPerUser = 1 })
 	c := e.dial("pr", "")
 	readUntilSynced(t, c)
-	if _, resp, err := e.tryDial("pr", ""); err == nil || resp == nil || resp.StatusCode != 429 {
+	_, resp, err := e.tryDial("pr", "")
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err == nil || resp == nil || resp.StatusCode != 429 {
 		t.Fatalf("second connection: %v %v", resp, err)
 	}
 	if got := h.get(); !slices.Equal(got, []string{"+pr"}) {

@@ -69,7 +69,10 @@ func resumeClient(e *env, user string, target uint64) error {
 		} else {
 			q = "after=0"
 		}
-		c, _, err := e.tryDial(user, q)
+		c, resp, err := e.tryDial(user, q)
+		if resp != nil {
+			resp.Body.Close()
+		}
 		if err != nil {
 			return err
 		}
@@ -78,26 +81,26 @@ func resumeClient(e *env, user string, target uint64) error {
 		for last < target && budget > 0 {
 			f, err := tryRead(c)
 			if err != nil {
-				c.Close()
+				_ = c.Close()
 				return fmt.Errorf("session %d after %d: %w", session, last, err)
 			}
 			switch f.Type {
 			case "notification":
 				if f.Notification.Seq != last+1 {
-					c.Close()
+					_ = c.Close()
 					return fmt.Errorf("session %d: got seq %d after %d", session, f.Notification.Seq, last)
 				}
 				last++
 				budget--
 			case "synced":
 				if synced || f.Seq != last {
-					c.Close()
+					_ = c.Close()
 					return fmt.Errorf("session %d: synced %d at %d (twice: %v)", session, f.Seq, last, synced)
 				}
 				synced = true
 			}
 		}
-		c.Close()
+		_ = c.Close() // the next session resumes after last
 	}
 	return nil
 }

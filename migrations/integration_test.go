@@ -53,7 +53,7 @@ func freshKeyspace(t *testing.T, s *gocql.Session) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := s.Query("DROP KEYSPACE IF EXISTS " + ks).WithContext(ctx).Exec(); err != nil {
+		if err := s.Query("DROP KEYSPACE IF EXISTS " + ks).ExecContext(ctx); err != nil {
 			t.Logf("drop keyspace %s: %v", ks, err)
 		}
 	})

@@ -186,21 +186,23 @@ func defaultOwner() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-func (m *migrator) query(ctx context.Context, stmt string, args ...any) *gocql.Query {
-	return m.s.Query(stmt, args...).WithContext(ctx)
+// query builds a statement; run it with the *Context methods (ExecContext,
+// ScanContext, IterContext, MapScanCASContext) so the caller's ctx bounds it.
+func (m *migrator) query(stmt string, args ...any) *gocql.Query {
+	return m.s.Query(stmt, args...)
 }
 
 // lwt is a lightweight transaction at SERIAL (not LOCAL_SERIAL): the schema
 // is cluster-wide, so migrators in different datacenters must agree.
-func (m *migrator) lwt(ctx context.Context, stmt string, args ...any) *gocql.Query {
-	return m.query(ctx, stmt, args...).SerialConsistency(gocql.Serial)
+func (m *migrator) lwt(stmt string, args ...any) *gocql.Query {
+	return m.query(stmt, args...).SerialConsistency(gocql.Serial)
 }
 
 // ddl runs one schema statement and waits for schema agreement.
 func (m *migrator) ddl(ctx context.Context, stmt string) error {
 	// Idempotent: every migration statement must be (see the package doc),
 	// so the driver may retry it on a timeout.
-	if err := m.query(ctx, stmt).Idempotent(true).Exec(); err != nil {
+	if err := m.query(stmt).Idempotent(true).ExecContext(ctx); err != nil {
 		return err
 	}
 	if err := m.s.AwaitSchemaAgreement(ctx); err != nil {
@@ -216,8 +218,8 @@ func (m *migrator) ddl(ctx context.Context, stmt string) error {
 // after it the keyspace is usable by the next statement.
 func (m *migrator) ensureKeyspace(ctx context.Context, replication string) error {
 	var got map[string]string
-	err := m.query(ctx, `SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?`, m.ks).
-		Idempotent(true).Scan(&got)
+	err := m.query(`SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?`, m.ks).
+		Idempotent(true).ScanContext(ctx, &got)
 	exists := err == nil
 	if err != nil && !errors.Is(err, gocql.ErrNotFound) {
 		return fmt.Errorf("migrations: read keyspace %s: %w", m.ks, err)
@@ -258,7 +260,7 @@ func (m *migrator) ensureBookkeeping(ctx context.Context) error {
 // recorded reads every applied file's checksum (a quorum read, for the
 // lock-free fast path).
 func (m *migrator) recorded(ctx context.Context) (map[string]string, error) {
-	iter := m.query(ctx, fmt.Sprintf(`SELECT name, checksum FROM %s.schema_migrations`, m.ks)).Idempotent(true).Iter()
+	iter := m.query(fmt.Sprintf(`SELECT name, checksum FROM %s.schema_migrations`, m.ks)).Idempotent(true).IterContext(ctx)
 	out := map[string]string{}
 	var name, sum string
 	for iter.Scan(&name, &sum) {
@@ -273,8 +275,8 @@ func (m *migrator) recorded(ctx context.Context) (map[string]string, error) {
 // recordedOne reads one record at SERIAL consistency, so it sees any record
 // committed by another migrator's lightweight transaction.
 func (m *migrator) recordedOne(ctx context.Context, name string) (sum string, found bool, err error) {
-	err = m.query(ctx, fmt.Sprintf(`SELECT checksum FROM %s.schema_migrations WHERE name = ?`, m.ks), name).
-		Consistency(gocql.Serial).Idempotent(true).Scan(&sum)
+	err = m.query(fmt.Sprintf(`SELECT checksum FROM %s.schema_migrations WHERE name = ?`, m.ks), name).
+		Consistency(gocql.Serial).Idempotent(true).ScanContext(ctx, &sum)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return "", false, nil
 	}
@@ -314,7 +316,7 @@ func (m *migrator) lock(ctx context.Context) (release func(), err error) {
 	logged := false
 	for {
 		got := map[string]any{}
-		applied, err := m.lwt(ctx, stmt, lockName, m.cfg.Owner, time.Now(), ttl).MapScanCAS(got)
+		applied, err := m.lwt(stmt, lockName, m.cfg.Owner, time.Now(), ttl).MapScanCASContext(ctx, got)
 		if err != nil {
 			return nil, fmt.Errorf("migrations: take lock: %w", err)
 		}
@@ -340,7 +342,7 @@ func (m *migrator) lock(ctx context.Context) (release func(), err error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		del := fmt.Sprintf(`DELETE FROM %s.schema_migrations_lock WHERE name = ? IF owner = ?`, m.ks)
-		if _, err := m.lwt(rctx, del, lockName, m.cfg.Owner).MapScanCAS(map[string]any{}); err != nil {
+		if _, err := m.lwt(del, lockName, m.cfg.Owner).MapScanCASContext(rctx, map[string]any{}); err != nil {
 			m.log.Warn("releasing the migration lock failed; it expires by itself", "ttl", m.cfg.LockTTL, "err", err)
 		}
 	}, nil
@@ -349,8 +351,8 @@ func (m *migrator) lock(ctx context.Context) (release func(), err error) {
 // renew extends the lock; ErrLockLost if it is no longer ours.
 func (m *migrator) renew(ctx context.Context) error {
 	stmt := fmt.Sprintf(`UPDATE %s.schema_migrations_lock USING TTL ? SET owner = ?, locked_at = ? WHERE name = ? IF owner = ?`, m.ks)
-	applied, err := m.lwt(ctx, stmt, int(m.cfg.LockTTL/time.Second), m.cfg.Owner, time.Now(), lockName, m.cfg.Owner).
-		MapScanCAS(map[string]any{})
+	applied, err := m.lwt(stmt, int(m.cfg.LockTTL/time.Second), m.cfg.Owner, time.Now(), lockName, m.cfg.Owner).
+		MapScanCASContext(ctx, map[string]any{})
 	if err != nil {
 		return fmt.Errorf("migrations: renew lock: %w", err)
 	}
@@ -372,7 +374,7 @@ func (m *migrator) apply(ctx context.Context, mig Migration) error {
 	}
 	rec := fmt.Sprintf(`INSERT INTO %s.schema_migrations (name, version, checksum, applied_at, applied_by) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`, m.ks)
 	got := map[string]any{}
-	applied, err := m.lwt(ctx, rec, mig.Name, mig.Version, mig.Checksum, time.Now(), m.cfg.Owner).MapScanCAS(got)
+	applied, err := m.lwt(rec, mig.Name, mig.Version, mig.Checksum, time.Now(), m.cfg.Owner).MapScanCASContext(ctx, got)
 	if err != nil {
 		return fmt.Errorf("migrations: record %s: %w", mig.Name, err)
 	}

@@ -93,8 +93,11 @@ func (c *EnricherConfig) setDefaults() error {
 	}
 	if c.TransactionalID == "" {
 		host, err := os.Hostname()
-		if err != nil || host == "" {
-			return fmt.Errorf("%w: enricher: TransactionalID unset and no hostname to derive it from (%v)", ErrInvalidConfig, err)
+		if err == nil && host == "" {
+			err = errors.New("empty hostname")
+		}
+		if err != nil {
+			return fmt.Errorf("%w: enricher: TransactionalID unset and no hostname to derive it from (%w)", ErrInvalidConfig, err)
 		}
 		c.TransactionalID = "herald-enricher-" + host
 	}
@@ -159,7 +162,7 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: enricher: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: enricher: %w", ErrInvalidConfig, err)
 	}
 	return &Enricher{
 		cfg:  cfg,
@@ -267,7 +270,7 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	defer cancel()
 	if err != nil {
 		if _, aerr := e.sess.End(endCtx, kgo.TryAbort); aerr != nil {
-			return &fatalError{fmt.Errorf("abort transaction after %v: %w", err, aerr)}
+			return &fatalError{fmt.Errorf("abort transaction after %w: %w", err, aerr)}
 		}
 		return err
 	}

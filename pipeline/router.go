@@ -148,7 +148,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: router: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: router: %w", ErrInvalidConfig, err)
 	}
 	return &Router{
 		cfg: cfg,

@@ -40,7 +40,8 @@ func runDev(ctx context.Context, args []string) error {
 	fmt.Println(d.Banner(os.Args[0]))
 	<-ctx.Done()
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	// ctx is done by now; shutdown keeps its values but not its cancellation.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	return d.Shutdown(sctx)
 }

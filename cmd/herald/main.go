@@ -52,9 +52,15 @@ func usage() {
 }
 
 func main() {
+	os.Exit(dispatch())
+}
+
+// dispatch runs the command named by os.Args[1] and returns the exit code,
+// so that its deferred signal cleanup runs before main exits.
+func dispatch() int {
 	if len(os.Args) < 2 {
 		usage()
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,14 +68,14 @@ func main() {
 		if c.name == os.Args[1] {
 			if err := c.run(ctx, os.Args[2:]); err != nil {
 				fmt.Fprintln(os.Stderr, "herald "+c.name+":", err)
-				os.Exit(1)
+				return 1
 			}
-			return
+			return 0
 		}
 	}
 	if os.Args[1] != "-h" && os.Args[1] != "--help" && os.Args[1] != "help" {
 		fmt.Fprintf(os.Stderr, "herald: unknown command %q\n\n", os.Args[1])
 	}
 	usage()
-	os.Exit(2)
+	return 2
 }

@@ -198,7 +198,7 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		opt, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("%w: URL: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: URL: %w", ErrInvalidConfig, err)
 		}
 		opt.ContextTimeoutEnabled = true
 		c.rdb, c.ownsClient = redis.NewClient(opt), true
@@ -463,13 +463,6 @@ func (c *Cluster) route(ctx context.Context, userID string, payload []byte, fwd 
 		c.log.Debug("gateway listed in presence has no subscriber", "user", userID, "to", res[i])
 	}
 	return online, nil
-}
-
-// lookup lists the gateways holding userID whose entry has not expired.
-func (c *Cluster) lookup(ctx context.Context, userID string) ([]string, error) {
-	return c.rdb.ZRangeByScore(ctx, c.presenceKey(userID), &redis.ZRangeBy{
-		Min: fmt.Sprint(time.Now().UnixMilli()), Max: "+inf",
-	}).Result()
 }
 
 func (c *Cluster) presenceKey(userID string) string {

@@ -47,10 +47,10 @@ func redisClient(t testing.TB, name string) *redis.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
-		rc.Close()
+		_ = rc.Close()
 		t.Fatalf("redis at %s is unreachable (start it with scripts/stack/stack.sh up): %v", redisURL(), err)
 	}
-	t.Cleanup(func() { rc.Close() })
+	t.Cleanup(func() { _ = rc.Close() })
 	return rc
 }
 
@@ -166,11 +166,14 @@ func (n *node) dial(user string) *websocket.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := websocket.DefaultDialer.Dial(n.wsURL+"?token="+tok, nil)
+	c, resp, err := websocket.DefaultDialer.Dial(n.wsURL+"?token="+tok, nil)
+	if resp != nil {
+		resp.Body.Close()
+	}
 	if err != nil {
 		t.Fatalf("dial %s on %s: %v", user, n.id, err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	for {
 		if fr := read(t, c); fr.Type == "synced" {
 			return c
@@ -247,5 +250,31 @@ func syncPresence(t testing.TB, n *node) {
 	defer cancel()
 	if err := n.cl.syncPresence(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lookup lists the gateways holding userID whose entry has not expired
+// (the read half of Deliver's routing).
+func (c *Cluster) lookup(ctx context.Context, userID string) ([]string, error) {
+	return c.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: c.presenceKey(userID), ByScore: true,
+		Start: fmt.Sprint(time.Now().UnixMilli()), Stop: "+inf",
+	}).Result()
+}
+
+// syncPresence has the presence loop write the pending changes now and
+// waits for it. It needs Run.
+func (c *Cluster) syncPresence(ctx context.Context) error {
+	ack := make(chan struct{})
+	select {
+	case c.syncReq <- ack:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ack:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -108,7 +108,11 @@ func TestUnreadAcrossGateways(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer api.Close()
+	defer func() {
+		if err := api.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
 	api.PublishUnread(context.Background(), "u-two", 0)
 	for _, ws := range []*websocket.Conn{wa, wb} {
 		if fr := read(t, ws); fr.Type != "unread" || fr.Count != 0 {
@@ -129,7 +133,7 @@ func TestCrashedGatewayExpires(t *testing.T) {
 	f.waitListed(a, "u-crash", b, true)
 
 	zombie := f.rc.Subscribe(context.Background(), b.cl.Channel())
-	defer zombie.Close()
+	defer func() { _ = zombie.Close() }()
 	if _, err := zombie.Receive(context.Background()); err != nil { // the subscribe confirmation
 		t.Fatal(err)
 	}
@@ -192,7 +196,9 @@ func TestUserOfflineOnLastDisconnect(t *testing.T) {
 	c1, c2 := b.dial("u-last"), b.dial("u-last")
 	f.waitListed(b, "u-last", b, true)
 
-	c1.Close()
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the first socket to go", func() bool { return b.gw.ConnCount() == 1 })
 	syncPresence(t, b)
 	gws, err := b.cl.lookup(context.Background(), "u-last")
@@ -200,7 +206,9 @@ func TestUserOfflineOnLastDisconnect(t *testing.T) {
 		t.Fatalf("one socket left: listed %v (%v)", gws, err)
 	}
 
-	c2.Close()
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the last socket to go", func() bool { return b.gw.ConnCount() == 0 })
 	syncPresence(t, b)
 	n, err := f.rc.Exists(context.Background(), b.cl.presenceKey("u-last")).Result()
@@ -227,7 +235,9 @@ func TestCloseLeaves(t *testing.T) {
 	if online, err := a.cl.Deliver(context.Background(), "u-leave", herald.Notification{Seq: 1, EventID: "e"}); online || err != nil {
 		t.Fatalf("Deliver after B closed: %v %v", online, err)
 	}
-	ws.Close()
+	if err := ws.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the socket to go", func() bool { return b.gw.ConnCount() == 0 })
 	b.cl.UserOnline("u-leave") // ignored after Close
 	if n, _ := f.rc.Exists(context.Background(), b.cl.presenceKey("u-leave")).Result(); n != 0 {

@@ -62,10 +62,10 @@ func decodeMessage(b []byte) (message, error) {
 	}
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return m, fmt.Errorf("%w: %v", errBadMessage, err)
+		return m, fmt.Errorf("%w: %w", errBadMessage, err)
 	}
 	if err := herald.ValidateUserID(w.U); err != nil {
-		return m, fmt.Errorf("%w: u: %v", errBadMessage, err)
+		return m, fmt.Errorf("%w: u: %w", errBadMessage, err)
 	}
 	m.Kind, m.UserID = w.K, w.U
 	switch w.K {

@@ -206,7 +206,11 @@ func (c *Cluster) announce(ctx context.Context, users []string) error {
 }
 
 // leave removes this gateway from the presence entries of users, in
-// batches, stopping at the first failure.
+// batches, stopping at the first failure. It runs from Close (io.Closer, no
+// context) at shutdown, when callers' contexts have usually ended, so each
+// batch gets a fresh context bounded by Timeout.
+//
+//nolint:contextcheck // deliberately detached from any caller context; see above.
 func (c *Cluster) leave(users map[string]struct{}) error {
 	batch := make([]string, 0, c.cfg.BatchSize)
 	write := func() error {
@@ -237,21 +241,4 @@ func (c *Cluster) leave(users map[string]struct{}) error {
 		return write()
 	}
 	return nil
-}
-
-// syncPresence has the presence loop write the pending changes now and
-// waits for it (tests). It needs Run.
-func (c *Cluster) syncPresence(ctx context.Context) error {
-	ack := make(chan struct{})
-	select {
-	case c.syncReq <- ack:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-ack:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

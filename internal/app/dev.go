@@ -55,8 +55,7 @@ type Dev struct {
 	http     *http.Server
 	ln       net.Listener
 	g        group
-	ctx      context.Context
-	cancel   context.CancelFunc
+	cancel   context.CancelFunc // ends the roles' context
 
 	stopEnricher, stopRouter func()
 	shutdownOnce             sync.Once
@@ -77,7 +76,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	names := topics.WithPrefix(cfg.TopicPrefix)
 	d := &Dev{cfg: cfg, log: cfg.Logger}
-	d.ctx, d.cancel = context.WithCancel(context.Background())
+	// The roles outlive ctx (it bounds start-up only); Shutdown cancels them.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
 	defer func() {
 		if err != nil {
 			d.closeResources()
@@ -129,13 +130,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 
-	d.stopEnricher = supervise(d.ctx, &d.g, d.log, "enricher", func() (runner, error) {
+	d.stopEnricher = supervise(runCtx, &d.g, d.log, "enricher", func() (runner, error) {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			Brokers: brokers, Topics: names, Store: d.store, Logger: d.log.With("role", "enricher"),
 			Group: names.Prefix() + "enricher", TransactionalID: "herald-dev-enricher",
 		})
 	})
-	d.stopRouter = supervise(d.ctx, &d.g, d.log, "router", func() (runner, error) {
+	d.stopRouter = supervise(runCtx, &d.g, d.log, "router", func() (runner, error) {
 		return pipeline.NewRouter(pipeline.RouterConfig{
 			Brokers: brokers, Topics: names, Deliverer: d.gateway, Logger: d.log.With("role", "router"),
 			Group: names.Prefix() + "gateway",

@@ -81,10 +81,13 @@ func dial(t *testing.T, d *Dev, user, query string) *websocket.Conn {
 	t.Helper()
 	u := "ws" + strings.TrimPrefix(d.URL(), "http") + "/v1/ws?token=" + token(t, d, user) + query
 	c, resp, err := websocket.DefaultDialer.Dial(u, nil)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 

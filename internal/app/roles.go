@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -115,7 +114,8 @@ func (r *role) serve(h http.Handler) error {
 func (r *role) wait(ctx context.Context) error {
 	<-ctx.Done()
 	r.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	// ctx is done: shut down on its values, without its cancellation.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
 	httpDone := make(chan error, 1)
 	if r.http != nil {
@@ -141,7 +141,7 @@ func RunAPI(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer r.closeStore(st)
 	// Writes go through the preference cache so that they invalidate what
 	// the enrichers have cached.
 	st, closePrefs, err := prefStore(cfg, st)
@@ -188,7 +188,7 @@ func RunEnricher(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer r.closeStore(st)
 	prefs, closePrefs, err := prefStore(cfg, st)
 	if err != nil {
 		return err
@@ -222,7 +222,7 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer r.closeStore(st)
 	v, err := verifier(cfg)
 	if err != nil {
 		return err
@@ -250,7 +250,8 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 	})
 	// Order: stop consuming, close sockets with 1012, then leave the cluster.
 	r.stops = append(r.stops, stopRouter, func() {
-		sctx, c := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		// Runs after ctx has ended (from r.wait): detach from its cancellation.
+		sctx, c := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer c()
 		if err := gw.Shutdown(sctx); err != nil {
 			r.log.Warn("gateway shutdown", "err", err)
@@ -266,13 +267,16 @@ func groupName(cfg *config.Config, role string) string {
 	return topics.WithPrefix(cfg.TopicPrefix).Prefix() + role
 }
 
+// closeStore closes st at shutdown; a failure is only logged, as there is
+// nothing left to do about it.
+func (r *role) closeStore(st store.Store) {
+	if err := st.Close(); err != nil {
+		r.log.Warn("closing the store", "err", err)
+	}
+}
+
 // With returns r with extra log attributes.
 func (r *role) With(args ...any) *role {
 	r.log = r.log.With(args...)
 	return r
-}
-
-// RolesUsage lists the roles for `herald -h`.
-func RolesUsage() string {
-	return strings.Join([]string{"api", "enricher", "gateway", "migrate"}, ", ")
 }

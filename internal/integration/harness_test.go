@@ -70,7 +70,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	dropKeyspace()
-	os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: removing the build dir:", err)
+	}
 	os.Exit(code)
 }
 
@@ -110,7 +112,7 @@ func checkStack() error {
 		return err
 	}
 	rc := redis.NewClient(opt)
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // a probe: nothing to report on close
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
@@ -185,8 +187,11 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // start runs `herald <role>` with extra HERALD_* settings and waits for /readyz.
@@ -205,7 +210,7 @@ func (e *env) start(name, role string, extra ...string) *proc {
 	}
 	go func() {
 		_ = p.cmd.Wait()
-		f.Close()
+		_ = f.Close() // the log is only read back for failure reports
 		close(p.done)
 	}()
 	e.t.Cleanup(func() { p.stop(e.t) })
@@ -321,6 +326,9 @@ func dial(t *testing.T, gw *proc, user, query string) *client {
 	t.Helper()
 	u := "ws://" + gw.addr + "/v1/ws?token=" + token(t, user) + query
 	c, resp, err := websocket.DefaultDialer.Dial(u, nil)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
 	if err != nil {
 		t.Fatalf("dial %s: %v (%v)", gw.name, err, resp)
 	}
@@ -339,7 +347,7 @@ func dial(t *testing.T, gw *proc, user, query string) *client {
 			}
 		}
 	}()
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return cl
 }
 

@@ -17,13 +17,17 @@ import (
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestParseConsistency(t *testing.T) {
-	for in, want := range map[string]gocql.Consistency{
-		"": gocql.LocalQuorum, "local_quorum": gocql.LocalQuorum, "QUORUM": gocql.Quorum,
-		" one ": gocql.One, "LOCAL_ONE": gocql.LocalOne, "all": gocql.All, "EACH_QUORUM": gocql.EachQuorum,
+	// A slice, not a map: the padded " one " is deliberate (input is trimmed).
+	for _, tc := range []struct {
+		in   string
+		want gocql.Consistency
+	}{
+		{"", gocql.LocalQuorum}, {"local_quorum", gocql.LocalQuorum}, {"QUORUM", gocql.Quorum},
+		{" one ", gocql.One}, {"LOCAL_ONE", gocql.LocalOne}, {"all", gocql.All}, {"EACH_QUORUM", gocql.EachQuorum},
 	} {
-		got, err := ParseConsistency(in)
-		if err != nil || got != want {
-			t.Errorf("ParseConsistency(%q) = %v, %v; want %v", in, got, err, want)
+		got, err := ParseConsistency(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseConsistency(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"quorom", "SERIAL", "local_serial", "ANY", "2"} {
@@ -182,8 +186,12 @@ func TestStatements(t *testing.T) {
 		}
 	}
 	// The insert binds as many values as it names columns (plus the TTL).
-	cols := strings.Count(q.insertNotification[:strings.Index(q.insertNotification, "VALUES")], ",") + 1
-	vals := strings.Count(q.insertNotification[strings.Index(q.insertNotification, "VALUES"):], ",") + 1
+	names, values, ok := strings.Cut(q.insertNotification, "VALUES")
+	if !ok {
+		t.Fatalf("insertNotification has no VALUES: %q", q.insertNotification)
+	}
+	cols := strings.Count(names, ",") + 1
+	vals := strings.Count(values, ",") + 1
 	if cols != vals {
 		t.Fatalf("insertNotification names %d columns, gives %d values", cols, vals)
 	}
@@ -217,7 +225,7 @@ func TestOpenContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

@@ -49,7 +49,7 @@ func decodeNotification(b []byte, userID string, seq uint64, read bool) (herald.
 		if d.err == nil {
 			d.err = fmt.Errorf("unknown record version %d", v)
 		}
-		return herald.Notification{}, fmt.Errorf("%w: user %q seq %d: %v", errCorrupt, userID, seq, d.err)
+		return herald.Notification{}, fmt.Errorf("%w: user %q seq %d: %w", errCorrupt, userID, seq, d.err)
 	}
 	n := herald.Notification{UserID: userID, Seq: seq, Read: read}
 	n.Prev = d.uvarint()
@@ -71,7 +71,7 @@ func decodeNotification(b []byte, userID string, seq uint64, read bool) (herald.
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}
 	if d.err != nil {
-		return herald.Notification{}, fmt.Errorf("%w: user %q seq %d: %v", errCorrupt, userID, seq, d.err)
+		return herald.Notification{}, fmt.Errorf("%w: user %q seq %d: %w", errCorrupt, userID, seq, d.err)
 	}
 	n.CreatedAt = time.Unix(sec, int64(nsec)).UTC()
 	return n, nil

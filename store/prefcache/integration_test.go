@@ -35,7 +35,7 @@ func newCache(t *testing.T, tweak func(*Config)) (*Store, *memory.Store, *redis.
 	}
 	opt.ContextTimeoutEnabled = true
 	rc := redis.NewClient(opt)
-	t.Cleanup(func() { rc.Close() })
+	t.Cleanup(func() { _ = rc.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
@@ -63,7 +63,9 @@ func newCache(t *testing.T, tweak func(*Config)) (*Store, *memory.Store, *redis.
 		if len(keys) > 0 {
 			rc.Del(ctx, keys...)
 		}
-		s.Close()
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
 	})
 	return s, inner, rc
 }

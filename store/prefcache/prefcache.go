@@ -117,7 +117,7 @@ func New(cfg Config) (*Store, error) {
 		}
 		opt, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("%w: URL: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: URL: %w", ErrInvalidConfig, err)
 		}
 		opt.ContextTimeoutEnabled = true
 		s.rdb, s.ownsClient = redis.NewClient(opt), true

@@ -32,7 +32,11 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
 	if s.key("u-1") != "herald:prefs:u-1" || s.cfg.TTL.Minutes() != 5 {
 		t.Fatalf("defaults: %q %v", s.key("u-1"), s.cfg.TTL)
 	}
@@ -45,13 +49,19 @@ func TestRedisDownFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
 	inner := memory.New()
 	s, err := New(Config{Store: inner, URL: "redis://" + addr + "/0?max_retries=1", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
 	ctx := context.Background()
 
 	before, bypassed := counter(readErrors), counter(bypass)

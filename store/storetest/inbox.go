@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	herald "github.com/heraldhq/herald"
@@ -39,7 +40,7 @@ func (s *suite) appendSequencesPerUser(t *testing.T) {
 
 	l := mustList(t, ctx, st, u, 0, 0, false)
 	checkChain(t, "List", l, 1, 8)
-	all := append(first, second...)
+	all := slices.Concat(first, second)
 	for i, n := range l {
 		sameContent(t, fmt.Sprintf("listed seq %d", n.Seq), n, all[i])
 		if n.Read {

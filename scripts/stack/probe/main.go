@@ -59,6 +59,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is the probe; it returns the exit code. Failed writes to stdout or
+// stderr are ignored: the exit code alone carries the result.
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -73,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "probe: unexpected arguments: %v\n", fs.Args())
+		_, _ = fmt.Fprintf(stderr, "probe: unexpected arguments: %v\n", fs.Args())
 		return 2
 	}
 
@@ -87,13 +89,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(c.addr); err != nil {
-			fmt.Fprintf(stderr, "probe: -%s %q: want host:port: %v\n", c.name, c.addr, err)
+			_, _ = fmt.Fprintf(stderr, "probe: -%s %q: want host:port: %v\n", c.name, c.addr, err)
 			return 2
 		}
 		checks = append(checks, c)
 	}
 	if len(checks) == 0 {
-		fmt.Fprintln(stderr, "probe: nothing to check: give at least one of -kafka, -cassandra, -redis")
+		_, _ = fmt.Fprintln(stderr, "probe: nothing to check: give at least one of -kafka, -cassandra, -redis")
 		return 2
 	}
 
@@ -125,9 +127,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if c.ready {
-			fmt.Fprintf(stdout, "%-9s ready     %s %s\n", c.name, c.addr, c.detail)
+			_, _ = fmt.Fprintf(stdout, "%-9s ready     %s %s\n", c.name, c.addr, c.detail)
 		} else {
-			fmt.Fprintf(stdout, "%-9s not-ready %s: %v\n", c.name, c.addr, oneLine(c.err))
+			_, _ = fmt.Fprintf(stdout, "%-9s not-ready %s: %v\n", c.name, c.addr, oneLine(c.err))
 		}
 	}
 	return code
@@ -198,7 +200,7 @@ func checkRedis(ctx context.Context, addr string) (string, error) {
 		// CLIENT SETINFO noise on servers that do not know it.
 		DisableIdentity: true,
 	})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }() // a one-shot probe: nothing to report on close
 	pong, err := rdb.Ping(ctx).Result()
 	if err != nil {
 		return "", err
