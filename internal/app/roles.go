@@ -208,6 +208,7 @@ func RunEnricher(ctx context.Context, cfg *config.Config) error {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			Brokers: cfg.Brokers, Topics: topics.WithPrefix(cfg.TopicPrefix), Store: prefs,
 			Group: groupName(cfg, "enricher"), TransactionalID: cfg.TransactionalID, Logger: r.log,
+			ClientOptions: []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)},
 		})
 	})
 	r.stops = append(r.stops, stop)
@@ -245,7 +246,8 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 	stopRouter := supervise(runCtx, &r.g, r.log, "router", func() (runner, error) {
 		return pipeline.NewRouter(pipeline.RouterConfig{
 			Brokers: cfg.Brokers, Topics: topics.WithPrefix(cfg.TopicPrefix), Deliverer: deliverer, Logger: r.log,
-			Group: groupName(cfg, "gateway"),
+			Group: groupName(cfg, "gateway"), StartAtEnd: cfg.RouterFromEnd,
+			ClientOptions: []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)},
 		})
 	})
 	// Order: stop consuming, close sockets with 1012, then leave the cluster.

@@ -36,9 +36,11 @@ type Config struct {
 	APIKeys       []string // upstream service keys for POST /v1/events
 	Origins       []string // allowed WebSocket origins; "*" = any
 
-	GatewayID       string // this gateway's id (presence, gw:<id> channel)
-	TransactionalID string // enricher transactional id; stable per instance
-	ReplayLimit     int    // WebSocket replay without `after`
+	GatewayID       string        // this gateway's id (presence, gw:<id> channel)
+	TransactionalID string        // enricher transactional id; stable per instance
+	ReplayLimit     int           // WebSocket replay without `after`
+	SessionTimeout  time.Duration // Kafka group session timeout: how soon a crashed member's partitions move
+	RouterFromEnd   bool          // a gateway group with no committed offsets starts at the end of herald.deliveries
 	ShutdownTimeout time.Duration
 
 	LogLevel  string // debug, info, warn, error
@@ -70,6 +72,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	str(fs, &c.GatewayID, "gateway-id", "HERALD_GATEWAY_ID", host, "this gateway's id")
 	str(fs, &c.TransactionalID, "transactional-id", "HERALD_TRANSACTIONAL_ID", "herald-enricher-"+host, "enricher transactional id (stable per instance)")
 	num(fs, &c.ReplayLimit, "replay-limit", "HERALD_REPLAY_LIMIT", 100, "notifications replayed to a client connecting without after")
+	dur(fs, &c.SessionTimeout, "session-timeout", "HERALD_SESSION_TIMEOUT", 15*time.Second, "Kafka consumer group session timeout (a crashed member's partitions move after it)")
+	boolean(fs, &c.RouterFromEnd, "router-from-end", "HERALD_ROUTER_FROM_END", false, "a new gateway group starts at the end of herald.deliveries instead of replaying its retention")
 	dur(fs, &c.ShutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown may take")
 	str(fs, &c.LogLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(fs, &c.LogFormat, "log-format", "HERALD_LOG_FORMAT", "text", "text or json")
@@ -122,6 +126,18 @@ func dur(fs *flag.FlagSet, p *time.Duration, name, env string, def time.Duration
 		}
 	}
 	fs.DurationVar(p, name, v, usage+" ($"+env+")")
+}
+
+func boolean(fs *flag.FlagSet, p *bool, name, env string, def bool, usage string) {
+	v := def
+	if s, ok := os.LookupEnv(env); ok {
+		if b, err := strconv.ParseBool(s); err == nil {
+			v = b
+		} else {
+			fmt.Fprintf(os.Stderr, "ignoring $%s=%q: not a boolean\n", env, s)
+		}
+	}
+	fs.BoolVar(p, name, v, usage+" ($"+env+")")
 }
 
 type listValue struct{ p *[]string }

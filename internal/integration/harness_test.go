@@ -131,6 +131,7 @@ func randHex(n int) string {
 // prefix, keyspace and consumer groups.
 type env struct {
 	t        *testing.T
+	id       string
 	prefix   string
 	keyspace string
 	dir      string
@@ -140,7 +141,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	id := randHex(4)
-	e := &env{t: t, prefix: "it" + id + ".", keyspace: keyspace, dir: t.TempDir()}
+	e := &env{t: t, id: id, prefix: "it" + id + ".", keyspace: keyspace, dir: t.TempDir()}
 	e.base = []string{
 		"HERALD_BROKERS=" + kafkaAddr,
 		"HERALD_CASSANDRA_HOSTS=" + cassandraAddr,
@@ -157,6 +158,10 @@ func newEnv(t *testing.T) *env {
 	e.run("topics")
 	return e
 }
+
+// u namespaces a user id to this env: the keyspace is shared by the run,
+// so tests (and -count=N repetitions) must not share users.
+func (e *env) u(name string) string { return e.id + "." + name }
 
 // run runs a one-shot herald command and fails the test if it fails.
 func (e *env) run(args ...string) {
@@ -362,7 +367,7 @@ func (c *client) next(t *testing.T) frame {
 		return f
 	case <-time.After(150 * time.Second):
 		// Generous: after a gateway crash its partitions move only once
-		// its Kafka session times out (45 s).
+		// its Kafka session times out (HERALD_SESSION_TIMEOUT, 15 s).
 		t.Fatal("no frame within 150s")
 	}
 	return frame{}

@@ -38,7 +38,7 @@ func TestCrossGatewayDeliveryAndReplay(t *testing.T) {
 	const users = 24
 	clients := make([]*client, users)
 	for i := range clients {
-		clients[i] = dial(t, gws[i%2], fmt.Sprintf("x-%d", i), "")
+		clients[i] = dial(t, gws[i%2], e.u(fmt.Sprintf("x-%d", i)), "")
 		if seqs, f := clients[i].untilSynced(t); len(seqs) != 0 || f.Seq != 0 {
 			t.Fatalf("fresh user replayed %v / %+v", seqs, f)
 		}
@@ -47,7 +47,7 @@ func TestCrossGatewayDeliveryAndReplay(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		var recs []*kgo.Record
 		for i := 0; i < users; i++ {
-			recs = append(recs, eventRecord(fmt.Sprintf("x-%d-%d", i, round), fmt.Sprintf("x-%d", i), "hello"))
+			recs = append(recs, eventRecord(fmt.Sprintf("x-%d-%d", i, round), e.u(fmt.Sprintf("x-%d", i)), "hello"))
 		}
 		e.produce(t, pr, recs...)
 		for i, c := range clients {
@@ -58,7 +58,7 @@ func TestCrossGatewayDeliveryAndReplay(t *testing.T) {
 		}
 	}
 	// Replay from Cassandra on the other gateway.
-	c := dial(t, gws[1], "x-0", "&after=0")
+	c := dial(t, gws[1], e.u("x-0"), "&after=0")
 	seqs, f := c.untilSynced(t)
 	if !slices.Equal(seqs, []uint64{1, 2}) || f.Seq != 2 {
 		t.Fatalf("replay after=0: %v %+v", seqs, f)
@@ -118,7 +118,7 @@ func TestExactlyOnceAcrossEnricherCrash(t *testing.T) {
 			recs = append(recs, eventRecord(prev.id, prev.user, "dup"))
 			continue
 		}
-		user := fmt.Sprintf("c-%d", rng.IntN(users))
+		user := e.u(fmt.Sprintf("c-%d", rng.IntN(users)))
 		id := fmt.Sprintf("c-%d", i)
 		ids = append(ids, struct{ id, user string }{id, user})
 		want[user] = append(want[user], id)
@@ -269,14 +269,14 @@ func TestInvalidRecordsGoToDLQ(t *testing.T) {
 	e := newEnv(t)
 	e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher")
 	gw := e.start("gateway", "gateway", "HERALD_GATEWAY_ID="+e.prefix+"gw")
-	ws := dial(t, gw, "d-1", "")
+	ws := dial(t, gw, e.u("d-1"), "")
 	ws.untilSynced(t)
 	bad := []string{`{not json`, `{"id":"b2","type":"t"}`, `{"id":"b3","user_id":"d-1","type":"t","priority":"urgent"}`}
-	recs := []*kgo.Record{eventRecord("v1", "d-1", "before")}
+	recs := []*kgo.Record{eventRecord("v1", e.u("d-1"), "before")}
 	for _, b := range bad {
-		recs = append(recs, &kgo.Record{Key: []byte("d-1"), Value: []byte(b)})
+		recs = append(recs, &kgo.Record{Key: []byte(e.u("d-1")), Value: []byte(b)})
 	}
-	recs = append(recs, eventRecord("v2", "d-1", "after"))
+	recs = append(recs, eventRecord("v2", e.u("d-1"), "after"))
 	e.produce(t, producer(t), recs...)
 	for _, id := range []string{"v1", "v2"} {
 		if f := ws.next(t); f.Notification.EventID != id {
@@ -329,7 +329,7 @@ func TestGatewayCrashClientsResume(t *testing.T) {
 		var recs []*kgo.Record
 		for i := 0; i < users; i++ {
 			for j := 0; j < perPhase; j++ {
-				recs = append(recs, eventRecord(fmt.Sprintf("g-%d-%d-%d", i, phase, j), fmt.Sprintf("g-%d", i), "x"))
+				recs = append(recs, eventRecord(fmt.Sprintf("g-%d-%d-%d", i, phase, j), e.u(fmt.Sprintf("g-%d", i)), "x"))
 			}
 		}
 		e.produce(t, pr, recs...)
@@ -337,7 +337,7 @@ func TestGatewayCrashClientsResume(t *testing.T) {
 	clients := make([]*client, users)
 	last := make([]uint64, users)
 	for i := range clients {
-		clients[i] = dial(t, a, fmt.Sprintf("g-%d", i), "")
+		clients[i] = dial(t, a, e.u(fmt.Sprintf("g-%d", i)), "")
 		clients[i].untilSynced(t)
 	}
 	send(1)
@@ -360,7 +360,7 @@ func TestGatewayCrashClientsResume(t *testing.T) {
 	}
 	send(2) // while the clients are away
 	for i := range clients {
-		c := dial(t, b, fmt.Sprintf("g-%d", i), "&after="+strconv.FormatUint(last[i], 10))
+		c := dial(t, b, e.u(fmt.Sprintf("g-%d", i)), "&after="+strconv.FormatUint(last[i], 10))
 		seqs, _ := c.untilSynced(t)
 		for _, s := range seqs {
 			if s != last[i]+1 {
