@@ -1,6 +1,8 @@
 // Package api serves Herald's HTTP API: event intake for upstream services
 // (POST /v1/events, API key) and the user-facing inbox, read state,
 // preferences and device registry (JWT), plus /healthz, /readyz and /metrics.
+// The OpenAPI 3.1 document of all of it (openapi.json, kept in step with the
+// routes by its tests) is served at /v1/openapi.json.
 //
 // Every error is a JSON object {"error": "...", "field": "..."} with the
 // status of the contract: 400 invalid input, 401 missing or bad credentials,
