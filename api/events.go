@@ -57,6 +57,10 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
+	if ok, wait := s.keys.allow(key, len(raws), now); !ok {
+		tooMany(w, wait)
+		return
+	}
 	records := make([]*kgo.Record, len(raws))
 	for i, raw := range raws {
 		ev, err := herald.DecodeEvent(raw, now)

@@ -32,6 +32,10 @@ func (s *Server) user(h userHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "", err.Error())
 			return
 		}
+		if ok, wait := s.users.allow(uid, 1, s.cfg.Now()); !ok {
+			tooMany(w, wait)
+			return
+		}
 		h(w, r, uid)
 	}
 }

@@ -69,6 +69,18 @@ type Config struct {
 	MaxListLimit int
 	// DefaultListLimit is used when ?limit= is absent; 0 means 50.
 	DefaultListLimit int
+	// EventsPerKey limits POST /v1/events per API key, counted in events;
+	// the zero value means no limit. Refused requests get 429 + Retry-After.
+	EventsPerKey Limit
+	// RequestsPerUser limits the user endpoints per user id; the zero
+	// value means no limit.
+	RequestsPerUser Limit
+	// MaxLimitedUsers bounds the per-user buckets kept (idle ones age
+	// out); 0 means 100,000.
+	MaxLimitedUsers int
+	// CORSOrigins are the origins allowed to call the API from a browser
+	// ("*" for any); empty means no CORS headers (same origin only).
+	CORSOrigins []string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
@@ -77,9 +89,12 @@ type Config struct {
 
 // Server is the HTTP API; it is an http.Handler.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg     Config
+	mux     *http.ServeMux
+	handler http.Handler
+	log     *slog.Logger
+	keys    *limiters
+	users   *limiters
 }
 
 // ErrConfig is returned by New for an incomplete Config.
@@ -108,7 +123,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	if cfg.MaxLimitedUsers <= 0 {
+		cfg.MaxLimitedUsers = 100_000
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger,
+		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers)}
+	s.handler = cors(originList(cfg.CORSOrigins), s.mux)
 	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
 	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
 	s.route("/v1/notifications/read", map[string]http.HandlerFunc{http.MethodPost: s.user(s.markRead)})
@@ -132,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // route registers path with one handler per method; other methods get a
 // JSON 405 with an Allow header (ServeMux's own 405 is plain text).
@@ -221,6 +241,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // for roles that do not serve the user API (enricher, gateway).
 func Ops(checks []ReadyCheck, extra map[string]http.Handler) http.Handler {
 	s := &Server{cfg: Config{Ready: checks}, mux: http.NewServeMux(), log: slog.Default()}
+	s.handler = s.mux
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
 	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})

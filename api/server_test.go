@@ -324,3 +324,106 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("readyz after close: %d %v", code, body)
 	}
 }
+
+func TestRateLimits(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "herald.events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	s, err := New(Config{Store: memory.New(), Producer: cl, Users: tokens{}, Keys: keys{},
+		EventsPerKey: Limit{Rate: 1, Burst: 3}, RequestsPerUser: Limit{Rate: 1, Burst: 2},
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	f := &fixture{srv: srv}
+
+	// Events count per event: a batch of 3 uses the whole burst.
+	if code, _ := f.do(t, "POST", "/v1/events", "key-1", `{"events":[{"id":"1","user_id":"u","type":"t"},{"id":"2","user_id":"u","type":"t"},{"id":"3","user_id":"u","type":"t"}]}`); code != 202 {
+		t.Fatalf("batch within burst: %d", code)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/events", strings.NewReader(`{"id":"4","user_id":"u","type":"t"}`))
+	req.Header.Set("Authorization", "Bearer key-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("over the limit: %d Retry-After=%q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Per user: u1 has a burst of 2, u2 is unaffected by u1.
+	for i := 0; i < 2; i++ {
+		if code, _ := f.do(t, "GET", "/v1/notifications/unread_count", "tok-u1", ""); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	if code, body := f.do(t, "GET", "/v1/notifications/unread_count", "tok-u1", ""); code != 429 || body["error"] == nil {
+		t.Fatalf("u1 third request: %d %v", code, body)
+	}
+	if code, _ := f.do(t, "GET", "/v1/notifications/unread_count", "tok-u2", ""); code != 200 {
+		t.Fatalf("u2: %d", code)
+	}
+	// Tokens come back with time.
+	now = now.Add(time.Second)
+	if code, _ := f.do(t, "GET", "/v1/notifications/unread_count", "tok-u1", ""); code != 200 {
+		t.Fatalf("u1 after a second: %d", code)
+	}
+}
+
+func TestLimitersStayBounded(t *testing.T) {
+	ls := newLimiters(Limit{Rate: 1, Burst: 1}, 10)
+	now := time.Now()
+	for i := 0; i < 1000; i++ {
+		ls.allow(fmt.Sprint("user-", i), 1, now)
+	}
+	if n := len(ls.cur) + len(ls.prev); n > 20 {
+		t.Fatalf("%d buckets kept, want at most 20", n)
+	}
+	// A recent key survives one generation swap with its state.
+	ls.allow("hot", 1, now)
+	if ok, _ := ls.allow("hot", 1, now); ok {
+		t.Fatal("hot key got a second token in the same instant")
+	}
+}
+
+func TestCORS(t *testing.T) {
+	s, err := New(Config{Store: memory.New(), Users: tokens{}, CORSOrigins: []string{"https://app.example/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	pre, _ := http.NewRequest("OPTIONS", srv.URL+"/v1/notifications", nil)
+	pre.Header.Set("Origin", "https://app.example")
+	pre.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	get, _ := http.NewRequest("GET", srv.URL+"/v1/notifications", nil)
+	get.Header.Set("Origin", "https://evil.example")
+	get.Header.Set("Authorization", "Bearer tok-u1")
+	resp, err = http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("foreign origin got CORS headers: %d %v", resp.StatusCode, resp.Header)
+	}
+}

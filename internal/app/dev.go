@@ -123,7 +123,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	apiSrv, err := api.New(api.Config{
 		Store: d.store, Producer: d.producer, EventsTopic: names.Events,
-		Users: verifier, Keys: keys, Unread: d.gateway, WebSocket: d.gateway, Logger: d.log,
+		Users: verifier, Keys: keys, Unread: d.gateway, WebSocket: d.gateway, Logger: d.log, CORSOrigins: cfg.Origins,
 		Ready: []api.ReadyCheck{{Name: "store", Check: d.store.Ping}, {Name: "kafka", Check: d.producer.Ping}},
 	})
 	if err != nil {

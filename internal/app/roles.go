@@ -169,7 +169,8 @@ func RunAPI(ctx context.Context, cfg *config.Config) error {
 	r.stops = append(r.stops, stopUnread)
 	srv, err := api.New(api.Config{
 		Store: st, Producer: cl, EventsTopic: topics.WithPrefix(cfg.TopicPrefix).Events,
-		Users: v, Keys: keys, Unread: unread, Logger: r.log,
+		Users: v, Keys: keys, Unread: unread, Logger: r.log, CORSOrigins: cfg.Origins,
+		EventsPerKey: limit(cfg.RateKey), RequestsPerUser: limit(cfg.RateUser),
 		Ready: []api.ReadyCheck{{Name: "store", Check: st.Ping}, {Name: "kafka", Check: cl.Ping}},
 	})
 	if err != nil {
@@ -260,6 +261,11 @@ func RunGateway(ctx context.Context, cfg *config.Config) error {
 		}
 	}, routingStop)
 	return r.wait(ctx)
+}
+
+func limit(perSecond float64) api.Limit {
+	r, b := config.Limit(perSecond)
+	return api.Limit{Rate: r, Burst: b}
 }
 
 // groupName derives a consumer group from the topic prefix, so that two

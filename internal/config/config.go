@@ -34,7 +34,9 @@ type Config struct {
 	JWTSecret     string   // HS256 secret for user tokens
 	JWTPublicKeys []string // PEM files with RS256/ES256 public keys
 	APIKeys       []string // upstream service keys for POST /v1/events
-	Origins       []string // allowed WebSocket origins; "*" = any
+	Origins       []string // allowed browser origins (WebSocket and CORS); "*" = any
+	RateKey       float64  // POST /v1/events per API key, events/s (burst 2×); 0 = no limit
+	RateUser      float64  // user endpoints per user, requests/s (burst 2×); 0 = no limit
 
 	GatewayID       string        // this gateway's id (presence, gw:<id> channel)
 	TransactionalID string        // enricher transactional id; stable per instance
@@ -68,7 +70,9 @@ func Flags(fs *flag.FlagSet) *Config {
 	str(fs, &c.JWTSecret, "jwt-secret", "HERALD_JWT_SECRET", "", "HS256 secret for user tokens")
 	list(fs, &c.JWTPublicKeys, "jwt-public-keys", "HERALD_JWT_PUBLIC_KEYS", "", "PEM files of RS256/ES256 public keys, comma separated")
 	list(fs, &c.APIKeys, "api-keys", "HERALD_API_KEYS", "", "upstream API keys, comma separated")
-	list(fs, &c.Origins, "origins", "HERALD_ORIGINS", "", "allowed WebSocket origins, comma separated (* for any; empty: same host)")
+	list(fs, &c.Origins, "origins", "HERALD_ORIGINS", "", "allowed browser origins for WebSockets and CORS, comma separated (* for any; empty: same host)")
+	float(fs, &c.RateKey, "rate-events-per-key", "HERALD_RATE_EVENTS_PER_KEY", 0, "events/s accepted per API key, bursts of twice that (0: no limit)")
+	float(fs, &c.RateUser, "rate-user", "HERALD_RATE_USER", 20, "user API requests/s per user, bursts of twice that (0: no limit)")
 	str(fs, &c.GatewayID, "gateway-id", "HERALD_GATEWAY_ID", host, "this gateway's id")
 	str(fs, &c.TransactionalID, "transactional-id", "HERALD_TRANSACTIONAL_ID", "herald-enricher-"+host, "enricher transactional id (stable per instance)")
 	num(fs, &c.ReplayLimit, "replay-limit", "HERALD_REPLAY_LIMIT", 100, "notifications replayed to a client connecting without after")
@@ -126,6 +130,26 @@ func dur(fs *flag.FlagSet, p *time.Duration, name, env string, def time.Duration
 		}
 	}
 	fs.DurationVar(p, name, v, usage+" ($"+env+")")
+}
+
+func float(fs *flag.FlagSet, p *float64, name, env string, def float64, usage string) {
+	v := def
+	if s, ok := os.LookupEnv(env); ok {
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			v = f
+		} else {
+			fmt.Fprintf(os.Stderr, "ignoring $%s=%q: not a number\n", env, s)
+		}
+	}
+	fs.Float64Var(p, name, v, usage+" ($"+env+")")
+}
+
+// Limit is a rate with bursts of twice it (at least 1).
+func Limit(perSecond float64) (rate float64, burst int) {
+	if perSecond <= 0 {
+		return 0, 0
+	}
+	return perSecond, max(1, int(2*perSecond))
 }
 
 func boolean(fs *flag.FlagSet, p *bool, name, env string, def bool, usage string) {
