@@ -7,6 +7,6 @@
 // Every error is a JSON object {"error": "...", "field": "..."} with the
 // status of the contract: 400 invalid input, 401 missing or bad credentials,
 // 404 unknown route or item, 405 wrong method, 413 body too large, 429 rate
-// limited (with Retry-After),
-// 503 a dependency (Kafka, the store) is unavailable.
+// limited (with Retry-After), 503 a dependency (Kafka, the store) is
+// unavailable.
 package api
