@@ -13,6 +13,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/topics"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -205,7 +206,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 	ctx, release := e.lc.runContext(ctx)
 	defer release()
 
-	bo := backoff{min: e.cfg.RetryBackoff, max: e.cfg.MaxRetryBackoff}
+	bo := retry.Backoff{Min: e.cfg.RetryBackoff, Max: e.cfg.MaxRetryBackoff}
 	for {
 		fetches := e.sess.PollRecords(ctx, e.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() {
@@ -221,7 +222,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 		})
 		recs := fetches.Records()
 		if len(recs) == 0 {
-			if fetchErr != nil && !sleep(ctx, bo.next()) {
+			if fetchErr != nil && !retry.Sleep(ctx, bo.Next()) {
 				return nil
 			}
 			continue
@@ -231,16 +232,16 @@ func (e *Enricher) Run(ctx context.Context) error {
 		var fatal *fatalError
 		switch {
 		case err == nil:
-			bo.reset()
+			bo.Reset()
 		case errors.As(err, &fatal):
 			e.log.Error("enricher stopping on a Kafka transaction error", "err", fatal.err)
 			return fmt.Errorf("pipeline: enricher: %w", fatal.err)
 		case ctx.Err() != nil:
 			return nil
 		default:
-			d := bo.next()
+			d := bo.Next()
 			e.log.Warn("batch aborted, retrying from the last committed offsets", "records", len(recs), "backoff", d, "err", err)
-			if !sleep(ctx, d) {
+			if !retry.Sleep(ctx, d) {
 				return nil
 			}
 		}

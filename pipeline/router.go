@@ -10,6 +10,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/topics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -187,7 +188,7 @@ func (r *Router) Run(ctx context.Context) error {
 	ctx, release := r.lc.runContext(ctx)
 	defer release()
 
-	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	bo := retry.Backoff{Min: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff}
 	for {
 		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() {
@@ -204,12 +205,12 @@ func (r *Router) Run(ctx context.Context) error {
 		})
 		if fetches.NumRecords() == 0 {
 			r.cl.AllowRebalance()
-			if fetchErr != nil && !sleep(ctx, bo.next()) {
+			if fetchErr != nil && !retry.Sleep(ctx, bo.Next()) {
 				return nil
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		if err := r.handle(ctx, fetches); err != nil {
 			// Only shutdown interrupts handling: leave the offsets for
 			// the next owner.
@@ -287,7 +288,7 @@ func (r *Router) handlePartition(ctx context.Context, recs []*kgo.Record) ([]*kg
 // deliver calls the Deliverer, retrying with backoff until it answers or
 // ctx is done.
 func (r *Router) deliver(ctx context.Context, userID string, n herald.Notification) (bool, error) {
-	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	bo := retry.Backoff{Min: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff}
 	for {
 		online, err := r.cfg.Deliverer.Deliver(ctx, userID, n)
 		if err == nil {
@@ -296,9 +297,9 @@ func (r *Router) deliver(ctx context.Context, userID string, n herald.Notificati
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		d := bo.next()
+		d := bo.Next()
 		r.log.Warn("deliver failed, retrying", "user", userID, "seq", n.Seq, "backoff", d, "err", err)
-		if !sleep(ctx, d) {
+		if !retry.Sleep(ctx, d) {
 			return false, ctx.Err()
 		}
 	}
@@ -339,7 +340,7 @@ func (r *Router) pushJob(rec *kgo.Record, userID string, n herald.Notification) 
 // producePush produces the batch's push jobs and waits for every ack,
 // retrying the failed ones until they succeed or ctx is done.
 func (r *Router) producePush(ctx context.Context, jobs []*kgo.Record) error {
-	bo := backoff{min: r.cfg.RetryBackoff, max: r.cfg.MaxRetryBackoff}
+	bo := retry.Backoff{Min: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff}
 	for len(jobs) > 0 {
 		res := r.cl.ProduceSync(ctx, jobs...)
 		var failed []*kgo.Record
@@ -356,9 +357,9 @@ func (r *Router) producePush(ctx context.Context, jobs []*kgo.Record) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := bo.next()
+		d := bo.Next()
 		r.log.Warn("push job produce failed, retrying", "failed", len(failed), "backoff", d, "err", res.FirstErr())
-		if !sleep(ctx, d) {
+		if !retry.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 		jobs = failed

@@ -3,11 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/retry"
 )
 
 // subscribeLoop is Run's subscriber: it reads gw:<id> and hands each
@@ -26,7 +27,7 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
 	}
 	subscriptions := 0
 	pinged := false
-	bo := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
+	bo := retry.Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, c.cfg.Heartbeat)
 		if ctx.Err() != nil {
@@ -37,7 +38,7 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
 				// Redis unreachable, or the connection broke: go-redis
 				// reconnects on the next receive.
 				c.redisFailed("subscribe", err)
-				if !sleep(ctx, bo.next()) {
+				if !retry.Sleep(ctx, bo.Next()) {
 					return
 				}
 				continue
@@ -55,7 +56,7 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
 			continue
 		}
 		pinged = false
-		bo.reset()
+		bo.Reset()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind != "subscribe" {
@@ -131,32 +132,4 @@ func (c *Cluster) handle(ctx context.Context, l Local, payload string) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// backoff is an exponential delay, jittered over its upper half.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
