@@ -210,6 +210,9 @@ func (e *env) start(name, role string, extra ...string) *proc {
 	p.cmd = exec.Command(heraldBin, role)
 	p.cmd.Env = append(append(append(os.Environ(), e.base...), "HERALD_ADDR="+p.addr), extra...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
+	// Die with the test binary even when it cannot run its cleanups (a
+	// panic or a -timeout), so no role outlives the run.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
