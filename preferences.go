@@ -34,6 +34,20 @@ func DefaultPreferences() Preferences {
 	return Preferences{MutedTypes: []string{}, Channels: Channels{InApp: true, Push: true}}
 }
 
+// Clone returns a deep copy of p (Validate sorts MutedTypes in place, and
+// stores must not keep the caller's slices or pointers).
+func (p Preferences) Clone() Preferences {
+	p.MutedTypes = slices.Clone(p.MutedTypes)
+	if p.MutedTypes == nil {
+		p.MutedTypes = []string{}
+	}
+	if p.QuietHours != nil {
+		q := *p.QuietHours
+		p.QuietHours = &q
+	}
+	return p
+}
+
 // Validate checks p and normalises it (sorted, deduplicated muted types).
 func (p *Preferences) Validate() error {
 	if p.MutedTypes == nil {

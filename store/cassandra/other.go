@@ -47,11 +47,7 @@ func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Pref
 	if err := checkUserID(userID); err != nil {
 		return err
 	}
-	p.MutedTypes = slices.Clone(p.MutedTypes) // Validate sorts in place
-	if p.QuietHours != nil {
-		q := *p.QuietHours
-		p.QuietHours = &q
-	}
+	p = p.Clone() // Validate normalises in place
 	if err := p.Validate(); err != nil {
 		return err
 	}

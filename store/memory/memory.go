@@ -194,7 +194,7 @@ func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Prefe
 	if !ok {
 		return herald.DefaultPreferences(), nil
 	}
-	return clonePrefs(p), nil
+	return p.Clone(), nil
 }
 
 // PutPreferences implements store.Preferences.
@@ -203,20 +203,8 @@ func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Pref
 		return err
 	}
 	defer s.mu.Unlock()
-	s.prefs[userID] = clonePrefs(p)
+	s.prefs[userID] = p.Clone()
 	return nil
-}
-
-func clonePrefs(p herald.Preferences) herald.Preferences {
-	p.MutedTypes = slices.Clone(p.MutedTypes)
-	if p.MutedTypes == nil {
-		p.MutedTypes = []string{}
-	}
-	if p.QuietHours != nil {
-		q := *p.QuietHours
-		p.QuietHours = &q
-	}
-	return p
 }
 
 // PutDevice implements store.Devices.
