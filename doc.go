@@ -3,7 +3,7 @@
 // registered Devices and the PushJob handed to the offline path.
 //
 // Everything here is part of the public contract described in
-// ARCHITECTURE.md: JSON field names and validation rules must not change
+// docs/ARCHITECTURE.md: JSON field names and validation rules must not change
 // without updating that document.
 //
 // The pipeline lives in sub-packages: pipeline (enricher and router),
