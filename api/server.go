@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -83,6 +84,10 @@ type Config struct {
 	CORSOrigins []string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the API's collectors; nil means
+	// metrics.Registry. Collectors already registered there by another
+	// component are shared, not duplicated.
+	Registerer prometheus.Registerer
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
@@ -63,6 +64,10 @@ type Config struct {
 	Presence PresenceHook
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the gateway's collectors; nil means
+	// metrics.Registry. Collectors already registered there by another
+	// component are shared, not duplicated.
+	Registerer prometheus.Registerer
 
 	// ReplayLimit caps the replay of a connection without ?after= (its
 	// unread notifications, oldest first); 0 means 100.

@@ -14,6 +14,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/internal/conn"
 )
 
 // DefaultKeyPrefix prefixes every Redis key the cluster uses. With it the
@@ -44,11 +45,13 @@ var (
 type Config struct {
 	// Redis is the client to use; the caller owns it (Close does not close
 	// it). Give it ContextTimeoutEnabled so that Timeout also bounds a
-	// stalled read. Either Redis or URL is required.
+	// stalled read. One of Redis, Conn.URL or URL is required.
 	Redis *redis.Client
-	// URL ("redis://[:password@]host:port/db") is used when Redis is nil:
-	// the Cluster creates its own client, with ContextTimeoutEnabled, and
-	// closes it in Close.
+	// Conn (URL, password, TLS) is used when Redis is nil: the Cluster
+	// creates its own client with Conn.Client and closes it in Close.
+	Conn conn.Redis
+	// URL ("redis://[:password@]host:port/db") is shorthand for Conn.URL,
+	// used when Conn.URL is empty.
 	URL string
 	// GatewayID names this gateway in presence entries and its channel
 	// gw:<id>. Required: 1-128 characters of A-Z a-z 0-9 . _ : @ -, unique
@@ -83,6 +86,10 @@ type Config struct {
 	BatchSize int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the cluster's collectors; nil means
+	// metrics.Registry. Collectors already registered there by another
+	// component are shared, not duplicated.
+	Registerer prometheus.Registerer
 }
 
 // Errors of the Cluster.
@@ -193,15 +200,18 @@ func New(cfg Config) (*Cluster, error) {
 		stop:    make(chan struct{}),
 	}
 	if c.rdb == nil {
-		if cfg.URL == "" {
+		rc := cfg.Conn
+		if rc.URL == "" {
+			rc.URL = cfg.URL
+		}
+		if rc.URL == "" {
 			return nil, fmt.Errorf("%w: Redis or URL is required", ErrInvalidConfig)
 		}
-		opt, err := redis.ParseURL(cfg.URL)
+		rdb, err := rc.Client()
 		if err != nil {
-			return nil, fmt.Errorf("%w: URL: %w", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		opt.ContextTimeoutEnabled = true
-		c.rdb, c.ownsClient = redis.NewClient(opt), true
+		c.rdb, c.ownsClient = rdb, true
 	}
 	c.chanPrefix = "gw:"
 	if cfg.KeyPrefix != DefaultKeyPrefix {

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/conn"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/store"
 )
@@ -38,11 +39,13 @@ type Config struct {
 	Store store.Store
 	// Redis is the cache; the caller owns it (Close does not close it).
 	// Give it ContextTimeoutEnabled so that Timeout bounds a stalled read.
-	// Either Redis or URL is required.
+	// One of Redis, Conn.URL or URL is required.
 	Redis *redis.Client
-	// URL ("redis://host:port/db") is used when Redis is nil: the Store
-	// creates its own client, with ContextTimeoutEnabled, and closes it in
-	// Close.
+	// Conn (URL, password, TLS) is used when Redis is nil: the Store
+	// creates its own client with Conn.Client and closes it in Close.
+	Conn conn.Redis
+	// URL ("redis://host:port/db") is shorthand for Conn.URL, used when
+	// Conn.URL is empty.
 	URL string
 	// TTL is how long a cached entry lives; 0 means 5 minutes.
 	TTL time.Duration
@@ -53,6 +56,10 @@ type Config struct {
 	Timeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the cache's collectors; nil means
+	// metrics.Registry. Collectors already registered there by another
+	// component are shared, not duplicated.
+	Registerer prometheus.Registerer
 }
 
 var (
@@ -112,15 +119,18 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{Store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "prefcache"), rdb: cfg.Redis}
 	if s.rdb == nil {
-		if cfg.URL == "" {
+		rc := cfg.Conn
+		if rc.URL == "" {
+			rc.URL = cfg.URL
+		}
+		if rc.URL == "" {
 			return nil, fmt.Errorf("%w: Redis or URL is required", ErrInvalidConfig)
 		}
-		opt, err := redis.ParseURL(cfg.URL)
+		rdb, err := rc.Client()
 		if err != nil {
-			return nil, fmt.Errorf("%w: URL: %w", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		opt.ContextTimeoutEnabled = true
-		s.rdb, s.ownsClient = redis.NewClient(opt), true
+		s.rdb, s.ownsClient = rdb, true
 	}
 	return s, nil
 }
