@@ -141,6 +141,20 @@ func (d PushDecision) String() string {
 	return "unknown"
 }
 
+// ParsePushDecision is the inverse of PushDecision.String; ok is false for
+// any other string.
+func ParsePushDecision(s string) (d PushDecision, ok bool) {
+	switch s {
+	case "allowed":
+		return PushAllowed, true
+	case "disabled":
+		return PushDisabled, true
+	case "quiet_hours":
+		return PushQuietHours, true
+	}
+	return PushDisabled, false
+}
+
 // Route is the routing decision for one event under preferences p at instant now.
 type Route struct {
 	Drop  bool // muted: neither stored nor pushed

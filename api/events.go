@@ -2,11 +2,13 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -14,6 +16,16 @@ import (
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/metrics"
 )
+
+// EventSink hands accepted events to herald.events; pipeline.EventWriter
+// implements it over a Kafka client.
+type EventSink interface {
+	// SendEvents returns nil only once every event is durably
+	// acknowledged by Kafka (acks=all). On error some events may have been
+	// written and others not: all or nothing is not promised. The enricher
+	// deduplicates by event id, so the caller may retry the whole batch.
+	SendEvents(ctx context.Context, events []herald.Event) error
+}
 
 // maxBodyBytes bounds a POST /v1/events body: a full batch of maximal
 // events plus the envelope.
@@ -36,7 +48,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "", "invalid API key")
 		return
 	}
-	if s.cfg.Producer == nil {
+	if s.cfg.Events == nil && s.cfg.Producer == nil {
 		writeError(w, http.StatusServiceUnavailable, "", "event intake is not configured on this server")
 		return
 	}
@@ -61,9 +73,12 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		tooMany(w, wait)
 		return
 	}
-	records := make([]*kgo.Record, len(raws))
+	// Without a created_at the event takes the time it was received,
+	// at the millisecond precision of a Kafka record timestamp.
+	received := now.Truncate(time.Millisecond)
+	events := make([]herald.Event, len(raws))
 	for i, raw := range raws {
-		ev, err := herald.DecodeEvent(raw, now)
+		ev, err := herald.DecodeEvent(raw, received)
 		if err != nil {
 			metrics.EventsRejected.WithLabelValues("api").Inc()
 			ve, _ := herald.AsValidationError(err)
@@ -74,15 +89,31 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, f, err.Error())
 			return
 		}
-		records[i] = &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(ev.UserID), Value: raw, Timestamp: now}
+		events[i] = ev
 	}
-	if err := s.cfg.Producer.ProduceSync(r.Context(), records...).FirstErr(); err != nil {
-		s.log.Warn("producing events failed", "err", err, "count", len(records))
+	if err := s.sendEvents(r.Context(), events, received); err != nil {
+		s.log.Warn("producing events failed", "err", err, "count", len(events))
 		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka, retry: "+err.Error())
 		return
 	}
-	metrics.EventsIn.WithLabelValues("api").Add(float64(len(records)))
-	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(records)})
+	metrics.EventsIn.WithLabelValues("api").Add(float64(len(events)))
+	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(events)})
+}
+
+// sendEvents hands events to Config.Events, or to the deprecated Producer.
+func (s *Server) sendEvents(ctx context.Context, events []herald.Event, received time.Time) error {
+	if s.cfg.Events != nil {
+		return s.cfg.Events.SendEvents(ctx, events)
+	}
+	records := make([]*kgo.Record, len(events))
+	for i := range events {
+		v, err := json.Marshal(&events[i])
+		if err != nil {
+			return err
+		}
+		records[i] = &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(events[i].UserID), Value: v, Timestamp: received}
+	}
+	return s.cfg.Producer.ProduceSync(ctx, records...).FirstErr()
 }
 
 func dotted(f string) string {

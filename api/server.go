@@ -50,9 +50,17 @@ type ReadyCheck struct {
 type Config struct {
 	// Store holds inboxes, preferences and devices. Required.
 	Store store.Store
+	// Events receives accepted events (pipeline.EventWriter in every
+	// role); nil disables POST /v1/events (503) unless Producer is set.
+	Events EventSink
 	// Producer sends accepted events; nil disables POST /v1/events (503).
+	//
+	// Deprecated: use Events; Producer is ignored when Events is set.
 	Producer Producer
-	// EventsTopic is where accepted events go; "" means "herald.events".
+	// EventsTopic is where Producer sends accepted events; "" means
+	// "herald.events".
+	//
+	// Deprecated: use Events.
 	EventsTopic string
 	// Users verifies user JWTs. Required.
 	Users UserVerifier

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/topics"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -57,6 +58,10 @@ type EnricherConfig struct {
 	Store EnricherStore
 	// Logger receives operational logs. Zero value: slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the Enricher's collectors; collectors already
+	// registered there with the same options (another component of the
+	// process) are shared. Zero value: metrics.Registry.
+	Registerer prometheus.Registerer
 	// Now is the clock used for quiet hours and expiry. Zero value: time.Now.
 	Now func() time.Time
 	// MaxPollRecords bounds the records of one batch (one transaction, one

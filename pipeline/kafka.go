@@ -21,26 +21,6 @@ var (
 	ErrInvalidConfig = errors.New("pipeline: invalid config")
 )
 
-// Record headers Herald writes. They are part of the Kafka contract
-// (ARCHITECTURE.md): DLQ tooling and the router read them.
-const (
-	// HeaderError is the reason a record was dead-lettered.
-	HeaderError = "herald-error"
-	// HeaderSourceTopic, HeaderSourcePartition and HeaderSourceOffset locate
-	// a dead-lettered record in the topic it was read from.
-	HeaderSourceTopic     = "herald-source-topic"
-	HeaderSourcePartition = "herald-source-partition"
-	HeaderSourceOffset    = "herald-source-offset"
-	// HeaderPush is the push decision of a herald.deliveries record:
-	// "allowed", "disabled" or "quiet_hours" (herald.PushDecision.String()).
-	HeaderPush = "herald-push"
-	// HeaderCollapseKey carries the event's collapse_key, if any.
-	HeaderCollapseKey = "herald-collapse-key"
-	// HeaderExpiresAt is created_at+ttl in RFC 3339, only for events with a
-	// TTL: no push is sent after it.
-	HeaderExpiresAt = "herald-expires-at"
-)
-
 // ClientOptions returns Herald's base franz-go options for a client talking
 // to brokers, followed by extra (later options override earlier ones). When
 // brokers is empty, extra must carry kgo.SeedBrokers.
@@ -123,13 +103,4 @@ func (l *lifecycle) stop() {
 	if l.running.Load() {
 		<-l.done
 	}
-}
-
-func header(r *kgo.Record, key string) (string, bool) {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value), true
-		}
-	}
-	return "", false
 }

@@ -62,6 +62,10 @@ type RouterConfig struct {
 	Deliverer Deliverer
 	// Logger receives operational logs. Zero value: slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the Router's collectors; collectors already
+	// registered there with the same options (another component of the
+	// process) are shared. Zero value: metrics.Registry.
+	Registerer prometheus.Registerer
 	// Now is the clock used for push expiry. Zero value: time.Now.
 	Now func() time.Time
 	// MaxPollRecords bounds one batch. Zero value: 500.

@@ -1,0 +1,50 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/topics"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EventWriter produces validated events to herald.events (the API's event
+// intake). It implements api.EventSink.
+type EventWriter struct {
+	cl    *kgo.Client
+	codec Codec
+	now   func() time.Time
+}
+
+// NewEventWriter returns an EventWriter producing through cl, which must
+// be configured with acks=all (ClientOptions does; it is franz-go's
+// default), to names.Events; zero names mean topics.WithPrefix(""). The
+// caller keeps ownership of cl.
+func NewEventWriter(cl *kgo.Client, names topics.Names) *EventWriter {
+	return &EventWriter{cl: cl, codec: NewCodec(names), now: time.Now}
+}
+
+// SendEvents produces one record per event, keyed by user id, with the
+// canonical encoding of each event, and returns once Kafka acknowledged
+// every one of them. On error some events may have been written: the
+// enricher deduplicates by event id, so the caller may retry the batch.
+func (w *EventWriter) SendEvents(ctx context.Context, events []herald.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ts := w.now()
+	rs := make([]*kgo.Record, len(events))
+	for i := range events {
+		r, err := w.codec.Event(&events[i], ts)
+		if err != nil {
+			return err
+		}
+		rs[i] = r
+	}
+	if err := w.cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, err)
+	}
+	return nil
+}
