@@ -14,7 +14,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	herald "github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/metrics"
 )
 
 // pendingItem is a live notification held back while the connection
@@ -384,11 +383,11 @@ func (c *conn) teardown() {
 		c.g.cfg.Presence.UserOffline(c.user)
 	}
 	c.g.conns.Add(-1)
-	metrics.Connections.Dec()
+	c.g.m.connections.Dec()
 	c.mu.Lock()
 	why := c.why
 	c.mu.Unlock()
-	metrics.Disconnects.WithLabelValues(why).Inc()
+	c.g.m.disconnects.WithLabelValues(why).Inc()
 	c.g.log.Debug("disconnected", "user", c.user, "reason", why)
 }
 
@@ -489,7 +488,7 @@ func (c *conn) replayAndSync(after uint64, hasAfter bool) error {
 				return err
 			}
 			last = p.seq
-			liveDeliveries.Inc()
+			c.g.m.live.Inc()
 		}
 	}
 }
@@ -510,7 +509,7 @@ func (c *conn) replayOne(n *herald.Notification, last *uint64) error {
 		return err
 	}
 	*last = n.Seq
-	replayDeliveries.Inc()
+	c.g.m.replay.Inc()
 	return nil
 }
 
@@ -560,7 +559,7 @@ func (c *conn) fill() {
 				break
 			}
 			c.lastSeq = p.seq
-			liveDeliveries.Inc()
+			c.g.m.live.Inc()
 		}
 		if !ok {
 			c.mu.Unlock()
@@ -618,7 +617,7 @@ func (c *conn) fillQueued(from, to, prev uint64) error {
 				return errClosed
 			}
 			c.lastSeq = ns[i].Seq
-			replayDeliveries.Inc()
+			c.g.m.replay.Inc()
 		}
 		from = c.lastSeq
 		if done && c.lastSeq < prev {

@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +18,8 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
-	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/lifecycle"
+	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -97,11 +96,13 @@ type Config struct {
 	// CloseGrace is how long the gateway waits for the client's answer to
 	// its close frame before dropping the TCP connection; 0 means 2 s.
 	CloseGrace time.Duration
-	// AllowedOrigins lists the Origin header values (e.g.
-	// "https://app.example.com", compared case-insensitively) or bare hosts
-	// ("app.example.com") allowed to connect. Empty means the Origin's host
-	// must equal the request's Host (gorilla's default); "*" allows any.
-	// Requests without an Origin header (non-browser clients) are allowed.
+	// AllowedOrigins lists the origins allowed to connect, in the syntax
+	// of internal/origin shared with the API's CORS list: exact origins
+	// ("https://app.example.com"), bare hosts ("app.example.com", any
+	// scheme on its default port) or "*"; hosts compare case-insensitively.
+	// Empty means the Origin's host must equal the request's Host
+	// (gorilla's default). Requests without an Origin header (non-browser
+	// clients) are allowed. An invalid entry makes New fail.
 	AllowedOrigins []string
 	// MaxConnsPerUser caps one user's connections on this gateway; more
 	// are refused with HTTP 429. 0 means 32, negative means no cap.
@@ -142,28 +143,26 @@ type Gateway struct {
 	hub      hub
 	readWait time.Duration // PingInterval + PongWait
 
-	allowAll bool
-	origins  []string
+	origins *origin.Matcher
+	m       *gatewayMetrics
 
 	// ctx bounds store calls; cancelled by Shutdown.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards the handshake admission against Shutdown
+	mu sync.Mutex // guards the handshake admission against Shutdown
+	// closing is set once, by the first Shutdown; handshakes check it under
+	// mu, and hub.add under the shard lock.
 	closing atomic.Bool
+	// life signals Shutdown to the ping loops (Stopping). The gateway has
+	// no Run: its goroutines are counted by wg instead.
+	life lifecycle.Lifecycle
 	// wg counts every goroutine the gateway owns: ServeHTTP calls, readers,
 	// writers, gap fills and ping loops.
 	wg    sync.WaitGroup
-	stop  chan struct{} // closed by Shutdown: stops the ping loops
-	once  sync.Once
 	done  chan struct{} // closed when wg has drained after Shutdown
 	conns atomic.Int64
 }
-
-var (
-	replayDeliveries = metrics.Deliveries.WithLabelValues("replay")
-	liveDeliveries   = metrics.Deliveries.WithLabelValues("live")
-)
 
 // New validates cfg, fills its defaults and starts the ping loops. Stop the
 // gateway with Shutdown.
@@ -215,22 +214,22 @@ func New(cfg Config) (*Gateway, error) {
 	def(&cfg.ReadBufferSize, 512)
 	def(&cfg.WriteBufferSize, 4<<10)
 
+	origins, err := origin.Parse(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: Config.AllowedOrigins: %w", err)
+	}
+
 	g := &Gateway{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "gateway"),
 		unread:   cfg.Unread,
 		readWait: cfg.PingInterval + cfg.PongWait,
-		stop:     make(chan struct{}),
+		origins:  origins,
+		m:        newGatewayMetrics(cfg.Registerer),
 		done:     make(chan struct{}),
 	}
 	if g.unread == nil {
 		g.unread = g
-	}
-	for _, o := range cfg.AllowedOrigins {
-		if o == "*" {
-			g.allowAll = true
-		}
-		g.origins = append(g.origins, strings.TrimRight(o, "/"))
 	}
 	g.hub.init(cfg.Shards)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -324,7 +323,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Presence.UserOnline(user)
 	}
 	g.conns.Add(1)
-	metrics.Connections.Inc()
+	g.m.connections.Inc()
 	g.log.Debug("connected", "user", user, "after", r.URL.Query().Get("after"), "remote", r.RemoteAddr)
 
 	ws.SetReadLimit(g.cfg.MaxMessageBytes)
@@ -355,24 +354,10 @@ func (g *Gateway) verify(token string) (user string, expires int64, err error) {
 	return user, 0, err
 }
 
+// originAllowed is the WebSocket origin rule of internal/origin: the
+// configured list, or the request's own host when none is configured.
 func (g *Gateway) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || g.allowAll {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if len(g.origins) == 0 {
-		return strings.EqualFold(u.Host, r.Host)
-	}
-	for _, o := range g.origins {
-		if strings.EqualFold(o, origin) || (!strings.Contains(o, "://") && strings.EqualFold(o, u.Host)) {
-			return true
-		}
-	}
-	return false
+	return g.origins.AllowedFor(r.Header.Get("Origin"), r.Host)
 }
 
 // Deliver queues n to every connection of userID on this gateway and
@@ -402,9 +387,9 @@ func (g *Gateway) Deliver(ctx context.Context, userID string, n herald.Notificat
 	}
 	clear(cs)
 	if queued > 0 {
-		liveDeliveries.Add(float64(queued))
+		g.m.live.Add(float64(queued))
 		if !n.CreatedAt.IsZero() {
-			metrics.DeliveryLatencySeconds.Observe(time.Since(n.CreatedAt).Seconds())
+			g.m.latency.Observe(time.Since(n.CreatedAt).Seconds())
 		}
 	}
 	return online, nil
@@ -440,13 +425,14 @@ func (g *Gateway) ConnCount() int {
 // "server restarting" and waits for all of the gateway's goroutines. When ctx
 // ends first the remaining sockets are dropped without the close handshake,
 // and ctx's error is returned once the goroutines have exited. It is
-// idempotent and safe to call concurrently.
+// idempotent and safe to call concurrently: every call waits for the same
+// drain, each bounded by its own ctx.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.once.Do(func() {
-		g.mu.Lock()
-		g.closing.Store(true)
-		g.mu.Unlock()
-		close(g.stop)
+	g.mu.Lock()
+	first := !g.closing.Swap(true)
+	g.mu.Unlock()
+	if first {
+		g.life.Stop() // the ping loops return
 		g.hub.each(func(c *conn) { c.close(CloseRestarting, "server restarting", "shutdown") })
 		// Every connection is closing: abort replays and read marks
 		// waiting on the store so their close frames go out now.
@@ -455,7 +441,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			g.wg.Wait()
 			close(g.done)
 		}()
-	})
+	}
 	select {
 	case <-g.done:
 		return nil

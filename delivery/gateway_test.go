@@ -18,7 +18,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
-	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -291,7 +291,7 @@ func TestSlowReaderCut(t *testing.T) {
 	fast, slow := e.dial("alice", ""), e.dial("alice", "")
 	readUntilSynced(t, fast)
 	readUntilSynced(t, slow)
-	before := counterValue(metrics.Disconnects.WithLabelValues("too_slow"))
+	before := counterValue(e.gw.m.disconnects.WithLabelValues("too_slow"))
 
 	body := strings.Repeat("x", 16<<10)
 	var last uint64
@@ -334,7 +334,7 @@ func TestSlowReaderCut(t *testing.T) {
 		t.Fatalf("slow reader received all %d notifications: never cut", last)
 	}
 	eventually(t, "the disconnect metric", func() bool {
-		return counterValue(metrics.Disconnects.WithLabelValues("too_slow")) == before+1
+		return counterValue(e.gw.m.disconnects.WithLabelValues("too_slow")) == before+1
 	})
 }
 
@@ -450,12 +450,10 @@ func TestOriginPolicy(t *testing.T) {
 		{[]string{"https://app.example"}, "http://app.example", false},
 		{[]string{"app.example"}, "http://app.example", true},
 		{[]string{"app.example"}, "null", false},
+		{[]string{"app.example:8443"}, "https://app.example:8443", true},
+		{[]string{"app.example"}, "https://app.example:8443", false},
 	} {
-		g := &Gateway{}
-		for _, o := range tc.allowed {
-			g.allowAll = g.allowAll || o == "*"
-			g.origins = append(g.origins, strings.TrimRight(o, "/"))
-		}
+		g := &Gateway{origins: origin.MustParse(tc.allowed...)}
 		r, _ := http.NewRequest("GET", "http://gw.example:8080/v1/ws", nil)
 		if tc.origin != "" {
 			r.Header.Set("Origin", strings.Replace(tc.origin, "HOST", "gw.example:8080", 1))
@@ -554,7 +552,7 @@ func TestPingsAndSilentConnections(t *testing.T) {
 		c.PongWait = 500 * time.Millisecond
 		c.Shards = 4
 	})
-	before := counterValue(metrics.Disconnects.WithLabelValues("timeout"))
+	before := counterValue(e.gw.m.disconnects.WithLabelValues("timeout"))
 	alive := e.dial("alice", "")
 	readUntilSynced(t, alive)
 	pings := make(chan struct{}, 100)
@@ -615,7 +613,7 @@ func TestPingsAndSilentConnections(t *testing.T) {
 		t.Fatal("a connection sending pings was closed")
 	}
 	eventually(t, "the timeout metric", func() bool {
-		return counterValue(metrics.Disconnects.WithLabelValues("timeout")) >= before+1
+		return counterValue(e.gw.m.disconnects.WithLabelValues("timeout")) >= before+1
 	})
 }
 

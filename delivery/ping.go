@@ -17,7 +17,7 @@ func (g *Gateway) pingLoop(first, step int) {
 	var buf []*conn
 	for next := 0; ; next = (next + 1) % len(mine) {
 		select {
-		case <-g.stop:
+		case <-g.life.Stopping():
 			return
 		case <-t.C:
 		}
