@@ -9,4 +9,8 @@
 // 404 unknown route or item, 405 wrong method, 413 body too large, 429 rate
 // limited (with Retry-After), 503 a dependency (Kafka, the store) is
 // unavailable.
+//
+// The routes, bodies and statuses are part of Herald's public contract,
+// described in docs/ARCHITECTURE.md; a change to them updates that file
+// and openapi.json in the same commit.
 package api

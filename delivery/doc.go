@@ -33,4 +33,7 @@
 // registers and their last one goes away, and LocalUsers lists who is here,
 // so that delivery/cluster can keep a presence registry in Redis and route
 // notifications and unread counts to whichever gateway holds the user.
+//
+// The WebSocket protocol (frames, close codes, limits) is part of Herald's
+// public contract, described in docs/ARCHITECTURE.md and api/openapi.json.
 package delivery

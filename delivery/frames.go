@@ -13,7 +13,8 @@ import (
 	herald "github.com/heraldhq/herald"
 )
 
-// Close codes of the WebSocket protocol (ARCHITECTURE.md, public contract).
+// Close codes of the WebSocket protocol (public contract: docs/ARCHITECTURE.md
+// and api/openapi.json list every one of them).
 const (
 	// CloseUnauthorized: the connection's token expired. (A bad token at
 	// the handshake is answered with HTTP 401 instead.)

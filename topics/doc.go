@@ -4,5 +4,6 @@
 // `herald dev` against its embedded kfake cluster.
 //
 // Every topic name carries a configurable prefix, "herald." by default, so
-// several Herald deployments can share one cluster.
+// several Herald deployments can share one cluster. The topics, their keys,
+// values and headers are part of the public contract in docs/ARCHITECTURE.md.
 package topics
