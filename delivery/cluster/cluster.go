@@ -15,12 +15,14 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/conn"
+	"github.com/heraldhq/herald/internal/lifecycle"
+	"github.com/heraldhq/herald/internal/redisguard"
 )
 
 // DefaultKeyPrefix prefixes every Redis key the cluster uses. With it the
 // gateway channels are exactly gw:<id>; with any other prefix they are
 // <prefix>gw:<id>, so that deployments sharing a Redis stay apart.
-const DefaultKeyPrefix = "herald:"
+const DefaultKeyPrefix = redisguard.DefaultPrefix
 
 // Local is this process's gateway as the cluster uses it;
 // *delivery.Gateway implements it.
@@ -96,10 +98,12 @@ type Config struct {
 var (
 	// ErrInvalidConfig wraps every reason New refuses a Config.
 	ErrInvalidConfig = errors.New("cluster: invalid config")
-	// ErrClosed is returned by Run after Close.
-	ErrClosed = errors.New("cluster: closed")
-	// ErrRunning is returned by a second call to Run.
-	ErrRunning = errors.New("cluster: Run called twice")
+	// ErrClosed is returned by Run after Close; it wraps
+	// lifecycle.ErrClosed.
+	ErrClosed = fmt.Errorf("cluster: %w", lifecycle.ErrClosed)
+	// ErrRunning is returned by a second call to Run; it wraps
+	// lifecycle.ErrRunning.
+	ErrRunning = fmt.Errorf("cluster: Run called twice: %w", lifecycle.ErrRunning)
 	// ErrNoLocal is returned by Run when no gateway is attached.
 	ErrNoLocal = errors.New("cluster: no local gateway (Config.Local or Attach)")
 	// ErrAttached is returned by Attach when a gateway is already set.
@@ -112,13 +116,16 @@ var (
 // receives those routed to this one. It implements pipeline.Deliverer,
 // api.UnreadPublisher, delivery.UnreadPublisher and delivery.PresenceHook.
 //
-// Locks: mu (lifecycle), pmu (pending presence changes) and psMu (the
-// current subscription) are leaves; no code path holds two of them.
+// Locks: pmu (pending presence changes) and psMu (the current
+// subscription) are leaves; no code path holds both. The Run/Close
+// protocol is life's (internal/lifecycle), which takes no lock of ours.
 type Cluster struct {
 	cfg        Config
 	log        *slog.Logger
+	m          *clusterMetrics
 	rdb        *redis.Client
 	ownsClient bool
+	prefix     redisguard.Prefix
 	channel    string // this gateway's channel
 	chanPrefix string // channel of gateway X = chanPrefix + X
 	local      atomic.Pointer[localRef]
@@ -134,25 +141,18 @@ type Cluster struct {
 	psMu sync.Mutex
 	ps   *redis.PubSub
 
-	mu       sync.Mutex
-	running  bool
-	closed   atomic.Bool
-	stop     chan struct{} // closed by Close
-	runs     sync.WaitGroup
-	once     sync.Once
-	closeErr error
+	life      lifecycle.Lifecycle // Run once; Close stops it
+	closeOnce sync.Once
+	closeErr  error
 
-	// routeDownUntil (unix ns): after a failed route, Deliver and
-	// PublishUnread skip Redis until then, so that a Redis that hangs
-	// costs the router one Timeout per routeCooldown, not one per record.
-	routeDownUntil atomic.Int64
+	// routeDown: after a failed route, Deliver and PublishUnread skip
+	// Redis for a second, so that a Redis that hangs costs the router one
+	// Timeout per second, not one per record.
+	routeDown redisguard.Cooldown
 
-	redisLog   limiter
-	messageLog limiter
+	redisLog   redisguard.LogLimiter
+	messageLog redisguard.LogLimiter
 }
-
-// routeCooldown is how long routing skips Redis after a failure.
-const routeCooldown = time.Second
 
 type localRef struct{ Local }
 
@@ -162,9 +162,8 @@ func New(cfg Config) (*Cluster, error) {
 	if err := validGatewayID(cfg.GatewayID); err != nil {
 		return nil, err
 	}
-	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = DefaultKeyPrefix
-	}
+	prefix := redisguard.Prefix(cfg.KeyPrefix)
+	cfg.KeyPrefix = prefix.String()
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = 30 * time.Second
 	}
@@ -192,12 +191,13 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "cluster", "gateway", cfg.GatewayID),
+		m:       newClusterMetrics(cfg.Registerer),
 		rdb:     cfg.Redis,
+		prefix:  prefix,
 		dirty:   map[string]struct{}{},
 		wake:    make(chan struct{}, 1),
 		resync:  make(chan struct{}, 1),
 		syncReq: make(chan chan struct{}),
-		stop:    make(chan struct{}),
 	}
 	if c.rdb == nil {
 		rc := cfg.Conn
@@ -214,8 +214,8 @@ func New(cfg Config) (*Cluster, error) {
 		c.rdb, c.ownsClient = rdb, true
 	}
 	c.chanPrefix = "gw:"
-	if cfg.KeyPrefix != DefaultKeyPrefix {
-		c.chanPrefix = cfg.KeyPrefix + "gw:"
+	if !prefix.Default() {
+		c.chanPrefix = prefix.String() + "gw:"
 	}
 	c.channel = c.chanPrefix + cfg.GatewayID
 	if cfg.Local != nil {
@@ -284,22 +284,16 @@ func (c *Cluster) Run(ctx context.Context) error {
 	if l == nil {
 		return ErrNoLocal
 	}
-	c.mu.Lock()
-	switch {
-	case c.closed.Load():
-		c.mu.Unlock()
-		return ErrClosed
-	case c.running:
-		c.mu.Unlock()
-		return ErrRunning
+	if err := c.life.Begin(); err != nil {
+		if c.closed() {
+			return ErrClosed
+		}
+		return ErrRunning // this Run's first call has returned or is running
 	}
-	c.running = true
-	c.runs.Add(1)
-	c.mu.Unlock()
-	defer c.runs.Done()
+	defer c.life.End()
+	ctx, release := c.life.Context(ctx) // Close cancels it
+	defer release()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -310,11 +304,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.presenceLoop(ctx, l)
 	}()
-	select {
-	case <-ctx.Done():
-	case <-c.stop:
-	}
-	cancel()
+	<-ctx.Done()
 	c.closePubSub() // unblocks the subscriber's read
 	wg.Wait()
 	return nil
@@ -329,12 +319,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 // idempotent and safe to call concurrently; it returns the first call's
 // error.
 func (c *Cluster) Close() error {
-	c.once.Do(func() {
-		c.mu.Lock()
-		c.closed.Store(true)
-		close(c.stop)
-		c.mu.Unlock()
-		c.runs.Wait()
+	c.closeOnce.Do(func() {
+		c.life.Stop() // Run returns; a later Run fails with ErrClosed
 
 		c.pmu.Lock()
 		c.pclosed = true
@@ -378,14 +364,14 @@ func (c *Cluster) Deliver(ctx context.Context, userID string, n herald.Notificat
 			return online, err
 		}
 	}
-	if c.closed.Load() {
+	if c.closed() {
 		return online, nil
 	}
 	payload, err := encodeNotification(userID, &n)
 	if err != nil {
 		return online, fmt.Errorf("cluster: encode notification %d of %s: %w", n.Seq, userID, err)
 	}
-	remote, err := c.route(ctx, userID, payload, forwardedNotifications)
+	remote, err := c.route(ctx, userID, payload, c.m.forwardedNotifications)
 	if err != nil {
 		c.routeFailed(ctx, err, "user", userID, "seq", n.Seq)
 		return online, nil
@@ -403,7 +389,7 @@ func (c *Cluster) PublishUnread(ctx context.Context, userID string, unread int64
 	if l := c.localOf(); l != nil {
 		l.PublishUnread(ctx, userID, unread)
 	}
-	if c.closed.Load() {
+	if c.closed() {
 		return
 	}
 	payload, err := encodeUnread(userID, unread)
@@ -411,7 +397,7 @@ func (c *Cluster) PublishUnread(ctx context.Context, userID string, unread int64
 		c.log.Error("cannot encode an unread message", "user", userID, "err", err)
 		return
 	}
-	if _, err := c.route(ctx, userID, payload, forwardedUnread); err != nil {
+	if _, err := c.route(ctx, userID, payload, c.m.forwardedUnread); err != nil {
 		c.routeFailed(ctx, err, "user", userID)
 	}
 }
@@ -424,9 +410,9 @@ var errRouteSkipped = errors.New("cluster: routing paused after a Redis failure"
 func (c *Cluster) routeFailed(ctx context.Context, err error, args ...any) {
 	switch {
 	case errors.Is(err, errRouteSkipped):
-		routeSkipped.Inc()
+		c.m.routeSkipped.Inc()
 	case ctx.Err() == nil:
-		c.routeDownUntil.Store(time.Now().Add(routeCooldown).UnixNano())
+		c.routeDown.Trip()
 		c.redisFailed("route", err, args...)
 	}
 }
@@ -450,7 +436,7 @@ return out
 // route publishes payload to every other live gateway of userID and
 // reports whether one of them had a subscriber.
 func (c *Cluster) route(ctx context.Context, userID string, payload []byte, fwd prometheus.Counter) (bool, error) {
-	if time.Now().UnixNano() < c.routeDownUntil.Load() {
+	if c.routeDown.Active() {
 		return false, errRouteSkipped
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -469,41 +455,31 @@ func (c *Cluster) route(ctx context.Context, userID string, payload []byte, fwd 
 		}
 		// Listed but not subscribed: crashed, or reconnecting to Redis.
 		// Not online: the router pushes instead. Its entry expires.
-		stale.Inc()
+		c.m.stale.Inc()
 		c.log.Debug("gateway listed in presence has no subscriber", "user", userID, "to", res[i])
 	}
 	return online, nil
 }
 
 func (c *Cluster) presenceKey(userID string) string {
-	return c.cfg.KeyPrefix + "presence:" + userID
+	return c.prefix.Key("presence", userID)
+}
+
+// closed reports whether Close was called.
+func (c *Cluster) closed() bool {
+	select {
+	case <-c.life.Stopping():
+		return true
+	default:
+		return false
+	}
 }
 
 // redisFailed counts a failed Redis operation and logs it, at most once per
-// limiter interval.
+// redisguard.DefaultLogEvery.
 func (c *Cluster) redisFailed(op string, err error, args ...any) {
-	redisErrors.WithLabelValues(op).Inc()
-	if n, ok := c.redisLog.allow(); ok {
+	c.m.redisErrors.WithLabelValues(op).Inc()
+	if n, ok := c.redisLog.Allow(); ok {
 		c.log.Warn("redis operation failed", append([]any{"op", op, "err", err, "suppressed", n}, args...)...)
 	}
-}
-
-// limiter lets one log line through per logEvery and counts the rest.
-type limiter struct {
-	last       atomic.Int64 // unix nanoseconds of the last line let through
-	suppressed atomic.Int64
-}
-
-const logEvery = 10 * time.Second
-
-// allow reports whether to log now and how many lines were suppressed
-// since the last one.
-func (l *limiter) allow() (suppressed int64, ok bool) {
-	now := time.Now().UnixNano()
-	last := l.last.Load()
-	if (last != 0 && now-last < int64(logEvery)) || !l.last.CompareAndSwap(last, now) {
-		l.suppressed.Add(1)
-		return 0, false
-	}
-	return l.suppressed.Swap(0), true
 }

@@ -15,6 +15,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/pipeline"
 )
 
@@ -150,7 +151,7 @@ func TestRedisDownDegradesToLocal(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
 
-	before, skippedBefore := counter(redisErrors.WithLabelValues("route")), counter(routeSkipped)
+	before, skippedBefore := counter(c.m.redisErrors.WithLabelValues("route")), counter(c.m.routeSkipped)
 	online, err := c.Deliver(ctx, "here", herald.Notification{Seq: 1, EventID: "e1"})
 	if err != nil || !online {
 		t.Fatalf("local user: online=%v err=%v", online, err)
@@ -162,7 +163,7 @@ func TestRedisDownDegradesToLocal(t *testing.T) {
 	c.PublishUnread(ctx, "here", 4)
 	// The first failure pauses routing: the next calls skip Redis (unless
 	// the machine is so slow that the cooldown passed in between).
-	failed, skipped := counter(redisErrors.WithLabelValues("route"))-before, counter(routeSkipped)-skippedBefore
+	failed, skipped := counter(c.m.redisErrors.WithLabelValues("route"))-before, counter(c.m.routeSkipped)-skippedBefore
 	if failed < 1 || failed+skipped != 3 {
 		t.Fatalf("route failures %v, skipped %v", failed, skipped)
 	}
@@ -188,11 +189,11 @@ func TestRedisDownDegradesToLocal(t *testing.T) {
 		t.Fatal("second Close must return the first result")
 	}
 	// After Close only the local gateway is reached, without touching Redis.
-	before = counter(redisErrors.WithLabelValues("route"))
+	before = counter(c.m.redisErrors.WithLabelValues("route"))
 	if online, err := c.Deliver(ctx, "here", herald.Notification{Seq: 2, EventID: "e3"}); !online || err != nil {
 		t.Fatalf("after Close: %v %v", online, err)
 	}
-	if counter(redisErrors.WithLabelValues("route")) != before {
+	if counter(c.m.redisErrors.WithLabelValues("route")) != before {
 		t.Fatal("Deliver after Close went to Redis")
 	}
 }
@@ -236,15 +237,15 @@ func TestPresenceQueueBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }() // Redis is down: the best-effort leave fails
-	before := counter(presenceDropped)
+	before := counter(c.m.presenceDropped)
 	for _, u := range []string{"a", "b", "a", "c", "d", "e"} {
 		c.UserOnline(u)
 	}
 	c.pmu.Lock()
 	n := len(c.dirty)
 	c.pmu.Unlock()
-	if n != 3 || counter(presenceDropped)-before != 2 {
-		t.Fatalf("pending %d, dropped %v", n, counter(presenceDropped)-before)
+	if n != 3 || counter(c.m.presenceDropped)-before != 2 {
+		t.Fatalf("pending %d, dropped %v", n, counter(c.m.presenceDropped)-before)
 	}
 	select {
 	case <-c.resync:
@@ -259,4 +260,37 @@ func counter(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Collectors go to Config.Registerer; two Clusters of one process share them.
+func TestMetricsOnTheConfiguredRegisterer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, err := New(Config{URL: deadRedisURL(t), GatewayID: "gw-a", Registerer: reg, Local: &fakeLocal{}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{URL: deadRedisURL(t), GatewayID: "gw-b", Registerer: reg, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.m.redisErrors != b.m.redisErrors {
+		t.Fatal("two clusters on one registry registered two sets of series")
+	}
+	a.m.presenceDropped.Inc()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		found = found || f.GetName() == "herald_cluster_presence_dropped_total"
+	}
+	if !found {
+		t.Fatal("herald_cluster_presence_dropped_total is not on the configured registry")
+	}
+	_ = a.Close() // Redis is down: the best-effort leave may fail
+	if err := a.Run(context.Background()); !errors.Is(err, ErrClosed) || !errors.Is(err, lifecycle.ErrClosed) {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	_ = b.Close()
 }

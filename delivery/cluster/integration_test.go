@@ -26,7 +26,7 @@ func TestDeliverReachesOtherGateway(t *testing.T) {
 	f.waitListed(a, "u-far", b, true)
 
 	ctx := context.Background()
-	before := counter(forwardedNotifications)
+	before := counter(a.cl.m.forwardedNotifications)
 	var want []uint64
 	for range 30 {
 		n := f.appendOne("u-far")
@@ -47,14 +47,14 @@ func TestDeliverReachesOtherGateway(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("received %v, want %v in order", got, want)
 	}
-	if d := counter(forwardedNotifications) - before; d != 30 {
+	if d := counter(a.cl.m.forwardedNotifications) - before; d != 30 {
 		t.Fatalf("forwarded %v, want 30", d)
 	}
 
 	// A user on A itself is delivered locally: nothing is forwarded.
 	here := a.dial("u-here")
 	f.waitListed(a, "u-here", a, true)
-	before = counter(forwardedNotifications)
+	before = counter(a.cl.m.forwardedNotifications)
 	n := f.appendOne("u-here")
 	if online, err := a.cl.Deliver(ctx, "u-here", n); err != nil || !online {
 		t.Fatalf("local user: %v %v", online, err)
@@ -62,7 +62,7 @@ func TestDeliverReachesOtherGateway(t *testing.T) {
 	if fr := read(t, here); fr.Type != "notification" || fr.Notification.Seq != n.Seq {
 		t.Fatalf("local user got %+v", fr)
 	}
-	if d := counter(forwardedNotifications) - before; d != 0 {
+	if d := counter(a.cl.m.forwardedNotifications) - before; d != 0 {
 		t.Fatalf("a local delivery was forwarded %v times", d)
 	}
 
@@ -171,7 +171,7 @@ func TestUnsubscribedGatewayCountsOffline(t *testing.T) {
 	b.crash()
 
 	ctx := context.Background()
-	before := counter(stale)
+	before := counter(a.cl.m.stale)
 	eventually(t, "the unsubscribed gateway's user to be offline", func() bool {
 		online, err := a.cl.Deliver(ctx, "u-gone", herald.Notification{Seq: 1, EventID: "e"})
 		if err != nil {
@@ -179,7 +179,7 @@ func TestUnsubscribedGatewayCountsOffline(t *testing.T) {
 		}
 		return !online
 	})
-	if counter(stale) == before {
+	if counter(a.cl.m.stale) == before {
 		t.Fatal("the stale entry was not counted")
 	}
 	gws, err := a.cl.lookup(ctx, "u-gone")

@@ -6,53 +6,60 @@ import (
 	"github.com/heraldhq/herald/internal/metrics"
 )
 
-var (
+// clusterMetrics are the cluster's collectors, registered on
+// Config.Registerer; a collector already registered there with the same
+// description (another Cluster of the process) is reused.
+type clusterMetrics struct {
 	// forwarded counts messages published to another gateway that had a
 	// subscriber, by kind (notification, unread).
-	forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "forwarded_total",
-		Help: "Messages published to another gateway holding the user, by kind (notification, unread).",
-	}, []string{"kind"})
+	forwardedNotifications, forwardedUnread prometheus.Counter
 	// stale counts publishes to a gateway listed in presence that had no
 	// subscriber (crashed, or reconnecting to Redis).
-	stale = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "stale_presence_total",
-		Help: "Publishes to a gateway listed as holding the user that had no subscriber on its channel.",
-	})
+	stale prometheus.Counter
 	// received counts messages received from other gateways, by kind
 	// (notification, unread, invalid).
-	received = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "received_total",
-		Help: "Messages received from other gateways, by kind (notification, unread, invalid).",
-	}, []string{"kind"})
-	// redisErrors counts failed Redis operations, by op (route,
-	// presence, heartbeat, subscribe, leave).
-	redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "redis_errors_total",
-		Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave).",
-	}, []string{"op"})
+	receivedNotifications, receivedUnread, receivedInvalid prometheus.Counter
+	// redisErrors counts failed Redis operations, by op (route, presence,
+	// heartbeat, subscribe, leave).
+	redisErrors *prometheus.CounterVec
 	// routeSkipped counts routes not attempted during the cooldown after a
 	// Redis failure.
-	routeSkipped = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "route_skipped_total",
-		Help: "Notifications and unread counts not routed to other gateways because Redis failed less than a second before.",
-	})
-	// presenceDropped counts presence changes not queued because the
-	// queue was full (a full re-announce follows).
-	presenceDropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cluster", Name: "presence_dropped_total",
-		Help: "Presence changes dropped because the queue was full; a full re-announce follows and departures expire by TTL.",
-	})
-)
+	routeSkipped prometheus.Counter
+	// presenceDropped counts presence changes not queued because the queue
+	// was full (a full re-announce follows).
+	presenceDropped prometheus.Counter
+}
 
-var (
-	forwardedNotifications = forwarded.WithLabelValues("notification")
-	forwardedUnread        = forwarded.WithLabelValues("unread")
-	receivedNotifications  = received.WithLabelValues("notification")
-	receivedUnread         = received.WithLabelValues("unread")
-	receivedInvalid        = received.WithLabelValues("invalid")
-)
-
-func init() {
-	metrics.Registry.MustRegister(forwarded, stale, received, redisErrors, routeSkipped, presenceDropped)
+func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
+	forwarded := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "cluster", Name: "forwarded_total",
+		Help: "Messages published to another gateway holding the user, by kind (notification, unread).",
+	}, []string{"kind"}))
+	received := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "cluster", Name: "received_total",
+		Help: "Messages received from other gateways, by kind (notification, unread, invalid).",
+	}, []string{"kind"}))
+	return &clusterMetrics{
+		forwardedNotifications: forwarded.WithLabelValues("notification"),
+		forwardedUnread:        forwarded.WithLabelValues("unread"),
+		stale: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cluster", Name: "stale_presence_total",
+			Help: "Publishes to a gateway listed as holding the user that had no subscriber on its channel.",
+		})),
+		receivedNotifications: received.WithLabelValues("notification"),
+		receivedUnread:        received.WithLabelValues("unread"),
+		receivedInvalid:       received.WithLabelValues("invalid"),
+		redisErrors: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cluster", Name: "redis_errors_total",
+			Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave).",
+		}, []string{"op"})),
+		routeSkipped: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cluster", Name: "route_skipped_total",
+			Help: "Notifications and unread counts not routed to other gateways because Redis failed less than a second before.",
+		})),
+		presenceDropped: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cluster", Name: "presence_dropped_total",
+			Help: "Presence changes dropped because the queue was full; a full re-announce follows and departures expire by TTL.",
+		})),
+	}
 }

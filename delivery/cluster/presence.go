@@ -36,7 +36,7 @@ func (c *Cluster) changed(userID string) {
 	if _, ok := c.dirty[userID]; !ok {
 		if len(c.dirty) >= c.cfg.MaxPending {
 			c.pmu.Unlock()
-			presenceDropped.Inc()
+			c.m.presenceDropped.Inc()
 			signal(c.resync)
 			return
 		}
@@ -149,7 +149,7 @@ func (c *Cluster) requeue(users []string) {
 	}
 	for _, u := range users {
 		if len(c.dirty) >= c.cfg.MaxPending {
-			presenceDropped.Inc()
+			c.m.presenceDropped.Inc()
 			signal(c.resync)
 			return
 		}
@@ -224,7 +224,7 @@ func (c *Cluster) leave(users map[string]struct{}) error {
 		})
 		batch = batch[:0]
 		if err != nil {
-			redisErrors.WithLabelValues("leave").Inc()
+			c.m.redisErrors.WithLabelValues("leave").Inc()
 			c.log.Warn("could not remove presence entries; they expire by themselves", "ttl", c.cfg.PresenceTTL, "err", err)
 		}
 		return err

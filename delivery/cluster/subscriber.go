@@ -111,20 +111,20 @@ func (c *Cluster) closePubSub() {
 func (c *Cluster) handle(ctx context.Context, l Local, payload string) {
 	m, err := decodeMessage([]byte(payload))
 	if err != nil {
-		receivedInvalid.Inc()
-		if n, ok := c.messageLog.allow(); ok {
+		c.m.receivedInvalid.Inc()
+		if n, ok := c.messageLog.Allow(); ok {
 			c.log.Warn("ignoring an invalid message", "channel", c.channel, "err", err, "suppressed", n)
 		}
 		return
 	}
 	switch m.Kind {
 	case kindNotification:
-		receivedNotifications.Inc()
+		c.m.receivedNotifications.Inc()
 		if _, err := l.Deliver(ctx, m.UserID, m.Notification); err != nil {
 			c.log.Warn("cannot deliver a routed notification", "user", m.UserID, "seq", m.Notification.Seq, "err", err)
 		}
 	case kindUnread:
-		receivedUnread.Inc()
+		c.m.receivedUnread.Inc()
 		l.PublishUnread(ctx, m.UserID, m.Unread)
 	}
 }
