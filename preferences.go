@@ -155,17 +155,44 @@ func ParsePushDecision(s string) (d PushDecision, ok bool) {
 	return PushDisabled, false
 }
 
-// Route is the routing decision for one event under preferences p at instant now.
+// DropReason says why Route dropped an event; the zero value means it was
+// not dropped. String gives the reason label of the
+// herald_events_dropped_total metric.
+type DropReason int
+
+// The reasons Preferences.Route drops an event.
+const (
+	NotDropped    DropReason = iota
+	DropMuted                // the event's type is muted
+	DropNoChannel            // in-app is off and the push decision is not PushAllowed
+)
+
+func (r DropReason) String() string {
+	switch r {
+	case NotDropped:
+		return ""
+	case DropMuted:
+		return "muted"
+	case DropNoChannel:
+		return "no_channel"
+	}
+	return "unknown"
+}
+
+// Route is the routing decision for one event under preferences p at
+// instant now, with its reasons: Dropped says why it was dropped, Push why
+// it may or may not be pushed.
 type Route struct {
-	Drop  bool // muted: neither stored nor pushed
-	InApp bool // store in the inbox and deliver live
-	Push  PushDecision
+	Drop    bool       // neither stored nor pushed
+	Dropped DropReason // why Drop is set; NotDropped otherwise
+	InApp   bool       // store in the inbox and deliver live
+	Push    PushDecision
 }
 
 // Route decides what happens to e for this user at instant now.
 func (p *Preferences) Route(e *Event, now time.Time) Route {
 	if p.Muted(e.Type) {
-		return Route{Drop: true, Push: PushDisabled}
+		return Route{Drop: true, Dropped: DropMuted, Push: PushDisabled}
 	}
 	r := Route{InApp: p.Channels.InApp, Push: PushAllowed}
 	switch {
@@ -175,7 +202,7 @@ func (p *Preferences) Route(e *Event, now time.Time) Route {
 		r.Push = PushQuietHours
 	}
 	if !r.InApp && r.Push != PushAllowed {
-		r.Drop = true
+		r.Drop, r.Dropped = true, DropNoChannel
 	}
 	return r
 }

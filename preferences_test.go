@@ -40,10 +40,11 @@ func TestRoute(t *testing.T) {
 		route Route
 	}{
 		{"default", DefaultPreferences(), normal, day, Route{InApp: true, Push: PushAllowed}},
-		{"muted", Preferences{MutedTypes: []string{"mention"}, Channels: Channels{true, true}}, normal, day, Route{Drop: true, Push: PushDisabled}},
+		{"muted", Preferences{MutedTypes: []string{"mention"}, Channels: Channels{true, true}}, normal, day, Route{Drop: true, Dropped: DropMuted, Push: PushDisabled}},
 		{"push off", Preferences{Channels: Channels{InApp: true}}, normal, day, Route{InApp: true, Push: PushDisabled}},
 		{"in-app off", Preferences{Channels: Channels{Push: true}}, normal, day, Route{Push: PushAllowed}},
-		{"both off", Preferences{}, normal, day, Route{Drop: true, Push: PushDisabled}},
+		{"both off", Preferences{}, normal, day, Route{Drop: true, Dropped: DropNoChannel, Push: PushDisabled}},
+		{"in-app off, quiet", Preferences{Channels: Channels{Push: true}, QuietHours: paris}, normal, night, Route{Drop: true, Dropped: DropNoChannel, Push: PushQuietHours}},
 		{"quiet", Preferences{Channels: Channels{true, true}, QuietHours: paris}, normal, night, Route{InApp: true, Push: PushQuietHours}},
 		{"quiet high", Preferences{Channels: Channels{true, true}, QuietHours: paris}, high, night, Route{InApp: true, Push: PushAllowed}},
 		{"outside quiet", Preferences{Channels: Channels{true, true}, QuietHours: paris}, normal, day, Route{InApp: true, Push: PushAllowed}},
@@ -54,6 +55,17 @@ func TestRoute(t *testing.T) {
 				t.Fatalf("got %+v want %+v", got, c.route)
 			}
 		})
+	}
+}
+
+func TestPushDecisionRoundTrip(t *testing.T) {
+	for _, d := range []PushDecision{PushAllowed, PushDisabled, PushQuietHours} {
+		if got, ok := ParsePushDecision(d.String()); !ok || got != d {
+			t.Errorf("ParsePushDecision(%q) = %v, %v", d.String(), got, ok)
+		}
+	}
+	if _, ok := ParsePushDecision("unknown"); ok {
+		t.Error("ParsePushDecision accepted \"unknown\"")
 	}
 }
 

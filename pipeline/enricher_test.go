@@ -387,25 +387,6 @@ func TestEnricherLifecycle(t *testing.T) {
 	}
 }
 
-func TestForEachGroup(t *testing.T) {
-	t.Parallel()
-	var n atomic.Int32
-	err := forEachGroup(context.Background(), 4, 100, func(context.Context, int) error { n.Add(1); return nil })
-	if err != nil || n.Load() != 100 {
-		t.Fatalf("err %v, calls %d", err, n.Load())
-	}
-	boom := errors.New("boom")
-	err = forEachGroup(context.Background(), 4, 100, func(_ context.Context, i int) error {
-		if i == 10 {
-			return boom
-		}
-		return nil
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err = %v", err)
-	}
-}
-
 // TestEnricherRebalance runs two enrichers in one group, the second joining
 // while the first is busy: whatever the rebalance aborts is replayed, and
 // every event still ends up stored and delivered exactly once.

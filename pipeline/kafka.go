@@ -1,11 +1,11 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
+	"fmt"
 	"time"
+
+	"github.com/heraldhq/herald/internal/lifecycle"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -14,9 +14,9 @@ import (
 var (
 	// ErrClosed is returned by Run after Close, or when Run is called again
 	// after it returned.
-	ErrClosed = errors.New("pipeline: closed")
+	ErrClosed = fmt.Errorf("pipeline: %w", lifecycle.ErrClosed)
 	// ErrRunning is returned by a second, concurrent call to Run.
-	ErrRunning = errors.New("pipeline: already running")
+	ErrRunning = fmt.Errorf("pipeline: %w", lifecycle.ErrRunning)
 	// ErrInvalidConfig wraps every configuration error returned by New*.
 	ErrInvalidConfig = errors.New("pipeline: invalid config")
 )
@@ -45,62 +45,14 @@ func ClientOptions(brokers []string, extra ...kgo.Opt) []kgo.Opt {
 	return append(opts, extra...)
 }
 
-// lifecycle is the Run/Close protocol shared by the Enricher and the Router:
-// Run may be called once; Close stops it and waits for it to return.
-type lifecycle struct {
-	quit     chan struct{} // closed by stop
-	done     chan struct{} // closed when Run returns
-	running  atomic.Bool
-	quitOnce sync.Once
-}
-
-func newLifecycle() lifecycle {
-	return lifecycle{quit: make(chan struct{}), done: make(chan struct{})}
-}
-
-// begin marks Run as started. On success the caller must call end when Run
-// returns.
-func (l *lifecycle) begin() error {
-	if !l.running.CompareAndSwap(false, true) {
-		select {
-		case <-l.done:
-			return ErrClosed
-		default:
-			return ErrRunning
-		}
-	}
-	select {
-	case <-l.quit:
-		close(l.done)
+// begin starts Run on lc, returning this package's sentinels.
+func begin(lc *lifecycle.Lifecycle) error {
+	err := lc.Begin()
+	switch {
+	case errors.Is(err, lifecycle.ErrClosed):
 		return ErrClosed
-	default:
-		return nil
+	case errors.Is(err, lifecycle.ErrRunning):
+		return ErrRunning
 	}
-}
-
-func (l *lifecycle) end() { close(l.done) }
-
-// runContext derives Run's context, also canceled by stop. release must be
-// called before Run returns; it ends the watcher goroutine.
-func (l *lifecycle) runContext(parent context.Context) (ctx context.Context, release func()) {
-	ctx, cancel := context.WithCancel(parent)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-l.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(); wg.Wait() }
-}
-
-// stop makes a running Run return and waits for it.
-func (l *lifecycle) stop() {
-	l.quitOnce.Do(func() { close(l.quit) })
-	if l.running.Load() {
-		<-l.done
-	}
+	return err
 }

@@ -2,18 +2,20 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/topics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 )
 
 // Deliverer hands a notification to the user's live connections, wherever
@@ -35,14 +37,6 @@ type DelivererFunc func(ctx context.Context, userID string, n herald.Notificatio
 func (f DelivererFunc) Deliver(ctx context.Context, userID string, n herald.Notification) (bool, error) {
 	return f(ctx, userID, n)
 }
-
-// routerDecodeErrors counts herald.deliveries records the Router skipped.
-var routerDecodeErrors = prometheus.NewCounter(prometheus.CounterOpts{
-	Namespace: "herald", Name: "router_decode_errors_total",
-	Help: "herald.deliveries records skipped by the router because they could not be decoded.",
-})
-
-func init() { metrics.Registry.MustRegister(routerDecodeErrors) }
 
 // RouterConfig configures a Router. Only Deliverer and a way to reach the
 // brokers are required.
@@ -110,6 +104,7 @@ func (c *RouterConfig) setDefaults() error {
 	if c.MaxRetryBackoff < c.RetryBackoff {
 		c.MaxRetryBackoff = max(10*time.Second, c.RetryBackoff)
 	}
+	c.Registerer = metrics.Or(c.Registerer)
 	return nil
 }
 
@@ -119,11 +114,13 @@ func (c *RouterConfig) setDefaults() error {
 // and every push job acknowledged, so a crash replays (and may re-deliver)
 // the uncommitted tail; clients dedupe by seq.
 type Router struct {
-	cfg RouterConfig
-	log *slog.Logger
-	cl  *kgo.Client
+	cfg   RouterConfig
+	log   *slog.Logger
+	cl    *kgo.Client
+	codec Codec
+	m     *routerMetrics
 
-	lc        lifecycle
+	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
 }
 
@@ -156,10 +153,11 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		return nil, fmt.Errorf("%w: router: %w", ErrInvalidConfig, err)
 	}
 	return &Router{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "router", "group", cfg.Group),
-		cl:  cl,
-		lc:  newLifecycle(),
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "router", "group", cfg.Group),
+		cl:    cl,
+		codec: NewCodec(cfg.Topics),
+		m:     newRouterMetrics(cfg.Registerer),
 	}, nil
 }
 
@@ -167,7 +165,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 // the group without committing what was not handled. It is idempotent and
 // safe to call concurrently with Run.
 func (r *Router) Close() {
-	r.lc.stop()
+	r.lc.Stop()
 	r.closeClient()
 }
 
@@ -184,80 +182,56 @@ func (r *Router) closeClient() { r.closeOnce.Do(r.cl.Close) }
 // On return Run has stopped polling and closed the client; offsets of a
 // batch interrupted by shutdown are not committed. Run may be called once.
 func (r *Router) Run(ctx context.Context) error {
-	if err := r.lc.begin(); err != nil {
+	if err := begin(&r.lc); err != nil {
 		return err
 	}
-	defer r.lc.end()
+	defer r.lc.End()
 	defer r.closeClient()
-	ctx, release := r.lc.runContext(ctx)
+	ctx, release := r.lc.Context(ctx)
 	defer release()
 
-	bo := retry.Backoff{Min: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff}
-	for {
-		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
-		if fetches.IsClientClosed() {
-			return ErrClosed
-		}
-		if ctx.Err() != nil {
-			r.cl.AllowRebalance()
-			return nil
-		}
-		var fetchErr error
-		fetches.EachError(func(t string, p int32, err error) {
-			fetchErr = err
-			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
-		})
-		if fetches.NumRecords() == 0 {
-			r.cl.AllowRebalance()
-			if fetchErr != nil && !retry.Sleep(ctx, bo.Next()) {
-				return nil
-			}
-			continue
-		}
-		bo.Reset()
-		if err := r.handle(ctx, fetches); err != nil {
-			// Only shutdown interrupts handling: leave the offsets for
-			// the next owner.
-			r.cl.AllowRebalance()
-			return nil
-		}
-		if err := r.cl.CommitRecords(ctx, fetches.Records()...); err != nil {
-			// The records will be delivered again by whoever owns the
-			// partition next: at least once.
-			r.log.Warn("commit failed", "err", err)
-		}
-		r.cl.AllowRebalance()
+	loop := pollLoop{
+		poll:      r.cl.PollRecords,
+		max:       r.cfg.MaxPollRecords,
+		handle:    r.handle,
+		afterPoll: r.cl.AllowRebalance,
+		log:       r.log,
+		backoff:   retry.Backoff{Min: r.cfg.RetryBackoff, Max: r.cfg.MaxRetryBackoff},
 	}
+	return loop.run(ctx)
 }
 
-// handle delivers a batch and produces its push jobs. It returns an error
-// only when ctx is done.
+// handle delivers a batch, produces its push jobs and commits its offsets.
+// It returns an error only when ctx is done: only shutdown interrupts
+// handling, and leaves the offsets for the next owner.
 func (r *Router) handle(ctx context.Context, fetches kgo.Fetches) error {
-	var parts []kgo.FetchTopicPartition
+	var parts [][]*kgo.Record
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
-			parts = append(parts, p)
+			parts = append(parts, p.Records)
 		}
 	})
 	jobs := make([][]*kgo.Record, len(parts))
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
 	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			jobs[i], errs[i] = r.handlePartition(ctx, parts[i].Records)
-		}()
+		g.Go(func() error {
+			var err error
+			jobs[i], err = r.handlePartition(gctx, parts[i])
+			return err
+		})
 	}
-	wg.Wait()
-	var all []*kgo.Record
-	for i := range parts {
-		if errs[i] != nil {
-			return errs[i]
-		}
-		all = append(all, jobs[i]...)
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return r.producePush(ctx, all)
+	if err := r.producePush(ctx, slices.Concat(jobs...)); err != nil {
+		return err
+	}
+	if err := r.cl.CommitRecords(ctx, fetches.Records()...); err != nil {
+		// The records will be delivered again by whoever owns the
+		// partition next: at least once.
+		r.log.Warn("commit failed", "err", err)
+	}
+	return nil
 }
 
 // handlePartition delivers one partition's records in offset order, hence
@@ -266,22 +240,22 @@ func (r *Router) handle(ctx context.Context, fetches kgo.Fetches) error {
 func (r *Router) handlePartition(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
 	var jobs []*kgo.Record
 	for _, rec := range recs {
-		userID, n, err := decodeDelivery(rec)
+		d, err := DecodeDelivery(rec)
 		if err != nil {
-			routerDecodeErrors.Inc()
+			r.m.decodeErrors.Inc()
 			r.log.Error("skipping undecodable deliveries record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 			continue
 		}
-		online, err := r.deliver(ctx, userID, n)
+		online, err := r.deliver(ctx, d.UserID, d.Notification)
 		if err != nil {
 			return nil, err
 		}
 		if online {
 			continue
 		}
-		job, reason := r.pushJob(rec, userID, n)
+		job, reason := r.pushJob(&d)
 		if job == nil {
-			metrics.PushSuppressed.WithLabelValues(reason).Inc()
+			r.m.suppressed.WithLabelValues(reason).Inc()
 			continue
 		}
 		jobs = append(jobs, job)
@@ -311,34 +285,30 @@ func (r *Router) deliver(ctx context.Context, userID string, n herald.Notificati
 
 // pushJob builds the push record for an offline user's notification, or
 // returns nil and the suppression reason.
-func (r *Router) pushJob(rec *kgo.Record, userID string, n herald.Notification) (*kgo.Record, string) {
-	switch decision, _ := header(rec, HeaderPush); decision {
-	case herald.PushAllowed.String():
-	case herald.PushDisabled.String(), herald.PushQuietHours.String():
-		return nil, decision
-	default:
+func (r *Router) pushJob(d *Delivery) (*kgo.Record, string) {
+	if !d.PushKnown {
 		// Missing or unknown: never push on a decision we cannot read.
 		return nil, "unknown"
 	}
-	job := herald.PushJob{UserID: userID, Notification: n}
-	job.CollapseKey, _ = header(rec, HeaderCollapseKey)
-	if s, ok := header(rec, HeaderExpiresAt); ok {
-		exp, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			r.log.Warn("ignoring a malformed expiry header", "user", userID, "seq", n.Seq, "value", s)
-		} else {
-			if r.cfg.Now().After(exp) {
-				return nil, "expired"
-			}
-			job.ExpiresAt = exp
-		}
+	if d.Push != herald.PushAllowed {
+		return nil, d.Push.String()
 	}
-	v, err := json.Marshal(job)
+	job := herald.PushJob{UserID: d.UserID, Notification: d.Notification, CollapseKey: d.CollapseKey}
+	switch {
+	case d.ExpiresAtErr != nil:
+		r.log.Warn("ignoring a malformed expiry header", "user", d.UserID, "seq", d.Notification.Seq, "err", d.ExpiresAtErr)
+	case d.ExpiresAt.IsZero():
+	case r.cfg.Now().After(d.ExpiresAt):
+		return nil, "expired"
+	default:
+		job.ExpiresAt = d.ExpiresAt
+	}
+	rec, err := r.codec.Push(&job)
 	if err != nil { // only a notification with invalid raw Data; it decoded, so unreachable
-		r.log.Error("cannot encode push job", "user", userID, "seq", n.Seq, "err", err)
+		r.log.Error("cannot encode push job", "user", d.UserID, "seq", d.Notification.Seq, "err", err)
 		return nil, "unknown"
 	}
-	return &kgo.Record{Topic: r.cfg.Topics.Push, Key: []byte(userID), Value: v}, ""
+	return rec, ""
 }
 
 // producePush produces the batch's push jobs and waits for every ack,
@@ -354,7 +324,7 @@ func (r *Router) producePush(ctx context.Context, jobs []*kgo.Record) error {
 				failed = append(failed, pr.Record)
 			}
 		}
-		metrics.PushJobs.WithLabelValues("router").Add(float64(len(jobs) - len(failed)))
+		r.m.pushJobs.WithLabelValues("router").Add(float64(len(jobs) - len(failed)))
 		if len(failed) == 0 {
 			return nil
 		}
@@ -369,22 +339,4 @@ func (r *Router) producePush(ctx context.Context, jobs []*kgo.Record) error {
 		jobs = failed
 	}
 	return nil
-}
-
-// decodeDelivery reads a herald.deliveries record: key = user id, value =
-// Notification JSON.
-func decodeDelivery(rec *kgo.Record) (string, herald.Notification, error) {
-	var n herald.Notification
-	userID := string(rec.Key)
-	if err := herald.ValidateUserID(userID); err != nil {
-		return "", n, fmt.Errorf("key: %w", err)
-	}
-	if err := json.Unmarshal(rec.Value, &n); err != nil {
-		return "", n, fmt.Errorf("value: %w", err)
-	}
-	if n.Seq == 0 || n.EventID == "" {
-		return "", n, fmt.Errorf("value: notification without seq or event_id")
-	}
-	n.UserID = userID
-	return userID, n, nil
 }

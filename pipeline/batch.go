@@ -1,0 +1,307 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/errclass"
+	"github.com/heraldhq/herald/store"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+)
+
+// batch is one polled batch of herald.events on its way through the
+// enricher's stages, inside the batch's transaction:
+//
+//	decode → preferences → route → [throttle, digest: to come] → store → emit
+//
+// Each stage is one method. A stage returns an error only for what makes
+// the whole batch fail (a transient or fatal error: the transaction is
+// aborted and the batch replayed); a permanent error for one user marks
+// that user failed instead, and emit dead-letters the user's records.
+type batch struct {
+	e       *Enricher
+	now     time.Time
+	recs    []*kgo.Record
+	entries []*entry     // the valid events, in record order
+	users   []*userBatch // in order of first appearance
+	byID    map[string]*userBatch
+	out     []*kgo.Record // what the transaction produces
+	st      batchStats
+}
+
+// entry is one valid event of the batch.
+type entry struct {
+	rec   *kgo.Record
+	ev    herald.Event
+	user  *userBatch
+	route herald.Route
+	// routed: route was applied (the user's preferences loaded).
+	routed bool
+	// kept: survived routing, to be claimed or stored, then emitted.
+	kept bool
+	// claimed: a push-only event whose event id this record owns.
+	claimed bool
+	// n is the notification to append (in-app events); stored is the copy
+	// the store returned, set once appended by this record.
+	n      herald.Notification
+	stored *herald.Notification
+}
+
+// userBatch is one user's share of the batch.
+type userBatch struct {
+	id      string
+	prefs   herald.Preferences
+	entries []*entry
+	// failed is the permanent error that sends the user's records to the
+	// DLQ; nil while the user is fine.
+	failed error
+}
+
+func (e *Enricher) newBatch(recs []*kgo.Record) *batch {
+	return &batch{e: e, now: e.cfg.Now(), recs: recs, byID: map[string]*userBatch{}}
+}
+
+// run applies the stages in order; out is complete when it returns nil.
+func (b *batch) run(ctx context.Context) error {
+	b.decode()
+	if err := b.preferences(ctx); err != nil {
+		return err
+	}
+	b.route()
+	// Throttling and digest stages slot in here: they see the routed,
+	// kept entries and may hold them back or merge them before anything
+	// is claimed or stored.
+	if err := b.claim(ctx); err != nil {
+		return err
+	}
+	if err := b.append(ctx); err != nil {
+		return err
+	}
+	return b.emit()
+}
+
+// decode validates every record; invalid ones go to the DLQ as received.
+func (b *batch) decode() {
+	b.entries = make([]*entry, 0, len(b.recs))
+	for _, r := range b.recs {
+		ev, err := DecodeEventRecord(r)
+		if err != nil {
+			b.st.rejected++
+			b.out = append(b.out, b.e.codec.EventDLQ(r, err))
+			continue
+		}
+		u, ok := b.byID[ev.UserID]
+		if !ok {
+			u = &userBatch{id: ev.UserID}
+			b.byID[ev.UserID] = u
+			b.users = append(b.users, u)
+		}
+		en := &entry{rec: r, ev: ev, user: u}
+		u.entries = append(u.entries, en)
+		b.entries = append(b.entries, en)
+	}
+}
+
+// perUser runs fn for each user not yet failed, up to StoreConcurrency at
+// a time. A permanent error of fn fails that user; any other error fails
+// the batch (the first one is returned, the other calls see their context
+// canceled).
+func (b *batch) perUser(ctx context.Context, users []*userBatch, fn func(ctx context.Context, u *userBatch) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(b.e.cfg.StoreConcurrency)
+	for _, u := range users {
+		if u.failed != nil {
+			continue
+		}
+		g.Go(func() error {
+			err := fn(ctx, u)
+			if errclass.IsPermanent(err) {
+				u.failed = err
+				b.e.log.Warn("dead-lettering a user's events after a permanent store error", "user", u.id, "events", len(u.entries), "err", err)
+				return nil
+			}
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// preferences loads each user's preferences.
+func (b *batch) preferences(ctx context.Context) error {
+	return b.perUser(ctx, b.users, func(ctx context.Context, u *userBatch) error {
+		p, err := b.e.cfg.Store.GetPreferences(ctx, u.id)
+		if err != nil {
+			return fmt.Errorf("get preferences of %s: %w", u.id, err)
+		}
+		u.prefs = p
+		return nil
+	})
+}
+
+// route applies each user's preferences; what survives is kept.
+func (b *batch) route() {
+	for _, en := range b.entries {
+		if en.user.failed != nil {
+			continue
+		}
+		en.route = en.user.prefs.Route(&en.ev, b.now)
+		en.routed = true
+		switch {
+		case en.route.Dropped == herald.DropMuted:
+			b.st.muted++
+		case en.route.Drop:
+			b.st.noChannel++
+		case !en.route.InApp && expired(&en.ev, b.now):
+			// Push-only and already past its TTL: nothing to do.
+			b.st.expired++
+		default:
+			en.kept = true
+		}
+	}
+}
+
+// claim deduplicates the kept push-only events. They never reach the
+// inbox, so their dedup is a claim of the event id by this record: a
+// replay of the same record (after an abort or a crash) gets its claim
+// back, another record with the same event id is a duplicate. In-app
+// events need no claim (one round-trip less per event): see append.
+func (b *batch) claim(ctx context.Context) error {
+	return b.perUser(ctx, b.users, func(ctx context.Context, u *userBatch) error {
+		for _, en := range u.entries {
+			if !en.kept || en.route.InApp {
+				continue
+			}
+			ok, err := b.e.cfg.Store.Claim(ctx, u.id, en.ev.ID, sourceToken(en.rec))
+			if err != nil {
+				return fmt.Errorf("claim %s/%s: %w", u.id, en.ev.ID, err)
+			}
+			en.claimed = ok
+		}
+		return nil
+	})
+}
+
+// append stores the kept in-app events, all users in one call. If the
+// store refuses it permanently, the users are appended one by one so that
+// only those whose notifications the store refuses fail.
+func (b *batch) append(ctx context.Context) error {
+	var pending []*entry
+	for _, en := range b.entries {
+		if en.kept && en.route.InApp && en.user.failed == nil {
+			en.n = herald.NewNotification(&en.ev)
+			en.n.ID = herald.SourceID(en.ev.CreatedAt, sourceToken(en.rec))
+			pending = append(pending, en)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	err := b.appendEntries(ctx, pending)
+	if !errclass.IsPermanent(err) {
+		return err
+	}
+	b.e.log.Info("store refused a batch permanently, appending user by user", "notifications", len(pending), "err", err)
+	return b.perUser(ctx, b.users, func(ctx context.Context, u *userBatch) error {
+		var mine []*entry
+		for _, en := range u.entries {
+			if en.n.ID != "" {
+				mine = append(mine, en)
+			}
+		}
+		if len(mine) == 0 {
+			return nil
+		}
+		return b.appendEntries(ctx, mine)
+	})
+}
+
+// appendEntries appends the notifications of ens and records what the
+// store kept.
+func (b *batch) appendEntries(ctx context.Context, ens []*entry) error {
+	ns := make([]herald.Notification, len(ens))
+	for i, en := range ens {
+		ns[i] = en.n
+	}
+	res, err := b.e.cfg.Store.Append(ctx, ns)
+	if err != nil {
+		return fmt.Errorf("append %d notifications: %w", len(ns), err)
+	}
+	if len(res) != len(ns) {
+		return fmt.Errorf("append returned %d results for %d notifications", len(res), len(ns))
+	}
+	for i, r := range res {
+		// The stored copy carries the ID of the record that created it.
+		// Created=false with our ID: a previous attempt of this very
+		// record stored it and its transaction did not commit, so
+		// producing it again is what makes delivery exactly once.
+		// Another ID: a different record with the same event id, a
+		// duplicate (stored stays nil).
+		if r.Created || r.Notification.ID == ns[i].ID {
+			ens[i].stored = storedCopy(r)
+		}
+	}
+	return nil
+}
+
+func storedCopy(r store.AppendResult) *herald.Notification {
+	n := r.Notification
+	return &n
+}
+
+// emit builds the records of every entry, in record order: the DLQ
+// records of failed users, push jobs of claimed push-only events, and the
+// deliveries of stored notifications (in seq order for each user).
+func (b *batch) emit() error {
+	for _, en := range b.entries {
+		switch {
+		case en.user.failed != nil && (en.kept || !en.routed):
+			// Not yet handled when the user failed (what routing dropped
+			// stays dropped).
+			b.st.rejected++
+			b.out = append(b.out, b.e.codec.EventDLQ(en.rec, en.user.failed))
+		case !en.kept:
+		case !en.route.InApp:
+			if !en.claimed {
+				b.st.duplicate++
+				continue
+			}
+			job := herald.PushJob{
+				UserID:       en.ev.UserID,
+				Notification: herald.NewNotification(&en.ev),
+				CollapseKey:  en.ev.CollapseKey,
+				ExpiresAt:    en.ev.ExpiresAt(),
+			}
+			r, err := b.e.codec.Push(&job)
+			if err != nil {
+				return err
+			}
+			b.out = append(b.out, r)
+			b.st.push++
+		case en.stored == nil:
+			b.st.duplicate++
+		default:
+			d := NewDelivery(*en.stored, &en.ev, en.route)
+			r, err := b.e.codec.Delivery(&d)
+			if err != nil {
+				return err
+			}
+			b.out = append(b.out, r)
+			b.st.out++
+		}
+	}
+	return nil
+}
+
+func expired(ev *herald.Event, now time.Time) bool {
+	exp := ev.ExpiresAt()
+	return !exp.IsZero() && now.After(exp)
+}
+
+// sourceToken identifies a record for Claim: replays of one record share it.
+func sourceToken(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+}
