@@ -80,7 +80,7 @@ func TestHitThenInvalidate(t *testing.T) {
 	if err := s.PutPreferences(ctx, "u-1", muted("like")); err != nil {
 		t.Fatal(err)
 	}
-	h, m := counter(hits), counter(misses)
+	h, m := counter(s.m.hits), counter(s.m.misses)
 	p, err := s.GetPreferences(ctx, "u-1") // miss: fills
 	if err != nil || !slices.Equal(p.MutedTypes, []string{"like"}) {
 		t.Fatalf("first read: %+v %v", p, err)
@@ -99,8 +99,8 @@ func TestHitThenInvalidate(t *testing.T) {
 	if err != nil || !slices.Equal(p.MutedTypes, []string{"like"}) {
 		t.Fatalf("cached read: %+v %v", p, err)
 	}
-	if counter(hits)-h != 1 || counter(misses)-m != 1 {
-		t.Fatalf("hits %v misses %v", counter(hits)-h, counter(misses)-m)
+	if counter(s.m.hits)-h != 1 || counter(s.m.misses)-m != 1 {
+		t.Fatalf("hits %v misses %v", counter(s.m.hits)-h, counter(s.m.misses)-m)
 	}
 
 	// A write through the cache invalidates it.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,11 +17,12 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/conn"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/redisguard"
 	"github.com/heraldhq/herald/store"
 )
 
 // DefaultKeyPrefix prefixes the cache's Redis keys.
-const DefaultKeyPrefix = "herald:"
+const DefaultKeyPrefix = redisguard.DefaultPrefix
 
 // leaseTTL bounds how long a missing reader's lease blocks other fills; a
 // reader slower than that just does not fill.
@@ -62,20 +62,30 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-var (
-	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+// cacheMetrics are the cache's collectors, registered on
+// Config.Registerer (reused when already registered there).
+type cacheMetrics struct {
+	// herald_prefcache_requests_total{result}
+	hits, misses, readErrors, bypass prometheus.Counter
+	invalidateErrors                 prometheus.Counter
+}
+
+func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
+	requests := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "prefcache", Name: "requests_total",
 		Help: "Preference reads through the cache, by result (hit, miss, error, bypass: Redis skipped for a second after an error).",
-	}, []string{"result"})
-	hits, misses       = requests.WithLabelValues("hit"), requests.WithLabelValues("miss")
-	readErrors, bypass = requests.WithLabelValues("error"), requests.WithLabelValues("bypass")
-	invalidateErrors   = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "prefcache", Name: "invalidate_errors_total",
-		Help: "Preference writes whose cache entry could not be deleted (stale until its TTL).",
-	})
-)
-
-func init() { metrics.Registry.MustRegister(requests, invalidateErrors) }
+	}, []string{"result"}))
+	return &cacheMetrics{
+		hits:       requests.WithLabelValues("hit"),
+		misses:     requests.WithLabelValues("miss"),
+		readErrors: requests.WithLabelValues("error"),
+		bypass:     requests.WithLabelValues("bypass"),
+		invalidateErrors: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "prefcache", Name: "invalidate_errors_total",
+			Help: "Preference writes whose cache entry could not be deleted (stale until its TTL).",
+		})),
+	}
+}
 
 // Store is a store.Store whose preference reads are cached in Redis. Every
 // other method is the inner store's. It is safe for concurrent use.
@@ -83,17 +93,15 @@ type Store struct {
 	store.Store
 	cfg        Config
 	log        *slog.Logger
+	m          *cacheMetrics
 	rdb        *redis.Client
 	ownsClient bool
-	errLog     atomic.Int64 // unix nanoseconds of the last Redis error logged
-	// downUntil (unix ns): after a Redis error, reads skip Redis until
-	// then, so a Redis that hangs costs one Timeout per cooldown rather
-	// than one per read.
-	downUntil atomic.Int64
+	prefix     redisguard.Prefix
+	errLog     redisguard.LogLimiter
+	// down: after a Redis error, reads skip Redis for a second, so a Redis
+	// that hangs costs one Timeout per second rather than one per read.
+	down redisguard.Cooldown
 }
-
-// cooldown is how long reads skip Redis after a Redis error.
-const cooldown = time.Second
 
 var _ store.Store = (*Store)(nil)
 
@@ -108,16 +116,16 @@ func New(cfg Config) (*Store, error) {
 	if cfg.TTL < time.Millisecond {
 		return nil, fmt.Errorf("%w: TTL %v is below Redis's millisecond resolution", ErrInvalidConfig, cfg.TTL)
 	}
-	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = DefaultKeyPrefix
-	}
+	prefix := redisguard.Prefix(cfg.KeyPrefix)
+	cfg.KeyPrefix = prefix.String()
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 250 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Store{Store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "prefcache"), rdb: cfg.Redis}
+	s := &Store{Store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "prefcache"),
+		m: newCacheMetrics(cfg.Registerer), rdb: cfg.Redis, prefix: prefix}
 	if s.rdb == nil {
 		rc := cfg.Conn
 		if rc.URL == "" {
@@ -135,15 +143,15 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) key(userID string) string { return s.cfg.KeyPrefix + "prefs:" + userID }
+func (s *Store) key(userID string) string { return s.prefix.Key("prefs", userID) }
 
 // GetPreferences returns the cached preferences, or reads the inner store
 // (and caches what it read, see the package doc). It waits at most
 // Timeout per Redis call; a Redis error falls back to the inner store, and
 // so do the reads of the following second, without trying Redis.
 func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Preferences, error) {
-	if time.Now().UnixNano() < s.downUntil.Load() {
-		bypass.Inc()
+	if s.down.Active() {
+		s.m.bypass.Inc()
 		return s.Store.GetPreferences(ctx, userID)
 	}
 	key := s.key(userID)
@@ -152,25 +160,25 @@ func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Prefe
 	case err == nil && strings.HasPrefix(v, "{"):
 		var p herald.Preferences
 		if err := json.Unmarshal([]byte(v), &p); err == nil {
-			hits.Inc()
+			s.m.hits.Inc()
 			return p, nil
 		}
 		s.dropCorrupt(ctx, key, v)
-		misses.Inc()
+		s.m.misses.Inc()
 		return s.Store.GetPreferences(ctx, userID)
 	case err == nil && strings.HasPrefix(v, leaseMark):
-		misses.Inc() // another reader is filling
+		s.m.misses.Inc() // another reader is filling
 		return s.Store.GetPreferences(ctx, userID)
 	case err == nil:
 		s.dropCorrupt(ctx, key, v)
-		misses.Inc()
+		s.m.misses.Inc()
 		return s.Store.GetPreferences(ctx, userID)
 	case !errors.Is(err, redis.Nil):
-		readErrors.Inc()
+		s.m.readErrors.Inc()
 		s.redisFailed("get", err)
 		return s.Store.GetPreferences(ctx, userID)
 	}
-	misses.Inc()
+	s.m.misses.Inc()
 	lease, ok := s.takeLease(ctx, key)
 	p, err := s.Store.GetPreferences(ctx, userID)
 	if !ok {
@@ -194,8 +202,8 @@ func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Pref
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	if err := s.rdb.Del(rctx, s.key(userID)).Err(); err != nil {
-		s.downUntil.Store(time.Now().Add(cooldown).UnixNano())
-		invalidateErrors.Inc()
+		s.down.Trip()
+		s.m.invalidateErrors.Inc()
 		s.log.Warn("could not invalidate cached preferences; the old ones may be served until the entry expires",
 			"user", userID, "ttl", s.cfg.TTL, "err", err)
 	}
@@ -275,16 +283,11 @@ func (s *Store) dropCorrupt(ctx context.Context, key, v string) {
 	_ = s.rdb.Del(ctx, key).Err()
 }
 
-const logEvery = 10 * time.Second
-
 // redisFailed starts a cooldown and logs a Redis error, at most once per
-// logEvery.
+// redisguard.DefaultLogEvery.
 func (s *Store) redisFailed(op string, err error) {
-	now := time.Now().UnixNano()
-	s.downUntil.Store(now + int64(cooldown))
-	last := s.errLog.Load()
-	if last != 0 && now-last < int64(logEvery) || !s.errLog.CompareAndSwap(last, now) {
-		return
+	s.down.Trip()
+	if n, ok := s.errLog.Allow(); ok {
+		s.log.Warn("redis unavailable, reading preferences from the store", "op", op, "err", err, "suppressed", n)
 	}
-	s.log.Warn("redis unavailable, reading preferences from the store", "op", op, "err", err)
 }

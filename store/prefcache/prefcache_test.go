@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/conn"
 	"github.com/heraldhq/herald/store/memory"
 )
 
@@ -64,7 +66,7 @@ func TestRedisDownFallsBack(t *testing.T) {
 	}()
 	ctx := context.Background()
 
-	before, bypassed := counter(readErrors), counter(bypass)
+	before, bypassed := counter(s.m.readErrors), counter(s.m.bypass)
 	p, err := s.GetPreferences(ctx, "u-1")
 	if err != nil || !p.Channels.InApp || !p.Channels.Push {
 		t.Fatalf("defaults through a dead cache: %+v %v", p, err)
@@ -79,7 +81,7 @@ func TestRedisDownFallsBack(t *testing.T) {
 	}
 	// The first error pauses the cache: later reads skip Redis (unless the
 	// machine is so slow that the cooldown passed in between).
-	if failed, skipped := counter(readErrors)-before, counter(bypass)-bypassed; failed < 1 || failed+skipped != 2 {
+	if failed, skipped := counter(s.m.readErrors)-before, counter(s.m.bypass)-bypassed; failed < 1 || failed+skipped != 2 {
 		t.Fatalf("read errors %v, bypassed %v", failed, skipped)
 	}
 	// Everything else is the inner store's.
@@ -94,4 +96,29 @@ func counter(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// A Store built from connection settings uses them (internal/conn), and
+// its collectors go to Config.Registerer, shared by a second Store.
+func TestConnSettingsAndRegisterer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, err := New(Config{Store: memory.New(), Conn: conn.Redis{URL: "redis://127.0.0.1:6379/2", Password: "s3cret"}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Close() }()
+	if o := a.rdb.Options(); o.Password != "s3cret" || o.DB != 2 || !o.ContextTimeoutEnabled {
+		t.Fatalf("client options: password %q db %d ctx timeouts %v", o.Password, o.DB, o.ContextTimeoutEnabled)
+	}
+	b, err := New(Config{Store: memory.New(), URL: "redis://127.0.0.1:6379/0", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	if a.m.hits != b.m.hits {
+		t.Fatal("two caches on one registry registered two sets of series")
+	}
+	if _, err := New(Config{Store: memory.New(), URL: "redis://:pw@[bad"}); !errors.Is(err, ErrInvalidConfig) || strings.Contains(err.Error(), "pw") {
+		t.Fatalf("a malformed URL must be a config error that hides its password: %v", err)
+	}
 }
