@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -33,11 +31,11 @@ func (s *Server) maxBodyBytes() int64 {
 	return int64(s.cfg.MaxBatch)*herald.MaxEventBytes + 64<<10
 }
 
-// postEvents validates one event or {"events":[…]} and produces them to
-// herald.events keyed by user id; 202 only once Kafka acknowledged every
-// record (acks=all). A batch is all-or-nothing at validation; if producing
-// fails part way the caller retries the whole batch and the enricher
-// deduplicates by event id.
+// postEvents validates one event or {"events":[…]} and hands the decoded
+// events to Config.Events (herald.events, keyed by user id); 202 only once
+// Kafka acknowledged every record (acks=all). A batch is all-or-nothing at
+// validation; if producing fails part way the caller retries the whole
+// batch and the enricher deduplicates by event id.
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	key := auth.AuthorizationBearer(r)
 	if key == "" {
@@ -48,7 +46,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "", "invalid API key")
 		return
 	}
-	if s.cfg.Events == nil && s.cfg.Producer == nil {
+	if s.cfg.Events == nil {
 		writeError(w, http.StatusServiceUnavailable, "", "event intake is not configured on this server")
 		return
 	}
@@ -91,29 +89,13 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		events[i] = ev
 	}
-	if err := s.sendEvents(r.Context(), events, received); err != nil {
+	if err := s.cfg.Events.SendEvents(r.Context(), events); err != nil {
 		s.log.Warn("producing events failed", "err", err, "count", len(events))
 		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka, retry: "+err.Error())
 		return
 	}
 	metrics.EventsIn.WithLabelValues("api").Add(float64(len(events)))
 	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(events)})
-}
-
-// sendEvents hands events to Config.Events, or to the deprecated Producer.
-func (s *Server) sendEvents(ctx context.Context, events []herald.Event, received time.Time) error {
-	if s.cfg.Events != nil {
-		return s.cfg.Events.SendEvents(ctx, events)
-	}
-	records := make([]*kgo.Record, len(events))
-	for i := range events {
-		v, err := json.Marshal(&events[i])
-		if err != nil {
-			return err
-		}
-		records[i] = &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(events[i].UserID), Value: v, Timestamp: received}
-	}
-	return s.cfg.Producer.ProduceSync(ctx, records...).FirstErr()
 }
 
 func dotted(f string) string {

@@ -28,7 +28,9 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store/memory"
+	"github.com/heraldhq/herald/topics"
 )
 
 // The tests below keep openapi.json honest: it must be a well-formed
@@ -68,7 +70,7 @@ func specServer(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Store: st, Producer: cl, Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw,
+	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw,
 		Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

@@ -12,18 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/store"
 )
-
-// Producer sends records to Kafka and waits for the acknowledgements
-// (*kgo.Client satisfies it). The client must be configured with acks=all,
-// franz-go's default.
-type Producer interface {
-	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
-}
 
 // UserVerifier authenticates a user token and returns the user id.
 type UserVerifier interface {
@@ -50,18 +42,9 @@ type ReadyCheck struct {
 type Config struct {
 	// Store holds inboxes, preferences and devices. Required.
 	Store store.Store
-	// Events receives accepted events (pipeline.EventWriter in every
-	// role); nil disables POST /v1/events (503) unless Producer is set.
+	// Events receives accepted events (a pipeline.EventWriter in every
+	// role); nil disables POST /v1/events (503).
 	Events EventSink
-	// Producer sends accepted events; nil disables POST /v1/events (503).
-	//
-	// Deprecated: use Events; Producer is ignored when Events is set.
-	Producer Producer
-	// EventsTopic is where Producer sends accepted events; "" means
-	// "herald.events".
-	//
-	// Deprecated: use Events.
-	EventsTopic string
 	// Users verifies user JWTs. Required.
 	Users UserVerifier
 	// Keys verifies upstream API keys; nil refuses every key (401).
@@ -117,9 +100,6 @@ var ErrConfig = errors.New("api: invalid config")
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Users == nil {
 		return nil, errors.Join(ErrConfig, errors.New("both Store and Users are required"))
-	}
-	if cfg.EventsTopic == "" {
-		cfg.EventsTopic = "herald.events"
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 500

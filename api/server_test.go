@@ -18,7 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store/memory"
+	"github.com/heraldhq/herald/topics"
 )
 
 // tokens maps "tok-<user>" to <user>; the JWT verifier itself is tested in auth.
@@ -66,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(cl.Close)
 	f := &fixture{store: memory.New(), client: cl, unread: &unreadLog{}}
-	s, err := New(Config{Store: f.store, Producer: cl, Users: tokens{}, Keys: keys{}, Unread: f.unread,
+	s, err := New(Config{Store: f.store, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: f.unread,
 		Ready: []ReadyCheck{{Name: "store", Check: f.store.Ping}}})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +339,7 @@ func TestRateLimits(t *testing.T) {
 	}
 	defer cl.Close()
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	s, err := New(Config{Store: memory.New(), Producer: cl, Users: tokens{}, Keys: keys{},
+	s, err := New(Config{Store: memory.New(), Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{},
 		EventsPerKey: Limit{Rate: 1, Burst: 3}, RequestsPerUser: Limit{Rate: 1, Burst: 2},
 		Now: func() time.Time { return now }})
 	if err != nil {
