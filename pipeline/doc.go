@@ -15,7 +15,20 @@
 // the user is offline and preferences allow, produces a push job to
 // herald.push before committing the offsets (at least once).
 //
-// Both follow the same lifecycle: New validates the config and creates the
-// Kafka client, Run blocks until its context is done, Close stops Run and
-// releases the client, and is idempotent.
+// The EventWriter is the API's producer to herald.events (api.EventSink).
+//
+// Every record of every topic is encoded and decoded by one codec
+// (records.go: Codec, Decode*), the wire format of docs/ARCHITECTURE.md.
+// The Enricher and the Router share one poll loop (poll.go), and sort their
+// errors with internal/errclass: transient errors are retried with backoff,
+// a permanent store error for one user dead-letters that user's records of
+// the batch while the rest goes on, and a fatal error ends Run so that the
+// supervisor rebuilds the component. The enricher's batch goes through one
+// method per stage (batch.go): decode, preferences, route, claim and
+// append, emit.
+//
+// Both follow the same lifecycle (internal/lifecycle): New validates the
+// config and creates the Kafka client, Run blocks until its context is
+// done, Close stops Run and releases the client, and is idempotent. Their
+// collectors are registered on Config.Registerer.
 package pipeline

@@ -21,7 +21,10 @@ import (
 )
 
 // EnricherStore is what the Enricher needs from the store; every
-// store.Store satisfies it.
+// store.Store satisfies it. Its errors are sorted by errclass.Of: one that
+// is permanent for a user (marked with errclass.Permanent, or a
+// *herald.ValidationError) dead-letters that user's records of the batch;
+// a fatal one ends Run; any other aborts the batch, which is retried.
 type EnricherStore interface {
 	store.Inbox
 	store.Preferences

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/lifecycle"
-
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
