@@ -30,6 +30,22 @@ func (b *Backoff) Next() time.Duration {
 	return b.cur/2 + rand.N(b.cur/2+1)
 }
 
+// Attempt returns the delay before retry number n (1 for the first): the
+// n-th value Next would return, computed without touching b's state, for
+// callers that hold no Backoff between attempts (a driver's stateless retry
+// policy, a loop that already counts its attempts). n below 1 counts as 1.
+func (b Backoff) Attempt(n int) time.Duration {
+	d := b.Min
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
 // Reset starts the sequence again after a success.
 func (b *Backoff) Reset() { b.cur = 0 }
 

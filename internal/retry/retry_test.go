@@ -31,3 +31,21 @@ func TestSleepStopsOnCancel(t *testing.T) {
 		t.Fatal("Sleep cut short without cancellation")
 	}
 }
+
+func TestAttemptIsNextWithoutState(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: 800 * time.Millisecond}
+	for n, ceil := range []time.Duration{100, 100, 200, 400, 800, 800, 800} {
+		ceil *= time.Millisecond
+		for range 20 {
+			if d := b.Attempt(n); d < ceil/2 || d > ceil {
+				t.Fatalf("Attempt(%d) = %v outside [%v, %v]", n, d, ceil/2, ceil)
+			}
+		}
+	}
+	if d := b.Next(); d > 100*time.Millisecond {
+		t.Fatalf("Attempt changed the state: Next = %v", d)
+	}
+	if d := (Backoff{}).Attempt(3); d != 0 {
+		t.Fatalf("zero Backoff: %v", d)
+	}
+}

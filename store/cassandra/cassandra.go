@@ -13,6 +13,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/store"
 )
@@ -46,6 +47,7 @@ type Store struct {
 	session *gocql.Session
 	log     *slog.Logger
 	q       statements
+	m       *storeMetrics
 
 	// commitFn runs a conditional batch: s.commit, replaced by tests to
 	// simulate commits whose outcome is lost.
@@ -119,7 +121,7 @@ func connect(ctx context.Context, st settings) (*gocql.Session, error) {
 	c.ConnectTimeout = st.ConnectTimeout
 	c.NumConns = st.NumConns
 	c.Logger = driverLogger{st.Logger.With("component", "gocql")}
-	c.RetryPolicy = &retryPolicy{retries: st.MaxRetries, min: 50 * time.Millisecond, max: 2 * time.Second}
+	c.RetryPolicy = &retryPolicy{retries: st.MaxRetries, backoff: retry.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}}
 	c.ReconnectInterval = 10 * time.Second
 	c.SocketKeepalive = 30 * time.Second
 	fallback := gocql.RoundRobinHostPolicy()
@@ -185,7 +187,7 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: keyspace %s lacks tables %s; run `herald migrate`", ErrNotMigrated, st.Keyspace, strings.Join(missing, ", "))
 	}
-	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace)}
+	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer)}
 	s.commitFn = s.commit
 	s.log.Info("cassandra store opened", "hosts", st.Hosts, "keyspace", st.Keyspace,
 		"consistency", st.cons.String(), "serial", st.serial.String(), "retention", st.Retention)

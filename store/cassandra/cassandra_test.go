@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/storetest"
@@ -320,7 +321,7 @@ func TestCommitOutcomeLost(t *testing.T) {
 	ctx := ctxFor(t)
 	lost := &lostAnswer{}
 	lost.install(s)
-	unknownBefore := counterValue(casUnknown.WithLabelValues("append"))
+	unknownBefore := counterValue(s.m.casUnknown.WithLabelValues("append"))
 
 	u := uniq("lost")
 	lost.after = 1 // applied, answer lost
@@ -354,7 +355,7 @@ func TestCommitOutcomeLost(t *testing.T) {
 	if n, _ := s.UnreadCount(ctx, u); n != 0 {
 		t.Fatalf("UnreadCount = %d, want 0", n)
 	}
-	if got := counterValue(casUnknown.WithLabelValues("append")) - unknownBefore; got != 2 {
+	if got := counterValue(s.m.casUnknown.WithLabelValues("append")) - unknownBefore; got != 2 {
 		t.Fatalf("cas_unknown_total{op=append} rose by %v, want 2", got)
 	}
 
@@ -416,8 +417,8 @@ func TestRetention(t *testing.T) {
 		if len(l) == 0 {
 			break
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
-			t.Fatalf("notifications did not expire: %v", err)
+		if !retry.Sleep(ctx, 250*time.Millisecond) {
+			t.Fatalf("notifications did not expire: %v", ctx.Err())
 		}
 	}
 	if last, _ := s.LastSeq(ctx, u); last != 2 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald/migrations"
 )
@@ -83,6 +84,10 @@ type Config struct {
 	// Logger; nil means slog.Default(). The driver's own messages go to it
 	// too, at warning level and above.
 	Logger *slog.Logger
+	// Registerer receives the store's collectors; nil means
+	// metrics.Registry. Collectors already registered there by another
+	// Store are shared, not duplicated.
+	Registerer prometheus.Registerer
 
 	// Replication is used by OpenAndMigrate to create a missing keyspace;
 	// ignored by Open.

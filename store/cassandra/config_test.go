@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/heraldhq/herald/internal/retry"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -81,22 +83,6 @@ func TestSettle(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 10*time.Millisecond, 80*time.Millisecond
-	for attempt := 1; attempt <= 10; attempt++ {
-		base := lo << (attempt - 1)
-		if base > hi || base <= 0 {
-			base = hi
-		}
-		for range 50 {
-			d := backoff(attempt, lo, hi)
-			if d < base/2 || d > base+base/2 {
-				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt, d, base/2, base+base/2)
-			}
-		}
-	}
-}
-
 type fakeRetryable struct {
 	attempts int
 	ctx      context.Context
@@ -117,7 +103,7 @@ func (e reqErr) Message() string { return "test" }
 func (e reqErr) Error() string   { return fmt.Sprintf("request error %#x", int(e)) }
 
 func TestRetryPolicy(t *testing.T) {
-	p := &retryPolicy{retries: 2, min: time.Microsecond, max: time.Microsecond}
+	p := &retryPolicy{retries: 2, backoff: retry.Backoff{Min: time.Microsecond, Max: time.Microsecond}}
 	if !p.Attempt(&fakeRetryable{attempts: 1, ctx: context.Background()}) {
 		t.Fatal("first retry refused")
 	}
@@ -126,7 +112,7 @@ func TestRetryPolicy(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	slow := &retryPolicy{retries: 5, min: time.Hour, max: time.Hour}
+	slow := &retryPolicy{retries: 5, backoff: retry.Backoff{Min: time.Hour, Max: time.Hour}}
 	if slow.Attempt(&fakeRetryable{attempts: 1, ctx: ctx}) {
 		t.Fatal("retry allowed on a cancelled context")
 	}

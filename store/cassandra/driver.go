@@ -4,19 +4,21 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
-	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/heraldhq/herald/internal/retry"
 )
 
 // retryPolicy retries idempotent requests (the driver never retries the
-// others) with exponential backoff and jitter. Unlike the driver's
-// ExponentialBackoffRetryPolicy it stops waiting when the request's context
-// ends, so a cancelled call returns promptly.
+// others) with Herald's jittered backoff (internal/retry), indexed by the
+// query's attempt count since the driver shares one policy between all
+// queries. Unlike the driver's ExponentialBackoffRetryPolicy it stops
+// waiting when the request's context ends, so a cancelled call returns
+// promptly.
 type retryPolicy struct {
-	retries  int
-	min, max time.Duration
+	retries int
+	backoff retry.Backoff
 }
 
 func (p *retryPolicy) Attempt(q gocql.RetryableQuery) bool {
@@ -28,7 +30,7 @@ func (p *retryPolicy) Attempt(q gocql.RetryableQuery) bool {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return sleep(ctx, backoff(n, p.min, p.max)) == nil
+	return retry.Sleep(ctx, p.backoff.Attempt(n))
 }
 
 // GetRetryType gives up on errors a retry cannot fix and tries the next
@@ -46,28 +48,6 @@ func (p *retryPolicy) GetRetryType(err error) gocql.RetryType {
 		return gocql.Rethrow
 	}
 	return gocql.RetryNextHost
-}
-
-// backoff is lo·2^(attempt-1), capped at hi, with ±50% jitter.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d+1) // uniform in [d/2, 3d/2]
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // driverLogger sends the driver's messages to slog. Its informational

@@ -7,14 +7,20 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"golang.org/x/sync/errgroup"
+
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/store"
 )
+
+// casBackoff spaces the attempts of a compare-and-set commit that lost to a
+// concurrent writer of the same user.
+var casBackoff = retry.Backoff{Min: time.Millisecond, Max: 50 * time.Millisecond}
 
 // inClause bounds the values of one IN (...) query.
 const inClause = 100
@@ -94,8 +100,8 @@ func (s *Store) cas(ctx context.Context, opName, userID string, state stateFunc,
 			if attempt >= s.cfg.MaxCASAttempts {
 				return fmt.Errorf("%w: %s for user %q lost %d times in a row", ErrContention, opName, userID, attempt)
 			}
-			if err := sleep(ctx, backoff(attempt, time.Millisecond, 50*time.Millisecond)); err != nil {
-				return err
+			if !retry.Sleep(ctx, casBackoff.Attempt(attempt)) {
+				return ctx.Err()
 			}
 		}
 		m, err := state(ctx, pendingDone != nil)
@@ -128,12 +134,12 @@ func (s *Store) cas(ctx context.Context, opName, userID string, state stateFunc,
 			p.done()
 			return nil
 		case err == nil:
-			casConflicts.WithLabelValues(opName).Inc()
+			s.m.casConflicts.WithLabelValues(opName).Inc()
 		case ctx.Err() != nil || !maybeApplied(err) || unknown >= 3:
 			return s.fail(opName, err)
 		default:
 			unknown++
-			casUnknown.WithLabelValues(opName).Inc()
+			s.m.casUnknown.WithLabelValues(opName).Inc()
 			s.log.Warn("commit outcome unknown, settling it with a serial read", "op", opName, "user", userID, "err", err)
 			pendingOp, pendingDone = op, p.done
 		}
@@ -217,37 +223,19 @@ func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.A
 		return results, nil
 	}
 
-	// A bounded pool of workers owned by this call; the first error cancels
-	// the others, and the call returns once every worker has exited.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	work := make(chan string)
-	for range min(s.cfg.AppendConcurrency, len(order)) {
-		wg.Go(func() {
-			for u := range work {
-				if err := s.appendUser(ctx, u, byUser[u], ns, results); err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
-				}
-			}
-		})
-	}
-feed:
+	// At most AppendConcurrency users at a time, in goroutines owned by
+	// this call; the first error cancels the others, no further user is
+	// started, and the call returns once every goroutine has exited.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.AppendConcurrency)
 	for _, u := range order {
-		select {
-		case work <- u:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return s.appendUser(gctx, u, byUser[u], ns, results) })
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

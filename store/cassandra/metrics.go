@@ -6,21 +6,26 @@ import (
 	"github.com/heraldhq/herald/internal/metrics"
 )
 
-var (
-	// casConflicts counts compare-and-set commits that lost to a concurrent
-	// writer of the same user and were retried, by operation.
-	casConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cassandra", Name: "cas_conflicts_total",
-		Help: "Conditional batches on a user's inbox that lost to a concurrent change and were retried, by operation.",
-	}, []string{"op"})
+// storeMetrics are the store's collectors, registered on
+// Config.Registerer (reused when already registered there).
+type storeMetrics struct {
+	// casConflicts counts compare-and-set commits that lost to a
+	// concurrent writer of the same user and were retried, by operation.
+	casConflicts *prometheus.CounterVec
 	// casUnknown counts commits whose outcome the client did not learn
 	// (timeout, lost connection) and that were resolved by a serial read.
-	casUnknown = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Subsystem: "cassandra", Name: "cas_unknown_total",
-		Help: "Conditional batches with an unknown outcome, resolved by a serial read, by operation.",
-	}, []string{"op"})
-)
+	casUnknown *prometheus.CounterVec
+}
 
-func init() {
-	metrics.Registry.MustRegister(casConflicts, casUnknown)
+func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
+	return &storeMetrics{
+		casConflicts: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "cas_conflicts_total",
+			Help: "Conditional batches on a user's inbox that lost to a concurrent change and were retried, by operation.",
+		}, []string{"op"})),
+		casUnknown: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "cas_unknown_total",
+			Help: "Conditional batches with an unknown outcome, resolved by a serial read, by operation.",
+		}, []string{"op"})),
+	}
 }
