@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -70,8 +71,12 @@ type Config struct {
 	// MaxLimitedUsers bounds the per-user buckets kept (idle ones age
 	// out); 0 means 100,000.
 	MaxLimitedUsers int
-	// CORSOrigins are the origins allowed to call the API from a browser
-	// ("*" for any); empty means no CORS headers (same origin only).
+	// CORSOrigins are the origins allowed to call the API from a browser,
+	// in the syntax of internal/origin shared with the gateway's
+	// AllowedOrigins: exact origins ("https://app.example.com"), bare hosts
+	// ("app.example.com", any scheme on its default port) or "*"; hosts
+	// compare case-insensitively. Empty means no CORS headers (same origin
+	// only). An invalid entry makes New fail.
 	CORSOrigins []string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -79,6 +84,9 @@ type Config struct {
 	// metrics.Registry. Collectors already registered there by another
 	// component are shared, not duplicated.
 	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves; nil means Registerer when it is a
+	// prometheus.Gatherer (a *prometheus.Registry), else metrics.Registry.
+	Gatherer prometheus.Gatherer
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -89,6 +97,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	log     *slog.Logger
+	m       *serverMetrics
 	keys    *limiters
 	users   *limiters
 }
@@ -119,9 +128,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLimitedUsers <= 0 {
 		cfg.MaxLimitedUsers = 100_000
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger,
+	origins, err := origin.Parse(cfg.CORSOrigins)
+	if err != nil {
+		return nil, errors.Join(ErrConfig, fmt.Errorf("CORSOrigins: %w", err))
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: newServerMetrics(cfg.Registerer),
 		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers)}
-	s.handler = cors(originList(cfg.CORSOrigins), s.mux)
+	s.handler = cors(origins, s.mux)
 	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
 	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
 	s.route("/v1/notifications/read", map[string]http.HandlerFunc{http.MethodPost: s.user(s.markRead)})
@@ -132,7 +145,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("/v1/devices/{token}", map[string]http.HandlerFunc{http.MethodDelete: s.user(s.deleteDevice)})
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
-	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+	metricsHandler := promhttp.HandlerFor(gathererFor(cfg.Gatherer, cfg.Registerer), promhttp.HandlerOpts{})
 	s.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: metricsHandler.ServeHTTP})
 	s.route("/v1/openapi.json", map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI})
 	if cfg.WebSocket != nil {
@@ -167,8 +180,8 @@ func (s *Server) route(path string, byMethod map[string]http.HandlerFunc) {
 		} else {
 			h(rec, r)
 		}
-		metrics.HTTPRequests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
-		metrics.HTTPSeconds.WithLabelValues(path).Observe(time.Since(start).Seconds())
+		s.m.requests.WithLabelValues(path, strconv.Itoa(rec.code)).Inc()
+		s.m.seconds.WithLabelValues(path).Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -230,16 +243,30 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Ops serves only /healthz, /readyz and /metrics, plus the extra routes,
-// for roles that do not serve the user API (enricher, gateway).
-func Ops(checks []ReadyCheck, extra map[string]http.Handler) http.Handler {
-	s := &Server{cfg: Config{Ready: checks}, mux: http.NewServeMux(), log: slog.Default()}
+// OpsConfig configures Ops. Zero values mean the documented default.
+type OpsConfig struct {
+	// Ready are the dependency checks of /readyz; none means always ready.
+	Ready []ReadyCheck
+	// Extra are more routes (path → handler), mounted as given.
+	Extra map[string]http.Handler
+	// Registerer receives the ops routes' herald_http_* series; nil means
+	// metrics.Registry.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves; nil means Registerer when it is a
+	// prometheus.Gatherer (a *prometheus.Registry), else metrics.Registry.
+	Gatherer prometheus.Gatherer
+}
+
+// Ops serves only /healthz, /readyz and /metrics, plus cfg.Extra, for
+// roles that do not serve the user API (enricher, gateway).
+func Ops(cfg OpsConfig) http.Handler {
+	s := &Server{cfg: Config{Ready: cfg.Ready}, mux: http.NewServeMux(), log: slog.Default(), m: newServerMetrics(cfg.Registerer)}
 	s.handler = s.mux
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
-	metricsHandler := promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})
+	metricsHandler := promhttp.HandlerFor(gathererFor(cfg.Gatherer, cfg.Registerer), promhttp.HandlerOpts{})
 	s.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: metricsHandler.ServeHTTP})
-	for path, h := range extra {
+	for path, h := range cfg.Extra {
 		s.mux.Handle(path, h)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
