@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,31 +12,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"github.com/heraldhq/herald/app"
+	"github.com/heraldhq/herald/app/config"
 	"github.com/heraldhq/herald/auth"
-	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/config"
-	"github.com/heraldhq/herald/pipeline"
-	"github.com/heraldhq/herald/topics"
 )
 
-func runDev(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	cfg := config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := cfg.Logger()
-	d, err := app.StartDev(ctx, app.DevConfig{
-		DataDir: cfg.DataDir, Addr: cfg.Addr, KafkaPort: cfg.KafkaPort, TopicPrefix: cfg.TopicPrefix,
-		ReplayLimit: cfg.ReplayLimit, Origins: cfg.Origins, Logger: log,
-	})
+func runDev(ctx context.Context, e env, args []string) error {
+	cfg, _, err := parse(e, "dev", "", args, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Println(d.Banner(os.Args[0]))
+	log := cfg.Logger()
+	dc := app.DevConfigFrom(cfg)
+	dc.Logger = log
+	d, err := app.StartDev(ctx, dc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, d.Banner(os.Args[0]))
 	<-ctx.Done()
 	log.Info("shutting down")
 	// ctx is done by now; shutdown keeps its values but not its cancellation.
@@ -46,14 +38,15 @@ func runDev(ctx context.Context, args []string) error {
 	return d.Shutdown(sctx)
 }
 
-func runToken(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	cfg := config.Flags(fs)
-	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
-	if err := fs.Parse(args); err != nil {
+func runToken(_ context.Context, e env, args []string) error {
+	var ttl *time.Duration
+	cfg, c, err := parse(e, "token", "herald token [flags] <user_id>", args, func(c *config.Command) {
+		ttl = c.FlagSet().Duration("ttl", 24*time.Hour, "token lifetime")
+	})
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(c.Args()) != 1 {
 		return errors.New("usage: herald token [flags] <user_id>")
 	}
 	secret := []byte(cfg.JWTSecret)
@@ -64,28 +57,38 @@ func runToken(_ context.Context, args []string) error {
 		}
 		secret = []byte(s.JWTSecret)
 	}
-	tok, err := auth.Mint(secret, fs.Arg(0), *ttl)
+	tok, err := auth.Mint(secret, c.Args()[0], *ttl)
 	if err != nil {
 		return err
 	}
-	fmt.Println(tok)
+	fmt.Fprintln(e.stdout, tok)
 	return nil
 }
 
-func runSend(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	cfg := config.Flags(fs)
-	url := fs.String("url", "http://localhost:8080", "Herald API base URL")
-	user := fs.String("user", "", "recipient user id (required)")
-	typ := fs.String("type", "test", "event type")
-	title := fs.String("title", "Hello from herald send", "title")
-	body := fs.String("body", "", "body")
-	id := fs.String("id", "", "event id (default: a fresh one)")
-	priority := fs.String("priority", "normal", "high, normal or low")
-	if err := fs.Parse(args); err != nil {
+// sendFlags are herald send's own flags.
+type sendFlags struct {
+	url, user, typ, title, body, id, priority *string
+}
+
+func runSend(ctx context.Context, e env, args []string) error {
+	var f sendFlags
+	cfg, c, err := parse(e, "send", "herald send [flags] --user <user_id>", args, func(c *config.Command) {
+		fs := c.FlagSet()
+		f.url = fs.String("url", "http://localhost:8080", "Herald API base URL")
+		f.user = fs.String("user", "", "recipient user id (required)")
+		f.typ = fs.String("type", "test", "event type")
+		f.title = fs.String("title", "Hello from herald send", "title")
+		f.body = fs.String("body", "", "body")
+		f.id = fs.String("id", "", "event id (default: a fresh one)")
+		f.priority = fs.String("priority", "normal", "high, normal or low")
+	})
+	if err != nil {
 		return err
 	}
-	if *user == "" {
+	if len(c.Args()) > 0 {
+		return fmt.Errorf("unexpected argument %q (see herald send -h)", c.Args()[0])
+	}
+	if *f.user == "" {
 		return errors.New("--user is required")
 	}
 	key := ""
@@ -96,11 +99,11 @@ func runSend(ctx context.Context, args []string) error {
 	} else {
 		return fmt.Errorf("no --api-keys and no dev secrets in %s: %w", cfg.DataDir, err)
 	}
-	if *id == "" {
-		*id = fmt.Sprintf("send-%d", time.Now().UnixNano())
+	if *f.id == "" {
+		*f.id = fmt.Sprintf("send-%d", time.Now().UnixNano())
 	}
-	ev, _ := json.Marshal(map[string]any{"id": *id, "user_id": *user, "type": *typ, "title": *title, "body": *body, "priority": *priority})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*url, "/")+"/v1/events", bytes.NewReader(ev))
+	ev, _ := json.Marshal(map[string]any{"id": *f.id, "user_id": *f.user, "type": *f.typ, "title": *f.title, "body": *f.body, "priority": *f.priority})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*f.url, "/")+"/v1/events", bytes.NewReader(ev))
 	if err != nil {
 		return err
 	}
@@ -112,30 +115,24 @@ func runSend(ctx context.Context, args []string) error {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	fmt.Printf("%s %s", resp.Status, out)
+	fmt.Fprintf(e.stdout, "%s %s", resp.Status, out)
 	if resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("event refused: %s", resp.Status)
 	}
 	return nil
 }
 
-func runTopics(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("topics", flag.ContinueOnError)
-	cfg := config.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(pipeline.ClientOptions(cfg.Brokers)...)
+func runTopics(ctx context.Context, e env, args []string) error {
+	cfg, _, err := parse(e, "topics", "", args, nil)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	changes, err := topics.Ensure(ctx, kadm.NewClient(cl), topics.Specs(topics.WithPrefix(cfg.TopicPrefix)), int16(cfg.Replication))
+	changes, err := app.Topics(ctx, cfg)
 	for _, c := range changes {
-		fmt.Println(c)
+		fmt.Fprintln(e.stdout, c)
 	}
 	if err == nil && len(changes) == 0 {
-		fmt.Println("topics up to date")
+		fmt.Fprintln(e.stdout, "topics up to date")
 	}
 	return err
 }

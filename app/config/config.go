@@ -1,0 +1,124 @@
+// Package config reads the settings of each herald subcommand: flags, then
+// HERALD_* environment variables, then a YAML file (--config), then
+// defaults, in that order of precedence. Each subcommand (role) registers
+// only the settings it uses, so `herald send -h` lists what send needs;
+// every value is parsed strictly (a malformed one is an error naming its
+// flag, variable or key, never silently replaced by the default) and
+// checked by Validate before the role starts.
+//
+// The settings are one table (settings.go): flag name, environment
+// variable, YAML key, default, help and the roles that use it.
+// docs/CONFIGURATION.md is that table for people; a test keeps the two in
+// step.
+package config
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/heraldhq/herald/internal/conn"
+)
+
+// Config is the settings of one process. A role reads only the fields of
+// the settings it registered; the others keep their defaults.
+type Config struct {
+	// Role is the subcommand these settings were parsed for ("api", "dev"…).
+	Role string
+	// File is the --config file read, "" if none.
+	File string
+
+	Addr            string        // HTTP listen address (API, WebSocket, health, metrics)
+	ShutdownTimeout time.Duration // how long a graceful shutdown may take
+	LogLevel        string        // debug, info, warn, error
+	LogFormat       string        // text or json
+
+	Kafka          conn.Kafka    // brokers, TLS, SASL
+	TopicPrefix    string        // prefix of every topic name and consumer group
+	Replication    int           // `herald topics`: replication factor; -1 = broker default
+	SessionTimeout time.Duration // Kafka group session timeout: how soon a crashed member's partitions move
+
+	Store     string    // "cassandra" or "embedded"
+	StorePath string    // embedded store file
+	Cassandra Cassandra // contact points, keyspace, credentials, TLS
+
+	Redis conn.Redis // presence, cross-gateway routing, preference cache; URL "" = local only
+
+	JWTSecret     string   // HS256 secret for user tokens
+	JWTPublicKeys []string // PEM files with RS256/ES256 public keys
+	APIKeys       []string // upstream service keys for POST /v1/events
+	Origins       []string // allowed browser origins (WebSocket and CORS); "*" = any
+	RateKey       float64  // POST /v1/events per API key, events/s (burst 2×); 0 = no limit
+	RateUser      float64  // user endpoints per user, requests/s (burst 2×); 0 = no limit
+
+	GatewayID       string // this gateway's id (presence, gw:<id> channel)
+	TransactionalID string // enricher transactional id; stable per instance
+	ReplayLimit     int    // WebSocket replay without `after`
+	RouterFromEnd   bool   // a gateway group with no committed offsets starts at the end of herald.deliveries
+
+	DataDir   string // herald dev, token, send: data directory (embedded Kafka, store, dev secrets)
+	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)
+
+	// Sections are the structured settings of the --config file.
+	Sections Sections
+}
+
+// Cassandra is how to reach the Cassandra cluster.
+type Cassandra struct {
+	Hosts       []string // contact points
+	Keyspace    string
+	Consistency string // e.g. LOCAL_QUORUM
+	Replication string // `herald migrate`: "" (SimpleStrategy 1), "3", or "dc1=3,dc2=3"
+	User        string // PasswordAuthenticator user; "" = no authentication
+	Password    string
+	TLS         conn.TLS
+	LocalDC     string // keep requests in this datacenter; "" = any
+}
+
+// Sections are the structured parts of the --config file, which have no
+// flag or environment variable. They are typed placeholders: the push
+// sender and the policy stages add their fields here, and the file is
+// decoded into them strictly (an unknown key is an error), so a setting
+// that this build does not know is never silently ignored.
+type Sections struct {
+	// Push: the push sender's apps (APNs, FCM credentials). Not yet defined.
+	Push *Push `yaml:"push"`
+	// Policy: throttling, digests and quiet-hour defaults. Not yet defined.
+	Policy *Policy `yaml:"policy"`
+}
+
+// Push is the placeholder of the push section; it has no fields yet, so
+// any key under push: is refused.
+type Push struct{}
+
+// Policy is the placeholder of the policy section; it has no fields yet,
+// so any key under policy: is refused.
+type Policy struct{}
+
+// Logger builds the process logger from LogLevel and LogFormat (checked
+// by Validate).
+func (c *Config) Logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// LogValue describes the settings for a start-up log line, without any
+// secret.
+func (c *Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("role", c.Role), slog.String("addr", c.Addr),
+		slog.Any("kafka", c.Kafka.LogValue()), slog.String("store", c.Store),
+		slog.Any("cassandra", slog.GroupValue(
+			slog.Any("hosts", c.Cassandra.Hosts), slog.String("keyspace", c.Cassandra.Keyspace),
+			slog.String("user", c.Cassandra.User), slog.Bool("tls", c.Cassandra.TLS.On()),
+			slog.String("local_dc", c.Cassandra.LocalDC))),
+		slog.Any("redis", c.Redis.LogValue()), slog.String("topic_prefix", c.TopicPrefix),
+	)
+}

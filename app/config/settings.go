@@ -1,0 +1,255 @@
+package config
+
+import (
+	"os"
+	"sync"
+)
+
+// setting is one row of the table: where a value comes from and where it
+// goes.
+type setting struct {
+	flag   string // flag name, without dashes; also the YAML key
+	env    string // environment variable; "" = flag only
+	def    string // default, in the text form Set parses
+	usage  string
+	secret bool   // never shown: no default in -h, value never quoted in errors
+	docDef string // the default as documented, when def depends on the machine
+	bind   func(c *Config) value
+}
+
+func (s *setting) yamlKey() string { return s.flag }
+
+// Flag names of the settings, for Validate's messages and the role lists.
+const (
+	fConfig          = "config"
+	fAddr            = "addr"
+	fShutdownTimeout = "shutdown-timeout"
+	fLogLevel        = "log-level"
+	fLogFormat       = "log-format"
+
+	fBrokers       = "brokers"
+	fKafkaTLS      = "kafka-tls"
+	fKafkaTLSCA    = "kafka-tls-ca"
+	fKafkaTLSCert  = "kafka-tls-cert"
+	fKafkaTLSKey   = "kafka-tls-key"
+	fKafkaSASL     = "kafka-sasl"
+	fKafkaUser     = "kafka-user"
+	fKafkaPassword = "kafka-password"
+	fTopicPrefix   = "topic-prefix"
+	fReplication   = "replication"
+	fSessionTO     = "session-timeout"
+
+	fStore             = "store"
+	fStorePath         = "store-path"
+	fCassandra         = "cassandra"
+	fKeyspace          = "keyspace"
+	fConsistency       = "consistency"
+	fReplicationCQL    = "replication-cql"
+	fCassandraUser     = "cassandra-user"
+	fCassandraPassword = "cassandra-password"
+	fCassandraTLS      = "cassandra-tls"
+	fCassandraTLSCA    = "cassandra-tls-ca"
+	fCassandraTLSCert  = "cassandra-tls-cert"
+	fCassandraTLSKey   = "cassandra-tls-key"
+	fCassandraLocalDC  = "cassandra-local-dc"
+
+	fRedis         = "redis"
+	fRedisPassword = "redis-password"
+	fRedisTLSCA    = "redis-tls-ca"
+
+	fJWTSecret     = "jwt-secret"
+	fJWTPublicKeys = "jwt-public-keys"
+	fAPIKeys       = "api-keys"
+	fOrigins       = "origins"
+	fRateKey       = "rate-events-per-key"
+	fRateUser      = "rate-user"
+
+	fGatewayID       = "gateway-id"
+	fTransactionalID = "transactional-id"
+	fReplayLimit     = "replay-limit"
+	fRouterFromEnd   = "router-from-end"
+
+	fDataDir   = "data-dir"
+	fKafkaPort = "kafka-port"
+)
+
+var (
+	tableOnce sync.Once
+	table     []*setting
+	byFlag    map[string]*setting
+)
+
+func str(p func(*Config) *string) func(*Config) value {
+	return func(c *Config) value { return stringValue{p(c)} }
+}
+func list(p func(*Config) *[]string) func(*Config) value {
+	return func(c *Config) value { return listValue{p(c)} }
+}
+func num(p func(*Config) *int) func(*Config) value {
+	return func(c *Config) value { return intValue{p(c)} }
+}
+
+// settings returns the table, built once (some defaults use the host name).
+func settings() ([]*setting, map[string]*setting) {
+	tableOnce.Do(func() {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "herald"
+		}
+		table = []*setting{
+			{flag: fConfig, env: "HERALD_CONFIG", usage: "YAML file of settings (flags and environment override it)",
+				bind: str(func(c *Config) *string { return &c.File })},
+			{flag: fAddr, env: "HERALD_ADDR", def: ":8080", usage: "HTTP listen address",
+				bind: str(func(c *Config) *string { return &c.Addr })},
+			{flag: fShutdownTimeout, env: "HERALD_SHUTDOWN_TIMEOUT", def: "20s", usage: "how long a graceful shutdown may take",
+				bind: func(c *Config) value { return durationValue{&c.ShutdownTimeout} }},
+			{flag: fLogLevel, env: "HERALD_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
+				bind: str(func(c *Config) *string { return &c.LogLevel })},
+			{flag: fLogFormat, env: "HERALD_LOG_FORMAT", def: "text", usage: "text or json",
+				bind: str(func(c *Config) *string { return &c.LogFormat })},
+
+			{flag: fBrokers, env: "HERALD_BROKERS", def: "127.0.0.1:9092", usage: "Kafka seed brokers, comma separated",
+				bind: list(func(c *Config) *[]string { return &c.Kafka.Brokers })},
+			{flag: fKafkaTLS, env: "HERALD_KAFKA_TLS", def: "false", usage: "connect to Kafka over TLS (implied by the TLS files below)",
+				bind: func(c *Config) value { return boolValue{&c.Kafka.TLS.Enabled} }},
+			{flag: fKafkaTLSCA, env: "HERALD_KAFKA_TLS_CA", usage: "PEM file of the CAs of the Kafka brokers (empty: system roots)",
+				bind: str(func(c *Config) *string { return &c.Kafka.TLS.CAFile })},
+			{flag: fKafkaTLSCert, env: "HERALD_KAFKA_TLS_CERT", usage: "PEM client certificate for Kafka (with --kafka-tls-key)",
+				bind: str(func(c *Config) *string { return &c.Kafka.TLS.CertFile })},
+			{flag: fKafkaTLSKey, env: "HERALD_KAFKA_TLS_KEY", usage: "PEM client key for Kafka (with --kafka-tls-cert)",
+				bind: str(func(c *Config) *string { return &c.Kafka.TLS.KeyFile })},
+			{flag: fKafkaSASL, env: "HERALD_KAFKA_SASL", usage: "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)",
+				bind: str(func(c *Config) *string { return &c.Kafka.SASL })},
+			{flag: fKafkaUser, env: "HERALD_KAFKA_USER", usage: "Kafka SASL user",
+				bind: str(func(c *Config) *string { return &c.Kafka.User })},
+			{flag: fKafkaPassword, env: "HERALD_KAFKA_PASSWORD", secret: true, usage: "Kafka SASL password",
+				bind: str(func(c *Config) *string { return &c.Kafka.Password })},
+			{flag: fTopicPrefix, env: "HERALD_TOPIC_PREFIX", def: "herald.", usage: "prefix of Herald's topic names and consumer groups",
+				bind: str(func(c *Config) *string { return &c.TopicPrefix })},
+			{flag: fReplication, env: "HERALD_REPLICATION", def: "-1", usage: "topic replication factor (-1: broker default)",
+				bind: num(func(c *Config) *int { return &c.Replication })},
+			{flag: fSessionTO, env: "HERALD_SESSION_TIMEOUT", def: "15s", usage: "Kafka consumer group session timeout (a crashed member's partitions move after it)",
+				bind: func(c *Config) value { return durationValue{&c.SessionTimeout} }},
+
+			{flag: fStore, env: "HERALD_STORE", def: "cassandra", usage: "store: cassandra, or embedded (one process only)",
+				bind: str(func(c *Config) *string { return &c.Store })},
+			{flag: fStorePath, env: "HERALD_STORE_PATH", def: "herald.db", usage: "embedded store file",
+				bind: str(func(c *Config) *string { return &c.StorePath })},
+			{flag: fCassandra, env: "HERALD_CASSANDRA_HOSTS", def: "127.0.0.1:9042", usage: "Cassandra contact points, comma separated",
+				bind: list(func(c *Config) *[]string { return &c.Cassandra.Hosts })},
+			{flag: fKeyspace, env: "HERALD_CASSANDRA_KEYSPACE", def: "herald", usage: "Cassandra keyspace",
+				bind: str(func(c *Config) *string { return &c.Cassandra.Keyspace })},
+			{flag: fConsistency, env: "HERALD_CASSANDRA_CONSISTENCY", def: "LOCAL_QUORUM", usage: "Cassandra consistency level",
+				bind: str(func(c *Config) *string { return &c.Cassandra.Consistency })},
+			{flag: fReplicationCQL, env: "HERALD_CASSANDRA_REPLICATION", usage: `keyspace replication (empty: SimpleStrategy factor 1; "3"; or "dc1=3,dc2=3")`,
+				bind: str(func(c *Config) *string { return &c.Cassandra.Replication })},
+			{flag: fCassandraUser, env: "HERALD_CASSANDRA_USER", usage: "Cassandra user (PasswordAuthenticator; empty: none)",
+				bind: str(func(c *Config) *string { return &c.Cassandra.User })},
+			{flag: fCassandraPassword, env: "HERALD_CASSANDRA_PASSWORD", secret: true, usage: "Cassandra password",
+				bind: str(func(c *Config) *string { return &c.Cassandra.Password })},
+			{flag: fCassandraTLS, env: "HERALD_CASSANDRA_TLS", def: "false", usage: "connect to Cassandra over TLS (implied by the TLS files below)",
+				bind: func(c *Config) value { return boolValue{&c.Cassandra.TLS.Enabled} }},
+			{flag: fCassandraTLSCA, env: "HERALD_CASSANDRA_TLS_CA", usage: "PEM file of the CAs of the Cassandra nodes (empty: system roots)",
+				bind: str(func(c *Config) *string { return &c.Cassandra.TLS.CAFile })},
+			{flag: fCassandraTLSCert, env: "HERALD_CASSANDRA_TLS_CERT", usage: "PEM client certificate for Cassandra (with --cassandra-tls-key)",
+				bind: str(func(c *Config) *string { return &c.Cassandra.TLS.CertFile })},
+			{flag: fCassandraTLSKey, env: "HERALD_CASSANDRA_TLS_KEY", usage: "PEM client key for Cassandra (with --cassandra-tls-cert)",
+				bind: str(func(c *Config) *string { return &c.Cassandra.TLS.KeyFile })},
+			{flag: fCassandraLocalDC, env: "HERALD_CASSANDRA_LOCAL_DC", usage: "keep Cassandra requests in this datacenter (empty: any)",
+				bind: str(func(c *Config) *string { return &c.Cassandra.LocalDC })},
+
+			{flag: fRedis, env: "HERALD_REDIS_URL", secret: true, usage: "Redis URL, redis:// or rediss:// (TLS), for presence, routing and the preference cache (empty: local only)",
+				bind: str(func(c *Config) *string { return &c.Redis.URL })},
+			{flag: fRedisPassword, env: "HERALD_REDIS_PASSWORD", secret: true, usage: "Redis password (wins over the URL's)",
+				bind: str(func(c *Config) *string { return &c.Redis.Password })},
+			{flag: fRedisTLSCA, env: "HERALD_REDIS_TLS_CA", usage: "PEM file of the CAs of Redis (turns TLS on)",
+				bind: str(func(c *Config) *string { return &c.Redis.TLS.CAFile })},
+
+			{flag: fJWTSecret, env: "HERALD_JWT_SECRET", secret: true, usage: "HS256 secret of user tokens",
+				bind: str(func(c *Config) *string { return &c.JWTSecret })},
+			{flag: fJWTPublicKeys, env: "HERALD_JWT_PUBLIC_KEYS", usage: "PEM files of RS256/ES256 public keys of user tokens, comma separated",
+				bind: list(func(c *Config) *[]string { return &c.JWTPublicKeys })},
+			{flag: fAPIKeys, env: "HERALD_API_KEYS", secret: true, usage: "upstream API keys, comma separated",
+				bind: list(func(c *Config) *[]string { return &c.APIKeys })},
+			{flag: fOrigins, env: "HERALD_ORIGINS", usage: "allowed browser origins for WebSockets and CORS, comma separated (* for any; empty: same host)",
+				bind: list(func(c *Config) *[]string { return &c.Origins })},
+			{flag: fRateKey, env: "HERALD_RATE_EVENTS_PER_KEY", def: "0", usage: "events/s accepted per API key, bursts of twice that (0: no limit)",
+				bind: func(c *Config) value { return floatValue{&c.RateKey} }},
+			{flag: fRateUser, env: "HERALD_RATE_USER", def: "20", usage: "user API requests/s per user, bursts of twice that (0: no limit)",
+				bind: func(c *Config) value { return floatValue{&c.RateUser} }},
+
+			{flag: fGatewayID, env: "HERALD_GATEWAY_ID", def: host, docDef: "the host name", usage: "this gateway's id, unique in the fleet",
+				bind: str(func(c *Config) *string { return &c.GatewayID })},
+			{flag: fTransactionalID, env: "HERALD_TRANSACTIONAL_ID", def: "herald-enricher-" + host, docDef: "herald-enricher-<host name>", usage: "enricher transactional id, stable per instance",
+				bind: str(func(c *Config) *string { return &c.TransactionalID })},
+			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
+				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
+			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
+				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
+
+			{flag: fDataDir, env: "HERALD_DATA_DIR", def: ".herald", usage: "data directory of herald dev: embedded Kafka, store and dev secrets (token and send read the secrets there)",
+				bind: str(func(c *Config) *string { return &c.DataDir })},
+			{flag: fKafkaPort, env: "HERALD_KAFKA_PORT", def: "19092", usage: "port of the embedded Kafka on 127.0.0.1 (0: any free port)",
+				bind: num(func(c *Config) *int { return &c.KafkaPort })},
+		}
+		byFlag = make(map[string]*setting, len(table))
+		for _, s := range table {
+			byFlag[s.flag] = s
+		}
+	})
+	return table, byFlag
+}
+
+// Groups of settings, composed into the roles below.
+var (
+	logging   = []string{fLogLevel, fLogFormat}
+	server    = []string{fAddr, fShutdownTimeout}
+	kafka     = []string{fBrokers, fKafkaTLS, fKafkaTLSCA, fKafkaTLSCert, fKafkaTLSKey, fKafkaSASL, fKafkaUser, fKafkaPassword}
+	cassandra = []string{fCassandra, fKeyspace, fConsistency, fCassandraUser, fCassandraPassword,
+		fCassandraTLS, fCassandraTLSCA, fCassandraTLSCert, fCassandraTLSKey, fCassandraLocalDC}
+	storeSel = []string{fStore, fStorePath}
+	redis    = []string{fRedis, fRedisPassword, fRedisTLSCA}
+	users    = []string{fJWTSecret, fJWTPublicKeys}
+)
+
+func join(groups ...[]string) []string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// roles lists, for each subcommand, the settings it registers (besides
+// --config, which every subcommand has), in the order -h shows them.
+var roles = map[string][]string{
+	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
+		fRateKey, fRateUser}, users, []string{fAPIKeys}),
+	"token":   {fDataDir, fJWTSecret},
+	"send":    {fDataDir, fAPIKeys},
+	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
+	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
+	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
+		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}),
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
+	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
+		[]string{fOrigins, fGatewayID, fReplayLimit}),
+}
+
+// Roles are the subcommands that have settings, in the order of the
+// documentation.
+var Roles = []string{"dev", "token", "send", "topics", "migrate", "api", "enricher", "gateway"}
+
+// Uses reports whether role registers the setting whose flag is name.
+func Uses(role, name string) bool {
+	if name == fConfig {
+		_, ok := roles[role]
+		return ok
+	}
+	for _, n := range roles[role] {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/heraldhq/herald/internal/conn"
+)
+
+// validate checks the settings the role uses; each error names the flag,
+// variable or file key it came from.
+func (c *Command) validate() error {
+	cfg := c.cfg
+	var errs []error
+	bad := func(flagName, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", c.name(flagName), fmt.Sprintf(format, args...)))
+	}
+	uses := func(name string) bool { return Uses(c.role, name) }
+
+	if uses(fLogLevel) {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+			bad(fLogLevel, "%q: want debug, info, warn or error", cfg.LogLevel)
+		}
+	}
+	if uses(fLogFormat) && cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		bad(fLogFormat, "%q: want text or json", cfg.LogFormat)
+	}
+	if uses(fAddr) && strings.TrimSpace(cfg.Addr) == "" {
+		bad(fAddr, "empty: give host:port")
+	}
+	if uses(fShutdownTimeout) && cfg.ShutdownTimeout <= 0 {
+		bad(fShutdownTimeout, "%s: must be positive", cfg.ShutdownTimeout)
+	}
+	if uses(fBrokers) {
+		c.validateKafka(bad)
+	}
+	if uses(fSessionTO) && cfg.SessionTimeout <= 0 {
+		bad(fSessionTO, "%s: must be positive", cfg.SessionTimeout)
+	}
+	if uses(fReplication) && cfg.Replication != -1 && cfg.Replication < 1 {
+		bad(fReplication, "%d: want -1 (broker default) or a factor of at least 1", cfg.Replication)
+	}
+	if uses(fStore) {
+		switch cfg.Store {
+		case "cassandra":
+			c.validateCassandra(bad)
+		case "embedded":
+			if cfg.StorePath == "" {
+				bad(fStorePath, "empty: the embedded store needs a file")
+			}
+		default:
+			bad(fStore, "%q: want cassandra or embedded", cfg.Store)
+		}
+	} else if uses(fCassandra) {
+		c.validateCassandra(bad)
+	}
+	if uses(fRedis) {
+		c.validateRedis(bad)
+	}
+	if uses(fJWTSecret) && uses(fJWTPublicKeys) && c.role != "dev" &&
+		cfg.JWTSecret == "" && len(cfg.JWTPublicKeys) == 0 {
+		errs = append(errs, fmt.Errorf("no user-token key: set %s or %s", c.name(fJWTSecret), c.name(fJWTPublicKeys)))
+	}
+	if uses(fRateKey) && cfg.RateKey < 0 {
+		bad(fRateKey, "%g: must be 0 (no limit) or more", cfg.RateKey)
+	}
+	if uses(fRateUser) && cfg.RateUser < 0 {
+		bad(fRateUser, "%g: must be 0 (no limit) or more", cfg.RateUser)
+	}
+	if uses(fReplayLimit) && cfg.ReplayLimit < 0 {
+		bad(fReplayLimit, "%d: must be 0 (the default) or more", cfg.ReplayLimit)
+	}
+	if uses(fGatewayID) && cfg.GatewayID == "" {
+		bad(fGatewayID, "empty: every gateway needs an id, unique in the fleet")
+	}
+	if uses(fTransactionalID) && cfg.TransactionalID == "" {
+		bad(fTransactionalID, "empty: every enricher needs a transactional id, stable per instance")
+	}
+	if uses(fKafkaPort) && (cfg.KafkaPort < 0 || cfg.KafkaPort > 65535) {
+		bad(fKafkaPort, "%d: want a port, 0 to 65535", cfg.KafkaPort)
+	}
+	if uses(fDataDir) && cfg.DataDir == "" {
+		bad(fDataDir, "empty: give a directory")
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Command) validateKafka(bad func(string, string, ...any)) {
+	k := c.cfg.Kafka
+	if len(k.Brokers) == 0 {
+		bad(fBrokers, "empty: give at least one host:port")
+	}
+	switch mech := strings.ToUpper(k.SASL); mech {
+	case "":
+		if k.User != "" {
+			bad(fKafkaUser, "set, but %s is empty: choose PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.name(fKafkaSASL))
+		}
+		if k.Password != "" {
+			bad(fKafkaPassword, "set, but %s is empty: choose PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.name(fKafkaSASL))
+		}
+	case conn.SASLPlain, conn.SASLScramSHA256, conn.SASLScramSHA512:
+		if k.User == "" {
+			bad(fKafkaUser, "empty: SASL %s needs a user", mech)
+		}
+		if k.Password == "" {
+			bad(fKafkaPassword, "empty: SASL %s needs a password", mech)
+		}
+	default:
+		bad(fKafkaSASL, "%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASL)
+	}
+	c.validateTLS(bad, k.TLS, fKafkaTLSCA, fKafkaTLSCert, fKafkaTLSKey)
+}
+
+func (c *Command) validateCassandra(bad func(string, string, ...any)) {
+	cs := c.cfg.Cassandra
+	if len(cs.Hosts) == 0 {
+		bad(fCassandra, "empty: give at least one contact point")
+	}
+	if strings.TrimSpace(cs.Keyspace) == "" {
+		bad(fKeyspace, "empty: give a keyspace")
+	}
+	if cs.User == "" && cs.Password != "" {
+		bad(fCassandraPassword, "set, but %s is empty", c.name(fCassandraUser))
+	}
+	if cs.User != "" && cs.Password == "" {
+		bad(fCassandraPassword, "empty, but %s is set", c.name(fCassandraUser))
+	}
+	c.validateTLS(bad, cs.TLS, fCassandraTLSCA, fCassandraTLSCert, fCassandraTLSKey)
+}
+
+func (c *Command) validateRedis(bad func(string, string, ...any)) {
+	r := c.cfg.Redis
+	if r.URL == "" {
+		if r.Password != "" {
+			bad(fRedisPassword, "set, but %s is empty", c.name(fRedis))
+		}
+		if r.TLS.CAFile != "" {
+			bad(fRedisTLSCA, "set, but %s is empty", c.name(fRedis))
+		}
+		return
+	}
+	if !strings.HasPrefix(r.URL, "redis://") && !strings.HasPrefix(r.URL, "rediss://") {
+		bad(fRedis, "%s: want a redis:// or rediss:// URL", conn.Redact(r.URL))
+		return
+	}
+	if _, err := r.Options(); err != nil {
+		bad(fRedis, "%v", err)
+	}
+}
+
+// validateTLS checks that the files load, naming the setting that holds
+// the bad one.
+func (c *Command) validateTLS(bad func(string, string, ...any), t conn.TLS, ca, cert, key string) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		if t.CertFile == "" {
+			bad(cert, "empty, but %s is set: give both or neither", c.name(key))
+		} else {
+			bad(key, "empty, but %s is set: give both or neither", c.name(cert))
+		}
+		return
+	}
+	if t.CAFile != "" {
+		if _, err := (conn.TLS{CAFile: t.CAFile}).Config(); err != nil {
+			bad(ca, "%v", err)
+			return
+		}
+	}
+	if t.CertFile != "" {
+		if _, err := (conn.TLS{CertFile: t.CertFile, KeyFile: t.KeyFile}).Config(); err != nil {
+			bad(cert, "%v", err)
+		}
+	}
+}

@@ -1,0 +1,292 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/app/config"
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/delivery/cluster"
+	"github.com/heraldhq/herald/internal/lifecycle"
+	"github.com/heraldhq/herald/migrations"
+	"github.com/heraldhq/herald/pipeline"
+	"github.com/heraldhq/herald/store/cassandra"
+	"github.com/heraldhq/herald/topics"
+)
+
+// groupName derives a consumer group from the topic prefix, so that two
+// deployments sharing a Kafka cluster (or two test runs) never share a
+// group: "herald." gives "herald.enricher" and "herald.gateway".
+func (p *Process) groupName(role string) string { return p.names.Prefix() + role }
+
+// consumerOptions are the Kafka options of the enricher and the router:
+// the process's set plus the group session timeout.
+func (p *Process) consumerOptions() ([]kgo.Opt, error) {
+	var extra []kgo.Opt
+	if p.cfg.SessionTimeout > 0 {
+		extra = append(extra, kgo.SessionTimeout(p.cfg.SessionTimeout))
+	}
+	return p.KafkaOptions(extra...)
+}
+
+// AddEnricher runs the transactional enricher (supervised: rebuilt after
+// a fatal error) until Shutdown, which stops it first.
+func (p *Process) AddEnricher(ctx context.Context) error {
+	prefs, err := p.Prefs(ctx)
+	if err != nil {
+		return err
+	}
+	opts, err := p.consumerOptions()
+	if err != nil {
+		return err
+	}
+	log := p.log.With("role", "enricher")
+	p.supervise(phaseEnricher, "enricher", func() (lifecycle.Runner, error) {
+		return pipeline.NewEnricher(pipeline.EnricherConfig{
+			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: log, Registerer: p.reg,
+			Group: p.groupName("enricher"), TransactionalID: p.cfg.TransactionalID,
+		})
+	})
+	return nil
+}
+
+// AddGateway builds the WebSocket gateway and runs the router that feeds
+// it from herald.deliveries. With Redis, a Cluster registers presence,
+// forwards to the gateways holding a user's sockets and fans unread
+// counts out; without it, the gateway itself is the router's Deliverer.
+// Serve the result at /v1/ws.
+func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
+	st, err := p.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.Verifier()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := p.Redis()
+	if err != nil {
+		return nil, err
+	}
+	opts, err := p.consumerOptions()
+	if err != nil {
+		return nil, err
+	}
+	log := p.log.With("role", "gateway", "gateway", p.cfg.GatewayID)
+	gcfg := delivery.Config{
+		Store: st, Verifier: v, Logger: log, Registerer: p.reg,
+		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins,
+	}
+	var deliverer pipeline.Deliverer
+	var cl *cluster.Cluster
+	if rc != nil {
+		if cl, err = cluster.New(cluster.Config{Redis: rc, GatewayID: p.cfg.GatewayID, Logger: log, Registerer: p.reg}); err != nil {
+			return nil, err
+		}
+		gcfg.Presence, gcfg.Unread = cl, cl
+		deliverer = cl
+	}
+	gw, err := delivery.New(gcfg)
+	if err != nil {
+		if cl != nil {
+			_ = cl.Close()
+		}
+		return nil, err
+	}
+	if cl == nil {
+		deliverer = gw
+	} else {
+		if err := cl.Attach(gw); err != nil {
+			_ = cl.Close()
+			return nil, err
+		}
+		p.g.Go(func() error {
+			if err := cl.Run(p.ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, cluster.ErrClosed) {
+				return fmt.Errorf("cluster: %w", err)
+			}
+			return nil
+		})
+		p.mu.Lock()
+		p.onStop(phaseCluster, func(context.Context) { _ = cl.Close() })
+		p.mu.Unlock()
+	}
+	p.supervise(phaseRouter, "router", func() (lifecycle.Runner, error) {
+		return pipeline.NewRouter(pipeline.RouterConfig{
+			ClientOptions: opts, Topics: p.names, Deliverer: deliverer, Logger: log, Registerer: p.reg,
+			Group: p.groupName("gateway"), StartAtEnd: p.cfg.RouterFromEnd,
+		})
+	})
+	p.mu.Lock()
+	p.onStop(phaseSockets, func(ctx context.Context) {
+		if err := gw.Shutdown(ctx); err != nil {
+			log.Warn("gateway shutdown", "err", err)
+		}
+	})
+	p.mu.Unlock()
+	return gw, nil
+}
+
+// APIOptions are what AddAPI takes from the process's other roles.
+type APIOptions struct {
+	// WebSocket, when set, is mounted at /v1/ws (herald dev's gateway).
+	WebSocket http.Handler
+	// Unread is told of read-state changes; nil means a publish-only
+	// Cluster with Redis (every gateway hears), nobody without.
+	Unread api.UnreadPublisher
+	// APIKeys are accepted besides the Config's (herald dev's own key).
+	APIKeys []string
+}
+
+// AddAPI builds the HTTP API: event intake to Kafka and the user
+// endpoints on the store (through the preference cache, so that writes
+// invalidate what the enrichers cached). Its /readyz checks every
+// dependency the process opened so far: build it last.
+func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error) {
+	st, err := p.Prefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := p.Kafka()
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.Verifier()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := auth.NewAPIKeys(append(append([]string(nil), o.APIKeys...), p.cfg.APIKeys...)...)
+	if err != nil {
+		return nil, fmt.Errorf("--api-keys: %w", err)
+	}
+	log := p.log.With("role", "api")
+	unread := o.Unread
+	if unread == nil {
+		rc, err := p.Redis()
+		if err != nil {
+			return nil, err
+		}
+		if rc != nil {
+			pub, err := cluster.New(cluster.Config{Redis: rc, GatewayID: p.cfg.GatewayID + "-api", Logger: log, Registerer: p.reg})
+			if err != nil {
+				return nil, err
+			}
+			unread = pub
+			p.mu.Lock()
+			p.onStop(phaseCluster, func(context.Context) { _ = pub.Close() })
+			p.mu.Unlock()
+		}
+	}
+	return api.New(api.Config{
+		Store: st, Events: pipeline.NewEventWriter(cl, p.names), Users: v, Keys: keys,
+		Unread: unread, WebSocket: o.WebSocket, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
+		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
+		Ready: p.Checks(),
+	})
+}
+
+// Ops is the handler of a role without the user API: health, readiness
+// of every dependency opened so far, metrics, and the extra routes.
+func (p *Process) Ops(extra map[string]http.Handler) http.Handler {
+	return api.Ops(api.OpsConfig{Ready: p.Checks(), Extra: extra, Registerer: p.reg})
+}
+
+func limit(perSecond float64) api.Limit {
+	r, b := config.Limit(perSecond)
+	return api.Limit{Rate: r, Burst: b}
+}
+
+// RunAPI serves the HTTP API until ctx ends.
+func RunAPI(ctx context.Context, cfg *config.Config) error {
+	return run(ctx, cfg, func(p *Process) (http.Handler, error) {
+		return p.AddAPI(ctx, APIOptions{})
+	})
+}
+
+// RunEnricher runs the enricher, serving health and metrics, until ctx
+// ends.
+func RunEnricher(ctx context.Context, cfg *config.Config) error {
+	return run(ctx, cfg, func(p *Process) (http.Handler, error) {
+		if err := p.AddEnricher(ctx); err != nil {
+			return nil, err
+		}
+		return p.Ops(nil), nil
+	})
+}
+
+// RunGateway serves WebSockets and consumes herald.deliveries until ctx
+// ends.
+func RunGateway(ctx context.Context, cfg *config.Config) error {
+	return run(ctx, cfg, func(p *Process) (http.Handler, error) {
+		gw, err := p.AddGateway(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return p.Ops(map[string]http.Handler{"/v1/ws": gw}), nil
+	})
+}
+
+// run builds one production role on a Process, serves it, waits for ctx
+// and shuts down in order. A build error also shuts down what was built.
+func run(ctx context.Context, cfg *config.Config, build func(p *Process) (http.Handler, error)) error {
+	p := NewProcess(ctx, cfg, Deps{})
+	log := p.log.With("role", cfg.Role)
+	log.Info("starting", "config", cfg)
+	h, err := build(p)
+	if err == nil {
+		err = p.Serve(h)
+	}
+	if err != nil {
+		_ = p.Shutdown(context.WithoutCancel(ctx))
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	// ctx is done: shut down on its values, without its cancellation.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	return p.Shutdown(sctx)
+}
+
+// Migrate creates the Cassandra keyspace if needed and applies the schema
+// migrations; safe to run twice and concurrently.
+func Migrate(ctx context.Context, cfg *config.Config) error {
+	repl, err := migrations.ParseReplication(cfg.Cassandra.Replication)
+	if err != nil {
+		return fmt.Errorf("--replication-cql: %w", err)
+	}
+	cc, err := cassandraConfig(cfg, cfg.Logger())
+	if err != nil {
+		return err
+	}
+	cc.Replication = repl
+	// Schema changes wait for agreement and can be slow on a busy node.
+	cc.Timeout = migrateTimeout
+	st, err := cassandra.OpenAndMigrate(ctx, cc)
+	if err != nil {
+		return dependency("cassandra", err)
+	}
+	return st.Close()
+}
+
+// Topics creates or updates Herald's topics on the configured Kafka and
+// returns what it changed.
+func Topics(ctx context.Context, cfg *config.Config) ([]topics.Change, error) {
+	opts, err := cfg.Kafka.Opts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(pipeline.ClientOptions(nil, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	changes, err := topics.Ensure(ctx, kadm.NewClient(cl), topics.Specs(topics.WithPrefix(cfg.TopicPrefix)), int16(cfg.Replication))
+	return changes, dependency("kafka", err)
+}
