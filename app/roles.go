@@ -27,8 +27,12 @@ import (
 func (p *Process) groupName(role string) string { return p.names.Prefix() + role }
 
 // consumerOptions are the Kafka options of the enricher and the router:
-// the process's set plus the group session timeout.
+// the process's set plus the group session timeout. It also opens the
+// shared client, whose Ping is the process's kafka readiness check.
 func (p *Process) consumerOptions() ([]kgo.Opt, error) {
+	if _, err := p.Kafka(); err != nil {
+		return nil, err
+	}
 	var extra []kgo.Opt
 	if p.cfg.SessionTimeout > 0 {
 		extra = append(extra, kgo.SessionTimeout(p.cfg.SessionTimeout))
