@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,27 +17,26 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/heraldhq/herald/internal/stacktest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// session connects to the integration Cassandra (HERALD_CASSANDRA_HOSTS,
-// default 127.0.0.1:9042). An unreachable Cassandra fails the test: the
+// session connects to the integration Cassandra with the stack's settings
+// (internal/stacktest: HERALD_CASSANDRA_* or .stack/herald.env, default
+// 127.0.0.1:9042). An unreachable Cassandra fails the test: the
 // integration suite never skips.
 func session(t *testing.T) *gocql.Session {
 	t.Helper()
-	hosts := []string{"127.0.0.1:9042"}
-	if env := os.Getenv("HERALD_CASSANDRA_HOSTS"); env != "" {
-		hosts = strings.Split(env, ",")
-	}
-	c := gocql.NewCluster(hosts...)
+	c := stacktest.CassandraCluster()
 	c.Consistency = gocql.LocalQuorum
 	c.Timeout = 30 * time.Second // DDL on a loaded 2-core machine
 	c.ConnectTimeout = 10 * time.Second
 	s, err := c.CreateSession()
 	if err != nil {
-		t.Fatalf("Cassandra at %v is unreachable (%v): start it with `bash scripts/stack/stack.sh up` "+
-			"or point HERALD_CASSANDRA_HOSTS at one", hosts, err)
+		t.Fatalf("Cassandra is unreachable (%v): start it with `bash scripts/stack/stack.sh up` "+
+			"or point HERALD_CASSANDRA_HOSTS (and its user, password, TLS) at one; settings: %s", err, stacktest.Describe())
 	}
 	t.Cleanup(s.Close)
 	return s

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,34 +20,25 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/internal/stacktest"
 	"github.com/heraldhq/herald/store/memory"
 )
 
 var testSecret = []byte("cluster-test-secret-0123456789abcdef")
 
-func redisURL() string {
-	if u := os.Getenv("HERALD_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// redisClient connects to the test Redis, failing the test if it is not
-// reachable (these tests never skip).
+// redisClient connects to the test Redis with the stack's URL, password and
+// TLS (internal/stacktest), failing the test if it is not reachable (these
+// tests never skip).
 func redisClient(t testing.TB, name string) *redis.Client {
 	t.Helper()
-	opt, err := redis.ParseURL(redisURL())
-	if err != nil {
-		t.Fatalf("HERALD_REDIS_URL: %v", err)
-	}
-	opt.ContextTimeoutEnabled = true
+	opt := stacktest.RedisOptions()
 	opt.ClientName = name
 	rc := redis.NewClient(opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
 		_ = rc.Close()
-		t.Fatalf("redis at %s is unreachable (start it with scripts/stack/stack.sh up): %v", redisURL(), err)
+		t.Fatalf("redis is unreachable (start it with scripts/stack/stack.sh up): %v; settings: %s", err, stacktest.Describe())
 	}
 	t.Cleanup(func() { _ = rc.Close() })
 	return rc
@@ -99,12 +89,14 @@ type node struct {
 }
 
 // newNode starts a gateway wired as in production; tweak adjusts the
-// cluster config (Redis is set by URL unless tweak sets a client).
+// cluster config (Redis is set by Conn unless tweak sets a client).
 func (f *fleet) newNode(tweak func(*Config)) *node {
 	t := f.t
 	t.Helper()
 	n := &node{f: f, id: randomID("gw-"), ran: make(chan error, 1)}
-	cfg := Config{URL: redisURL(), GatewayID: n.id, KeyPrefix: f.prefix, Logger: quiet}
+	// The stack's URL, password and TLS: the Cluster makes (and closes) its
+	// own client, as in production.
+	cfg := Config{Conn: stacktest.Redis(), GatewayID: n.id, KeyPrefix: f.prefix, Logger: quiet}
 	if tweak != nil {
 		tweak(&cfg)
 	}

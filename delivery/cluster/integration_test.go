@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/stacktest"
 )
 
 // The router hands a notification to gateway A's Cluster; the user's
@@ -104,7 +105,7 @@ func TestUnreadAcrossGateways(t *testing.T) {
 		}
 	}
 
-	api, err := New(Config{URL: redisURL(), GatewayID: randomID("api-"), KeyPrefix: f.prefix, Logger: quiet})
+	api, err := New(Config{Conn: stacktest.Redis(), GatewayID: randomID("api-"), KeyPrefix: f.prefix, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

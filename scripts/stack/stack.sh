@@ -7,6 +7,11 @@
 #   stack.sh status          state of each component; exit 0 only if all are ready
 #   stack.sh logs [NAME] [-f] tail the logs (NAME: kafka, cassandra, redis)
 #   stack.sh nodetool ARGS   run Cassandra's nodetool against the local node
+#   stack.sh env             print the client settings (.stack/herald.env) as export lines
+#
+# Secured by default: Kafka SASL_SSL (SCRAM), Cassandra PasswordAuthenticator + TLS,
+# Redis requirepass + TLS, all with a CA and secrets generated under $STACK_DIR.
+# STACK_SECURE=0 starts it unsecured (plaintext, no passwords).
 #
 # Versions and ports: scripts/stack/versions.env. Everything the stack writes
 # (jars, configs, data, logs, pid files) lives under $STACK_DIR (default <repo>/.stack).
@@ -61,6 +66,18 @@ DATA_DIR=$STACK_DIR/data
 LOG_DIR=$STACK_DIR/logs
 RUN_DIR=$STACK_DIR/run
 BIN_DIR=$STACK_DIR/bin
+SECRETS_DIR=$STACK_DIR/secrets
+TLS_DIR=$STACK_DIR/tls
+# What a client needs to connect (HERALD_* lines), and the mode the running stack was started in.
+ENV_FILE=$STACK_DIR/herald.env
+MODE_FILE=$STACK_DIR/mode
+
+STACK_SECURE=${STACK_SECURE:-1}
+[[ $STACK_SECURE == 0 || $STACK_SECURE == 1 ]] || die "STACK_SECURE=$STACK_SECURE: want 1 (secured, the default) or 0 (unsecured)"
+# The SASL mechanism clients use; the broker also accepts SCRAM-SHA-256 for the same user.
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+# SimpleSnitch's datacenter name.
+CASSANDRA_LOCAL_DC=datacenter1
 
 KAFKA_LIB=$LIB_DIR/kafka-$KAFKA_VERSION
 CASSANDRA_LIB=$LIB_DIR/cassandra-$CASSANDRA_VERSION
@@ -331,8 +348,11 @@ fetch_jars() {
 # The Go probe (scripts/stack/probe) built once into $BIN_DIR; rebuilt when its source changes.
 PROBE=""
 build_probe() {
-	local src=$SCRIPT_DIR/probe/main.go bin=$BIN_DIR/probe
-	if [[ -x $bin && ! $src -nt $bin ]]; then
+	local bin=$BIN_DIR/probe newer
+	# Rebuilt when its source, or a package of ours it uses, is newer.
+	newer=$(find "$SCRIPT_DIR/probe" "$REPO_ROOT/internal/stacktest" "$REPO_ROOT/internal/conn" \
+		-name '*.go' ! -name '*_test.go' -newer "$bin" 2>/dev/null | head -n 1)
+	if [[ -x $bin && -z $newer ]]; then
 		PROBE=$bin
 		return 0
 	fi
@@ -360,8 +380,18 @@ probe_one() {
 	local name=$1 timeout=${2:-3s} port
 	port=$(main_port_of "$name")
 	if [[ -n $PROBE ]]; then
-		"$PROBE" -timeout "$timeout" "-$name" "127.0.0.1:$port"
+		local -a args=(-timeout "$timeout")
+		[[ -r $ENV_FILE ]] && args+=(-env "$ENV_FILE")
+		if [[ $name == cassandra && $(cat -- "$MODE_FILE" 2>/dev/null) == secure ]]; then
+			# Lets the probe create the "herald" role on first start.
+			args+=(-cassandra-admin "$SECRETS_DIR/cassandra-admin")
+		fi
+		"$PROBE" "${args[@]}" "-$name" "127.0.0.1:$port"
 		return
+	fi
+	if [[ $(cat -- "$MODE_FILE" 2>/dev/null) == secure ]]; then
+		printf '%-9s not-ready 127.0.0.1:%s: the secured stack needs the Go probe (see %s)\n' "$name" "$port" "$BIN_DIR/probe-build.log"
+		return 1
 	fi
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		printf '%-9s ready     127.0.0.1:%s (tcp only)\n' "$name" "$port"
@@ -371,22 +401,181 @@ probe_one() {
 	fi
 }
 
+# ---------------------------------------------------------------- security
+
+secure() { [[ $STACK_SECURE == 1 ]]; }
+want_mode() { if secure; then echo secure; else echo plain; fi; }
+
+# secret NAME: prints the secret NAME, generating it (random, 0600) the first time.
+# Secrets go into config files and herald.env, never onto a command line we log.
+secret() {
+	local f=$SECRETS_DIR/$1
+	if [[ ! -s $f ]]; then
+		(
+			umask 077
+			mkdir -p -- "$SECRETS_DIR"
+			openssl rand -hex 24 >"$f.tmp.$$" && mv -f -- "$f.tmp.$$" "$f"
+		) || die "cannot write the secret $f"
+	fi
+	printf '%s' "$(<"$f")"
+}
+
+require_openssl() {
+	command -v openssl >/dev/null 2>&1 || die "openssl not found: the secured stack generates its CA and certificates with it (apt-get install -y openssl), or run with STACK_SECURE=0"
+}
+
+# issue_cert NAME CN EXTENSIONS: key NAME.key and certificate NAME.pem signed by the stack CA.
+issue_cert() {
+	local name=$1 cn=$2 ext=$3 d=$TLS_DIR
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/$name.key" -out "$d/$name.csr" -subj "/O=Herald stack/CN=$cn" 2>>"$d/openssl.log" &&
+		printf '%b' "$ext" >"$d/$name.ext" &&
+		openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 825 -sha256 -extfile "$d/$name.ext" -out "$d/$name.pem" 2>>"$d/openssl.log" ||
+		die "tls: cannot issue the $name certificate (see $d/openssl.log)"
+	rm -f -- "$d/$name.csr" "$d/$name.ext"
+}
+
+# ensure_tls: the stack CA, a server certificate for 127.0.0.1/localhost (PEM for
+# Redis, PKCS12 for the JVMs) and a client certificate, generated once under $TLS_DIR.
+ensure_tls() {
+	require_openssl
+	local d=$TLS_DIR
+	[[ -s $d/ca.pem && -s $d/server.pem && -s $d/server.p12 && -s $d/client.pem ]] && return 0
+	info "tls: generating the stack CA and certificates in $d"
+	(umask 077 && mkdir -p -- "$d")
+	(
+		umask 077
+		if [[ ! -s $d/ca.pem || ! -s $d/ca.key ]]; then
+			openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 \
+				-keyout "$d/ca.key" -out "$d/ca.pem" -days 3650 -subj "/O=Herald stack/CN=Herald stack CA" \
+				-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+				2>>"$d/openssl.log" || exit 1
+			rm -f -- "$d/server.pem" "$d/client.pem"
+		fi
+		[[ -s $d/server.pem ]] || issue_cert server localhost \
+			'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n'
+		[[ -s $d/client.pem ]] || issue_cert client herald \
+			'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+		# The JVMs' keystore: the server key and its chain, with a random password.
+		openssl pkcs12 -export -name server -in "$d/server.pem" -inkey "$d/server.key" -certfile "$d/ca.pem" \
+			-passout "file:$SECRETS_DIR/keystore" -out "$d/server.p12" 2>>"$d/openssl.log" || exit 1
+	) || die "tls: generating the certificates failed (see $d/openssl.log)"
+	chmod 0644 -- "$d/ca.pem" "$d/server.pem" "$d/client.pem"
+}
+
+# write_env_file: $ENV_FILE, the HERALD_* settings a client needs (0600: it holds passwords).
+write_env_file() {
+	local tmp=$ENV_FILE.tmp.$$
+	(
+		umask 077
+		{
+			echo "HERALD_BROKERS=127.0.0.1:$KAFKA_PORT"
+			if secure; then
+				echo "HERALD_KAFKA_TLS=true"
+				echo "HERALD_KAFKA_TLS_CA=$TLS_DIR/ca.pem"
+				echo "HERALD_KAFKA_TLS_CERT=$TLS_DIR/client.pem"
+				echo "HERALD_KAFKA_TLS_KEY=$TLS_DIR/client.key"
+				echo "HERALD_KAFKA_SASL=$KAFKA_SASL_MECHANISM"
+				echo "HERALD_KAFKA_USER=herald"
+				echo "HERALD_KAFKA_PASSWORD=$(secret kafka-herald)"
+			else
+				echo "HERALD_KAFKA_TLS=false"
+			fi
+			echo "HERALD_CASSANDRA_HOSTS=127.0.0.1:$CASSANDRA_PORT"
+			if secure; then
+				echo "HERALD_CASSANDRA_USER=herald"
+				echo "HERALD_CASSANDRA_PASSWORD=$(secret cassandra-herald)"
+				echo "HERALD_CASSANDRA_TLS=true"
+				echo "HERALD_CASSANDRA_TLS_CA=$TLS_DIR/ca.pem"
+			else
+				echo "HERALD_CASSANDRA_TLS=false"
+			fi
+			echo "HERALD_CASSANDRA_LOCAL_DC=$CASSANDRA_LOCAL_DC"
+			if secure; then
+				echo "HERALD_REDIS_URL=rediss://127.0.0.1:$REDIS_PORT/0"
+				echo "HERALD_REDIS_PASSWORD=$(secret redis)"
+				echo "HERALD_REDIS_TLS_CA=$TLS_DIR/ca.pem"
+			else
+				echo "HERALD_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+			fi
+		} >"$tmp"
+	) || die "cannot write $tmp"
+	mv -f -- "$tmp" "$ENV_FILE"
+}
+
+# prepare_security: secrets, certificates and herald.env for the wanted mode.
+prepare_security() {
+	if secure; then
+		require_openssl
+		local s
+		for s in kafka-herald kafka-admin cassandra-herald cassandra-admin redis keystore; do
+			secret "$s" >/dev/null
+		done
+		ensure_tls
+	fi
+	write_env_file
+}
+
+# switch_mode: when the stack last ran in the other mode, stop what runs so
+# that 'up' restarts it with the new configs.
+switch_mode() {
+	local want prev=""
+	want=$(want_mode)
+	[[ -r $MODE_FILE ]] && prev=$(<"$MODE_FILE")
+	# Stacks from before the secured mode have data but no mode file.
+	[[ -z $prev && -e $DATA_DIR/kafka/meta.properties ]] && prev=plain
+	if [[ -n $prev && $prev != "$want" ]]; then
+		info "switching the stack from $prev to $want: restarting whatever runs, with new configs"
+		stop_components "${COMPONENTS[@]}" >&2
+	fi
+	echo "$want" >"$MODE_FILE"
+}
+
 # ---------------------------------------------------------------- configuration
 
 write_kafka_config() {
 	local conf=$CONF_DIR/kafka
 	mkdir -p -- "$conf" "$DATA_DIR/kafka" "$LOG_DIR/kafka"
-	cat >"$conf/server.properties" <<EOF
-# Generated by scripts/stack/stack.sh; rewritten at every 'up'.
+	local listeners
+	if secure; then
+		# Clients and the broker itself (inter-broker, as the super user "admin")
+		# authenticate with SCRAM over TLS. Client certificates are requested, not
+		# required: one signed by the stack CA is checked, none is fine too.
+		listeners="listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(secret kafka-admin)\";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/server.p12
+ssl.keystore.password=$(secret keystore)
+ssl.key.password=$(secret keystore)
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.client.auth=requested
+# ACLs on, everything allowed while none is defined; admin may do anything.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
+super.users=User:admin"
+	else
+		listeners="listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+	fi
+	(umask 077 && cat >"$conf/server.properties" <<EOF
+# Generated by scripts/stack/stack.sh ($(want_mode)); rewritten at every 'up'.
 # Single combined KRaft node: broker + controller, static quorum of one voter.
+# The controller listener stays plaintext, on loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+$listeners
 log.dirs=$DATA_DIR/kafka
 
 # One node: every internal topic has one replica.
@@ -414,6 +603,7 @@ background.threads=4
 log.retention.hours=72
 log.segment.bytes=268435456
 EOF
+	) || die "kafka: cannot write $conf/server.properties"
 	cat >"$conf/log4j2.properties" <<'EOF'
 # Generated by scripts/stack/stack.sh: Kafka broker logging.
 status = warn
@@ -458,8 +648,29 @@ EOF
 write_cassandra_config() {
 	local conf=$CONF_DIR/cassandra data=$DATA_DIR/cassandra
 	mkdir -p -- "$conf/triggers" "$data"/{data,commitlog,saved_caches,hints,cdc_raw} "$LOG_DIR/cassandra"
-	cat >"$conf/cassandra.yaml" <<EOF
-# Generated by scripts/stack/stack.sh; rewritten at every 'up'.
+	local security
+	if secure; then
+		# Password authentication (the roles live in system_auth; probe creates
+		# "herald" and gives the default superuser "cassandra" a random password),
+		# no authorization (AllowAllAuthorizer), client TLS with the stack's
+		# server certificate. Client certificates are not asked for (Cassandra
+		# 5.0 has no "optional" client auth on the native port).
+		security="authenticator: PasswordAuthenticator
+authorizer: AllowAllAuthorizer
+role_manager: CassandraRoleManager
+client_encryption_options:
+  enabled: true
+  optional: false
+  keystore: $TLS_DIR/server.p12
+  keystore_password: $(secret keystore)
+  store_type: PKCS12
+  require_client_auth: false"
+	else
+		security="authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer"
+	fi
+	(umask 077 && cat >"$conf/cassandra.yaml" <<EOF
+# Generated by scripts/stack/stack.sh ($(want_mode)); rewritten at every 'up'.
 # One Cassandra node on 127.0.0.1 for development and integration tests.
 cluster_name: herald-dev
 num_tokens: 16
@@ -506,7 +717,10 @@ incremental_backups: false
 
 # Single node, nothing to hand off or repair.
 hinted_handoff_enabled: false
+
+$security
 EOF
+	) || die "cassandra: cannot write $conf/cassandra.yaml"
 	cat >"$conf/logback.xml" <<'EOF'
 <!-- Generated by scripts/stack/stack.sh: Cassandra logging into $STACK_DIR/logs/cassandra. -->
 <configuration scan="false">
@@ -562,20 +776,47 @@ kafka_java_opts() {
 		-cp "$KAFKA_LIB/*")
 }
 
+# scram_stamp: a digest of the SCRAM credentials the storage must have been formatted with.
+scram_stamp() {
+	printf 'herald:%s\nadmin:%s\n' "$(secret kafka-herald)" "$(secret kafka-admin)" | sha256sum | cut -d' ' -f1
+}
+
 format_kafka_storage() {
+	local stamp="" stampfile=$DATA_DIR/kafka/.herald-scram
+	if secure; then
+		stamp=$(scram_stamp)
+		# SCRAM users exist only when created at format time: storage formatted
+		# unsecured (or with other secrets) is wiped and formatted again.
+		if [[ -f $DATA_DIR/kafka/meta.properties && $(cat -- "$stampfile" 2>/dev/null) != "$stamp" ]]; then
+			info "kafka: $DATA_DIR/kafka was formatted without the current SCRAM credentials: wiping it (its topics and offsets are lost)"
+			rm -rf -- "$DATA_DIR/kafka"
+			mkdir -p -- "$DATA_DIR/kafka"
+		fi
+	fi
 	[[ -f $DATA_DIR/kafka/meta.properties ]] && return 0
 	local id
+	local -a scram=()
+	if secure; then
+		# (StorageTool takes them only as arguments: they are visible in ps for
+		# the second the tool runs, and are not logged.)
+		scram=(--add-scram "SCRAM-SHA-512=[name=herald,password=$(secret kafka-herald)]"
+			--add-scram "SCRAM-SHA-256=[name=herald,password=$(secret kafka-herald)]"
+			--add-scram "SCRAM-SHA-512=[name=admin,password=$(secret kafka-admin)]")
+	fi
 	id=$("${KAFKA_JAVA[@]}" "-Dlog4j2.configurationFile=$CONF_DIR/kafka/log4j2-tools.properties" \
 		kafka.tools.StorageTool random-uuid) || die "kafka: StorageTool random-uuid failed"
 	id=$(tail -n 1 <<<"$id")
 	info "kafka: formatting $DATA_DIR/kafka (cluster id $id)"
+	# The format log lists the SCRAM records (salted keys): keep it private.
+	(umask 077 && : >>"$LOG_DIR/kafka/format.log")
 	"${KAFKA_JAVA[@]}" "-Dlog4j2.configurationFile=$CONF_DIR/kafka/log4j2-tools.properties" \
-		kafka.tools.StorageTool format --ignore-formatted \
+		kafka.tools.StorageTool format --ignore-formatted "${scram[@]}" \
 		--cluster-id "$id" --config "$CONF_DIR/kafka/server.properties" >>"$LOG_DIR/kafka/format.log" 2>&1 ||
 		{
 			tail -n 20 "$LOG_DIR/kafka/format.log" >&2
 			die "kafka: StorageTool format failed (log: $LOG_DIR/kafka/format.log)"
 		}
+	[[ -z $stamp ]] || echo "$stamp" >"$stampfile"
 }
 
 start_kafka() {
@@ -646,15 +887,46 @@ start_cassandra() {
 		"${CASSANDRA_JAVA[@]}" "$(marker_of cassandra)" org.apache.cassandra.service.CassandraDaemon
 }
 
+write_redis_config() {
+	local dir=$DATA_DIR/redis conf=$CONF_DIR/redis pidfile security
+	pidfile=$(pidfile_of redis)
+	mkdir -p -- "$conf"
+	if secure; then
+		# TLS only (no plaintext port), the default user's password; client
+		# certificates are not asked for.
+		security="port 0
+tls-port $REDIS_PORT
+tls-cert-file $TLS_DIR/server.pem
+tls-key-file $TLS_DIR/server.key
+tls-ca-cert-file $TLS_DIR/ca.pem
+tls-auth-clients no
+requirepass $(secret redis)"
+	else
+		security="port $REDIS_PORT"
+	fi
+	(umask 077 && cat >"$conf/redis.conf" <<EOF
+# Generated by scripts/stack/stack.sh ($(want_mode)); rewritten at every 'up'.
+$security
+bind 127.0.0.1
+protected-mode yes
+daemonize yes
+pidfile $pidfile
+dir $dir
+logfile $LOG_DIR/redis/redis.log
+# Ephemeral on purpose: no RDB snapshots, no AOF.
+save ""
+appendonly no
+EOF
+	) || die "redis: cannot write $conf/redis.conf"
+}
+
 start_redis() {
 	local dir=$DATA_DIR/redis pidfile
 	pidfile=$(pidfile_of redis)
 	mkdir -p -- "$dir" "$LOG_DIR/redis" "$RUN_DIR"
 	rm -f -- "$pidfile"
-	# Ephemeral on purpose: no RDB snapshots, no AOF.
-	(exec 9>&- && cd -- "$dir" && redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \
-		--daemonize yes --pidfile "$pidfile" --dir "$dir" --logfile "$LOG_DIR/redis/redis.log" \
-		--save "" --appendonly no) </dev/null || {
+	write_redis_config
+	(exec 9>&- && cd -- "$dir" && redis-server "$CONF_DIR/redis/redis.conf") </dev/null || {
 		tail_logs redis
 		die "redis: redis-server failed to start"
 	}
@@ -673,6 +945,8 @@ cmd_up() {
 	local t0=$SECONDS name port user pid
 	find_java
 	ensure_redis_server
+	switch_mode
+	prepare_security
 
 	# Preflight: which components run already, and are the others' ports free?
 	local -a to_start=() running=()
@@ -735,7 +1009,8 @@ cmd_up() {
 		fi
 		sleep 1
 	done
-	info "stack ready in $((SECONDS - t0))s: kafka 127.0.0.1:$KAFKA_PORT, cassandra 127.0.0.1:$CASSANDRA_PORT, redis 127.0.0.1:$REDIS_PORT (STACK_DIR=$STACK_DIR)"
+	info "stack ready in $((SECONDS - t0))s ($(want_mode)): kafka 127.0.0.1:$KAFKA_PORT, cassandra 127.0.0.1:$CASSANDRA_PORT, redis 127.0.0.1:$REDIS_PORT (STACK_DIR=$STACK_DIR)"
+	info "client settings: $ENV_FILE (load them with: eval \"\$(bash scripts/stack/stack.sh env)\")"
 }
 
 cmd_down() {
@@ -783,6 +1058,19 @@ cmd_status() {
 	return "$all"
 }
 
+# cmd_env: herald.env as export lines, for eval "$(stack.sh env)".
+cmd_env() {
+	(($# == 0)) || die "env: takes no arguments"
+	[[ -r $ENV_FILE ]] || die "no $ENV_FILE yet: run 'stack.sh up' first"
+	local line key value
+	while IFS= read -r line || [[ -n $line ]]; do
+		[[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+		key=${BASH_REMATCH[1]}
+		value=${BASH_REMATCH[2]}
+		printf 'export %s=%q\n' "$key" "$value"
+	done <"$ENV_FILE"
+}
+
 cmd_logs() {
 	local follow=0 names=() arg name files=()
 	for arg in "$@"; do
@@ -825,6 +1113,8 @@ usage: $PROG COMMAND
   status           state of each component; exit 0 only if all are ready
   logs [NAME] [-f] show (or follow) the logs; NAME: kafka, cassandra or redis
   nodetool ARGS    Cassandra's nodetool against the local node (e.g. nodetool status)
+  env              print the client settings ($ENV_FILE) as export lines
+Secured by default (SASL_SSL, passwords, TLS); STACK_SECURE=0 starts it unsecured.
 STACK_DIR=$STACK_DIR
 EOF
 }
@@ -845,6 +1135,7 @@ main() {
 	status) cmd_status "$@" ;;
 	logs) cmd_logs "$@" ;;
 	nodetool) cmd_nodetool "$@" ;;
+	env) cmd_env "$@" ;;
 	-h | --help | help) usage ;;
 	"") usage >&2; exit 2 ;;
 	*) usage >&2; die "unknown command: $cmd" ;;

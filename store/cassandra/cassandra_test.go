@@ -21,6 +21,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/retry"
+	"github.com/heraldhq/herald/internal/stacktest"
 	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/storetest"
@@ -36,12 +37,9 @@ var shared struct {
 	hosts []string
 }
 
-func testHosts() []string {
-	if env := os.Getenv("HERALD_CASSANDRA_HOSTS"); env != "" {
-		return strings.Split(env, ",")
-	}
-	return []string{"127.0.0.1:9042"}
-}
+// testHosts are the integration stack's contact points (internal/stacktest:
+// HERALD_CASSANDRA_HOSTS, else .stack/herald.env, else 127.0.0.1:9042).
+func testHosts() []string { return stacktest.CassandraHosts() }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -54,7 +52,7 @@ func TestMain(m *testing.M) {
 }
 
 func adminSession() (*gocql.Session, error) {
-	c := gocql.NewCluster(testHosts()...)
+	c := stacktest.CassandraCluster() // the stack's user, password and TLS
 	c.Consistency = gocql.LocalQuorum
 	c.Timeout = 30 * time.Second
 	c.ConnectTimeout = 10 * time.Second
@@ -84,7 +82,7 @@ func keyspace(t testing.TB) string {
 		s, err := adminSession()
 		if err != nil {
 			shared.err = fmt.Errorf("Cassandra at %v is unreachable (%w): start it with `bash scripts/stack/stack.sh up` "+
-				"or point HERALD_CASSANDRA_HOSTS at one", shared.hosts, err)
+				"or point HERALD_CASSANDRA_HOSTS (and its user, password, TLS) at one; settings: %s", shared.hosts, err, stacktest.Describe())
 			return
 		}
 		defer s.Close()
@@ -100,7 +98,9 @@ func keyspace(t testing.TB) string {
 }
 
 func testConfig(t testing.TB) Config {
-	return Config{Hosts: testHosts(), Keyspace: keyspace(t), Logger: quiet, Timeout: 20 * time.Second}
+	cs := stacktest.Cassandra()
+	return Config{Hosts: cs.Hosts, Username: cs.User, Password: cs.Password, TLS: cs.TLSConfig(), LocalDC: cs.LocalDC,
+		Keyspace: keyspace(t), Logger: quiet, Timeout: 20 * time.Second}
 }
 
 func openStore(t testing.TB, cfg Config) *Store {

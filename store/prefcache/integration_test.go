@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -14,32 +13,22 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/stacktest"
 	"github.com/heraldhq/herald/store/memory"
 )
-
-func redisURL() string {
-	if u := os.Getenv("HERALD_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
 
 // newCache returns a cache over a fresh memory store, with a random key
 // prefix, and a client for inspecting Redis. It fails (never skips) when
 // Redis is unreachable.
 func newCache(t *testing.T, tweak func(*Config)) (*Store, *memory.Store, *redis.Client) {
 	t.Helper()
-	opt, err := redis.ParseURL(redisURL())
-	if err != nil {
-		t.Fatalf("HERALD_REDIS_URL: %v", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	rc := redis.NewClient(opt)
+	// The stack's URL, password and TLS (internal/stacktest).
+	rc := stacktest.RedisClient()
 	t.Cleanup(func() { _ = rc.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redis at %s is unreachable (start it with scripts/stack/stack.sh up): %v", redisURL(), err)
+		t.Fatalf("redis is unreachable (start it with scripts/stack/stack.sh up): %v; settings: %s", err, stacktest.Describe())
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
