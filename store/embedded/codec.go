@@ -162,6 +162,10 @@ func decodeMeta(b []byte) (userMeta, error) {
 // userKey.
 const maxUserIDBytes = 255
 
+// maxEventIDBytes is the Cassandra store's limit on event ids, kept here
+// too so that both stores refuse the same notifications.
+const maxEventIDBytes = 1024
+
 // userKey is the prefix of every per-user key: the id's length, then the id.
 func userKey(userID string) []byte {
 	k := make([]byte, 0, 1+len(userID)+8)

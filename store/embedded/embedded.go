@@ -217,6 +217,9 @@ func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.A
 		if ns[i].EventID == "" {
 			return nil, fmt.Errorf("embedded: notification %d: %w", i, &herald.ValidationError{Field: "event_id", Reason: "must not be empty"})
 		}
+		if len(ns[i].EventID) > maxEventIDBytes {
+			return nil, fmt.Errorf("embedded: notification %d: %w", i, &herald.ValidationError{Field: "event_id", Reason: fmt.Sprintf("is longer than %d bytes", maxEventIDBytes)})
+		}
 	}
 	if len(ns) == 0 {
 		if err := s.begin(ctx); err != nil {

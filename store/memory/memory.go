@@ -1,10 +1,20 @@
 // Package memory is an in-memory store.Store for tests and benchmarks. It
 // keeps everything in maps behind one mutex; nothing survives the process.
+//
+// It refuses every input one of the real stores (embedded, cassandra)
+// refuses, with the same error types, so that a test passing against it
+// does not rely on something production rejects: user ids of 1 to
+// MaxUserIDBytes bytes, event ids of 1 to MaxEventIDBytes bytes in Append
+// (non-empty in Claim), preferences and devices that pass their Validate
+// (stored normalised). The conformance suite (store/storetest) holds all
+// three to it.
 package memory
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +51,37 @@ func New() *Store {
 	}
 }
 
+// Limits of the real stores, the strictest of each.
+const (
+	// MaxUserIDBytes is the embedded store's limit (Cassandra's is 1024).
+	MaxUserIDBytes = 255
+	// MaxEventIDBytes is the limit of both real stores' Append.
+	MaxEventIDBytes = 1024
+)
+
+func checkUserID(userID string) error {
+	if userID == "" {
+		return &herald.ValidationError{Field: "user_id", Reason: "must not be empty"}
+	}
+	if len(userID) > MaxUserIDBytes {
+		return &herald.ValidationError{Field: "user_id", Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(userID), MaxUserIDBytes)}
+	}
+	return nil
+}
+
+func checkNotification(n *herald.Notification) error {
+	if err := checkUserID(n.UserID); err != nil {
+		return err
+	}
+	if n.EventID == "" {
+		return &herald.ValidationError{Field: "event_id", Reason: "must not be empty"}
+	}
+	if len(n.EventID) > MaxEventIDBytes {
+		return &herald.ValidationError{Field: "event_id", Reason: fmt.Sprintf("is longer than %d bytes", MaxEventIDBytes)}
+	}
+	return nil
+}
+
 func (s *Store) user(id string) *userInbox {
 	u := s.users[id]
 	if u == nil {
@@ -62,8 +103,14 @@ func (s *Store) lock(ctx context.Context) error {
 	return nil
 }
 
-// Append implements store.Inbox.
+// Append implements store.Inbox. An invalid notification fails the whole
+// call before anything is stored. An input without ID gets a fresh ULID.
 func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
+	for i := range ns {
+		if err := checkNotification(&ns[i]); err != nil {
+			return nil, fmt.Errorf("memory: notification %d: %w", i, err)
+		}
+	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -78,6 +125,15 @@ func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.A
 		n.Prev = uint64(len(u.items))
 		n.Seq = n.Prev + 1
 		n.Read = false
+		n.Data = slices.Clone(n.Data)
+		if n.ID == "" {
+			// The real stores use CreatedAt, and panic on a zero one.
+			at := n.CreatedAt
+			if at.IsZero() {
+				at = time.Now()
+			}
+			n.ID = herald.NewID(at)
+		}
 		u.items = append(u.items, n)
 		u.byEvt[n.EventID] = n.Seq
 		u.unread++
@@ -88,6 +144,9 @@ func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.A
 
 // List implements store.Inbox.
 func (s *Store) List(ctx context.Context, userID string, after uint64, limit int, unreadOnly bool) ([]herald.Notification, error) {
+	if err := checkUserID(userID); err != nil {
+		return nil, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -111,6 +170,9 @@ func (s *Store) List(ctx context.Context, userID string, after uint64, limit int
 
 // LastSeq implements store.Inbox.
 func (s *Store) LastSeq(ctx context.Context, userID string) (uint64, error) {
+	if err := checkUserID(userID); err != nil {
+		return 0, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -123,6 +185,9 @@ func (s *Store) LastSeq(ctx context.Context, userID string) (uint64, error) {
 
 // UnreadCount implements store.Inbox.
 func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
+	if err := checkUserID(userID); err != nil {
+		return 0, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -135,6 +200,9 @@ func (s *Store) UnreadCount(ctx context.Context, userID string) (int64, error) {
 
 // MarkRead implements store.Inbox.
 func (s *Store) MarkRead(ctx context.Context, userID string, seqs []uint64) (int64, error) {
+	if err := checkUserID(userID); err != nil {
+		return 0, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -155,6 +223,9 @@ func (s *Store) MarkRead(ctx context.Context, userID string, seqs []uint64) (int
 
 // MarkAllRead implements store.Inbox.
 func (s *Store) MarkAllRead(ctx context.Context, userID string) (int64, error) {
+	if err := checkUserID(userID); err != nil {
+		return 0, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return 0, err
 	}
@@ -172,6 +243,12 @@ func (s *Store) MarkAllRead(ctx context.Context, userID string) (int64, error) {
 
 // Claim implements store.Inbox.
 func (s *Store) Claim(ctx context.Context, userID, eventID, token string) (bool, error) {
+	if err := checkUserID(userID); err != nil {
+		return false, err
+	}
+	if eventID == "" {
+		return false, &herald.ValidationError{Field: "event_id", Reason: "must not be empty"}
+	}
 	if err := s.lock(ctx); err != nil {
 		return false, err
 	}
@@ -186,6 +263,9 @@ func (s *Store) Claim(ctx context.Context, userID, eventID, token string) (bool,
 
 // GetPreferences implements store.Preferences.
 func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Preferences, error) {
+	if err := checkUserID(userID); err != nil {
+		return herald.Preferences{}, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return herald.Preferences{}, err
 	}
@@ -197,18 +277,33 @@ func (s *Store) GetPreferences(ctx context.Context, userID string) (herald.Prefe
 	return p.Clone(), nil
 }
 
-// PutPreferences implements store.Preferences.
+// PutPreferences implements store.Preferences. p is validated (and
+// normalised) on a copy; an invalid p returns its *herald.ValidationError.
 func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Preferences) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	p = p.Clone() // Validate normalises in place
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	s.prefs[userID] = p.Clone()
+	s.prefs[userID] = p
 	return nil
 }
 
-// PutDevice implements store.Devices.
+// PutDevice implements store.Devices. A zero CreatedAt is set to now; an
+// invalid d returns its *herald.ValidationError.
 func (s *Store) PutDevice(ctx context.Context, d herald.Device) error {
+	if err := checkUserID(d.UserID); err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
@@ -235,8 +330,12 @@ func (s *Store) removeDevice(userID, token string) bool {
 	return true
 }
 
-// Devices implements store.Devices.
+// Devices implements store.Devices: oldest CreatedAt first, ties by token,
+// as the real stores order them.
 func (s *Store) Devices(ctx context.Context, userID string) ([]herald.Device, error) {
+	if err := checkUserID(userID); err != nil {
+		return nil, err
+	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -245,11 +344,20 @@ func (s *Store) Devices(ctx context.Context, userID string) ([]herald.Device, er
 	if out == nil {
 		out = []herald.Device{}
 	}
+	slices.SortStableFunc(out, func(a, b herald.Device) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Token, b.Token)
+	})
 	return out, nil
 }
 
 // DeleteDevice implements store.Devices.
 func (s *Store) DeleteDevice(ctx context.Context, userID, token string) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
 	if err := s.lock(ctx); err != nil {
 		return err
 	}

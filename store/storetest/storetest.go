@@ -57,6 +57,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run("Refresh", s.devicesRefresh)
 		t.Run("TokenMoves", s.devicesTokenMoves)
 	})
+	t.Run("Validation", func(t *testing.T) {
+		t.Run("UserIDs", s.rejectsBadUserIDs)
+		t.Run("EventIDs", s.rejectsBadEventIDs)
+		t.Run("Preferences", s.preferencesValidated)
+		t.Run("Devices", s.devicesValidated)
+	})
 	t.Run("Ping", s.ping)
 	t.Run("Close", s.close)
 	t.Run("Concurrent", func(t *testing.T) {
