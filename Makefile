@@ -39,6 +39,8 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# The stack runs secured (SASL_SSL, passwords, TLS; STACK_SECURE=0 for
+# plaintext); its client settings are in .stack/herald.env.
 stack-up:
 	bash scripts/stack/stack.sh up
 
@@ -49,11 +51,15 @@ stack-status:
 	bash scripts/stack/stack.sh status
 
 # Packages with tests tagged `integration` (they need the real stack and
-# fail, never skip, without it).
+# fail, never skip, without it). They connect with the HERALD_* settings of
+# .stack/herald.env (internal/stacktest), exported here for the tests and
+# the role processes they start.
 INTEGRATION_PKGS ?= ./migrations/ ./store/cassandra/ ./store/prefcache/ ./delivery/cluster/ ./internal/integration/
+STACK_ENV ?= $(or $(STACK_DIR),.stack)/herald.env
 
 test-integration: stack-up
-	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m $(INTEGRATION_PKGS)
+	set -a && . $(abspath $(STACK_ENV)) && set +a && \
+		$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m $(INTEGRATION_PKGS)
 
 clean:
 	rm -rf bin

@@ -14,25 +14,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/gorilla/websocket"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/stacktest"
 )
 
+// Every connection, the test's own clients and the roles' (through the
+// HERALD_* connection variables of stacktest.Env), goes through the
+// stack's settings: internal/stacktest reads them from the environment or
+// .stack/herald.env (TLS, SASL, passwords).
 var (
-	kafkaAddr     = envOr("HERALD_BROKERS", "127.0.0.1:9092")
-	cassandraAddr = envOr("HERALD_CASSANDRA_HOSTS", "127.0.0.1:9042")
-	redisURL      = envOr("HERALD_REDIS_URL", "redis://127.0.0.1:6379/0")
-	heraldBin     string
+	heraldBin string
 	// keyspace is shared by the whole run (creating one takes seconds);
 	// tests keep apart by user ids and topic prefixes.
 	keyspace = "herald_it_" + randHex(4)
@@ -41,16 +40,10 @@ var (
 const jwtSecret = "integration-secret-integration-secret-0123456789"
 const apiKey = "it-key"
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 func TestMain(m *testing.M) {
 	if err := checkStack(); err != nil {
-		fmt.Fprintf(os.Stderr, "integration: the real stack is not reachable: %v\nstart it with `make stack-up` (scripts/stack/stack.sh)\n", err)
+		fmt.Fprintf(os.Stderr, "integration: the real stack is not reachable: %v\nsettings: %s\n"+
+			"start it with `make stack-up` (scripts/stack/stack.sh)\n", err, stacktest.Describe())
 		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "herald-it-")
@@ -80,7 +73,7 @@ func migrate() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, heraldBin, "migrate")
-	cmd.Env = append(os.Environ(), "HERALD_CASSANDRA_HOSTS="+cassandraAddr, "HERALD_CASSANDRA_KEYSPACE="+keyspace)
+	cmd.Env = append(append(os.Environ(), stacktest.Env()...), "HERALD_CASSANDRA_KEYSPACE="+keyspace)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, out)
@@ -89,7 +82,7 @@ func migrate() error {
 }
 
 func dropKeyspace() {
-	cluster := gocql.NewCluster(strings.Split(cassandraAddr, ",")...)
+	cluster := stacktest.CassandraCluster()
 	cluster.Timeout = time.Minute
 	s, err := cluster.CreateSession()
 	if err != nil {
@@ -99,24 +92,31 @@ func dropKeyspace() {
 	_ = s.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec()
 }
 
+// checkStack connects to each dependency with the stack's settings, so
+// that a wrong password or CA shows here, once, and not as every role
+// failing to start.
 func checkStack() error {
-	for name, addr := range map[string]string{"kafka": kafkaAddr, "cassandra": cassandraAddr} {
-		c, err := net.DialTimeout("tcp", strings.Split(addr, ",")[0], 3*time.Second)
-		if err != nil {
-			return fmt.Errorf("%s at %s: %w", name, addr, err)
-		}
-		c.Close()
-	}
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return err
-	}
-	rc := redis.NewClient(opt)
-	defer func() { _ = rc.Close() }() // a probe: nothing to report on close
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	kc, err := kgo.NewClient(stacktest.KafkaOpts()...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer kc.Close()
+	if err := kc.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka at %v: %w", stacktest.Brokers(), err)
+	}
+	cluster := stacktest.CassandraCluster()
+	cluster.Timeout = 10 * time.Second
+	s, err := cluster.CreateSession()
+	if err != nil {
+		return fmt.Errorf("cassandra at %v: %w", stacktest.CassandraHosts(), err)
+	}
+	s.Close()
+	rc := stacktest.RedisClient()
+	defer func() { _ = rc.Close() }() // a probe: nothing to report on close
 	if err := rc.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w", redisURL, err)
+		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
 }
@@ -142,19 +142,18 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	id := randHex(4)
 	e := &env{t: t, id: id, prefix: "it" + id + ".", keyspace: keyspace, dir: t.TempDir()}
-	e.base = []string{
-		"HERALD_BROKERS=" + kafkaAddr,
-		"HERALD_CASSANDRA_HOSTS=" + cassandraAddr,
-		"HERALD_CASSANDRA_KEYSPACE=" + e.keyspace,
+	// The connection variables (addresses, TLS, SASL, passwords), then
+	// this deployment's own settings.
+	e.base = append(stacktest.Env(),
+		"HERALD_CASSANDRA_KEYSPACE="+e.keyspace,
 		"HERALD_CASSANDRA_CONSISTENCY=ONE",
-		"HERALD_TOPIC_PREFIX=" + e.prefix,
+		"HERALD_TOPIC_PREFIX="+e.prefix,
 		"HERALD_STORE=cassandra",
-		"HERALD_REDIS_URL=" + redisURL,
-		"HERALD_JWT_SECRET=" + jwtSecret,
-		"HERALD_API_KEYS=" + apiKey,
+		"HERALD_JWT_SECRET="+jwtSecret,
+		"HERALD_API_KEYS="+apiKey,
 		"HERALD_LOG_LEVEL=info",
 		"HERALD_SHUTDOWN_TIMEOUT=10s",
-	}
+	)
 	e.run("topics")
 	return e
 }
@@ -202,6 +201,31 @@ func freeAddr(t *testing.T) string {
 // start runs `herald <role>` with extra HERALD_* settings and waits for /readyz.
 func (e *env) start(name, role string, extra ...string) *proc {
 	e.t.Helper()
+	p := e.spawn(name, role, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			e.t.Fatalf("%s exited before ready:\n%s", name, p.tail())
+		case <-ctx.Done():
+			e.t.Fatalf("%s not ready in time:\n%s", name, p.tail())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// spawn starts `herald <role>` with the env's settings, then extra (which
+// win: the last value of a variable counts), stopped at the test's end.
+func (e *env) spawn(name, role string, extra ...string) *proc {
+	e.t.Helper()
 	p := &proc{name: name, addr: freeAddr(e.t), log: filepath.Join(e.dir, name+".log"), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	if err != nil {
@@ -222,24 +246,7 @@ func (e *env) start(name, role string, extra ...string) *proc {
 		close(p.done)
 	}()
 	e.t.Cleanup(func() { p.stop(e.t) })
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for {
-		resp, err := http.Get("http://" + p.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			e.t.Fatalf("%s exited before ready:\n%s", name, p.tail())
-		case <-ctx.Done():
-			e.t.Fatalf("%s not ready in time:\n%s", name, p.tail())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return p
 }
 
 func (p *proc) tail() string {
@@ -283,7 +290,7 @@ func token(t *testing.T, user string) string {
 
 func producer(t *testing.T) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ProducerLinger(5*time.Millisecond))
+	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.ProducerLinger(5 * time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}

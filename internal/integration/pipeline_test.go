@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/stacktest"
 	"github.com/heraldhq/herald/store/cassandra"
 )
 
@@ -165,7 +166,9 @@ func TestExactlyOnceAcrossEnricherCrash(t *testing.T) {
 	// The inbox in Cassandra: each valid event once, seqs 1..k contiguous.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := cassandra.Open(ctx, cassandra.Config{Hosts: strings.Split(cassandraAddr, ","), Keyspace: e.keyspace, Consistency: "ONE"})
+	cs := stacktest.Cassandra()
+	st, err := cassandra.Open(ctx, cassandra.Config{Hosts: cs.Hosts, Username: cs.User, Password: cs.Password,
+		TLS: cs.TLSConfig(), LocalDC: cs.LocalDC, Keyspace: e.keyspace, Consistency: "ONE"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +205,8 @@ func TestExactlyOnceAcrossEnricherCrash(t *testing.T) {
 func readDeliveries(t *testing.T, e *env, want int) map[string][]herald.Notification {
 	t.Helper()
 	topic := e.prefix + "deliveries"
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +246,7 @@ func readDeliveries(t *testing.T, e *env, want int) map[string][]herald.Notifica
 
 func writeSentinels(t *testing.T, topic string) int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,8 +286,8 @@ func TestInvalidRecordsGoToDLQ(t *testing.T) {
 			t.Fatalf("want %s, got %+v", id, f)
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ConsumeTopics(e.prefix+"events.dlq"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.ConsumeTopics(e.prefix+"events.dlq"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
