@@ -62,6 +62,12 @@ func SourceID(t time.Time, source string) string {
 
 // NewID returns a ULID: unique, and sortable by t.
 func NewID(t time.Time) string {
+	// ULIDs hold milliseconds since 1970 in 48 bits: a time outside that
+	// range (the zero time, say) takes the current time instead of
+	// panicking.
+	if t.Before(time.UnixMilli(0)) || t.After(ulid.Time(ulid.MaxTime())) {
+		t = time.Now()
+	}
 	return ulid.MustNew(ulid.Timestamp(t), rand.Reader).String()
 }
 

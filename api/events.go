@@ -12,7 +12,6 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
-	"github.com/heraldhq/herald/internal/metrics"
 )
 
 // EventSink hands accepted events to herald.events; pipeline.EventWriter
@@ -62,7 +61,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	raws, field, err := s.splitEvents(body)
 	if err != nil {
-		metrics.EventsRejected.WithLabelValues("api").Inc()
+		s.m.eventsRejected.Inc()
 		writeError(w, http.StatusBadRequest, field, err.Error())
 		return
 	}
@@ -78,7 +77,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range raws {
 		ev, err := herald.DecodeEvent(raw, received)
 		if err != nil {
-			metrics.EventsRejected.WithLabelValues("api").Inc()
+			s.m.eventsRejected.Inc()
 			ve, _ := herald.AsValidationError(err)
 			f := ve.Field
 			if len(raws) > 1 || field == "events" {
@@ -94,7 +93,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka, retry: "+err.Error())
 		return
 	}
-	metrics.EventsIn.WithLabelValues("api").Add(float64(len(events)))
+	s.m.eventsIn.Add(float64(len(events)))
 	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(events)})
 }
 
