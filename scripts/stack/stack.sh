@@ -3,7 +3,7 @@
 # processes on 127.0.0.1, without Docker.
 #
 #   stack.sh up              start whatever is not running, wait until all are ready
-#   stack.sh down [--purge]  stop all three (TERM, then KILL); --purge also deletes data and logs
+#   stack.sh down [--purge]  stop all three (TERM, then KILL); --purge also deletes data, logs, secrets
 #   stack.sh status          state of each component; exit 0 only if all are ready
 #   stack.sh logs [NAME] [-f] tail the logs (NAME: kafka, cassandra, redis)
 #   stack.sh nodetool ARGS   run Cassandra's nodetool against the local node
@@ -1023,8 +1023,8 @@ cmd_down() {
 	done
 	stop_components "${COMPONENTS[@]}"
 	if ((purge)); then
-		rm -rf -- "$DATA_DIR" "$LOG_DIR" "$RUN_DIR" "$CONF_DIR"
-		info "purged data, logs and configs under $STACK_DIR (kept the jars in $LIB_DIR)"
+		rm -rf -- "$DATA_DIR" "$LOG_DIR" "$RUN_DIR" "$CONF_DIR" "$SECRETS_DIR" "$TLS_DIR" "$ENV_FILE" "$MODE_FILE"
+		info "purged data, logs, configs, secrets and certificates under $STACK_DIR (kept the jars in $LIB_DIR)"
 	fi
 }
 
@@ -1109,7 +1109,7 @@ usage() {
 usage: $PROG COMMAND
   up               start Kafka $KAFKA_VERSION, Cassandra $CASSANDRA_VERSION and Redis $REDIS_VERSION
                    on 127.0.0.1 (whatever is not running yet) and wait until all are ready
-  down [--purge]   stop them; --purge also deletes data, logs and configs (keeps the jars)
+  down [--purge]   stop them; --purge also deletes data, logs, configs, secrets and certificates (keeps the jars)
   status           state of each component; exit 0 only if all are ready
   logs [NAME] [-f] show (or follow) the logs; NAME: kafka, cassandra or redis
   nodetool ARGS    Cassandra's nodetool against the local node (e.g. nodetool status)
