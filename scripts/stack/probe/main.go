@@ -300,7 +300,7 @@ func bootstrapRole(ctx context.Context, cs stacktest.CassandraSettings, host str
 		stmts = append(stmts, "ALTER ROLE cassandra WITH PASSWORD = "+cqlString(adminPassword))
 	}
 	for _, stmt := range stmts {
-		if err := session.Query(stmt).WithContext(ctx).Consistency(gocql.Quorum).Exec(); err != nil {
+		if err := session.Query(stmt).Consistency(gocql.Quorum).ExecContext(ctx); err != nil {
 			// The statement holds a password: report only its verb.
 			return fmt.Errorf("%s: %w", strings.Join(strings.Fields(stmt)[:2], " "), err)
 		}
