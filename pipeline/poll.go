@@ -48,7 +48,7 @@ func (l *pollLoop) run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			after()
-			return nil
+			return nil //nolint:nilerr // ctx ended: Run's contract is to return nil
 		}
 		var fetchErr error
 		fetches.EachError(func(t string, p int32, err error) {
@@ -60,7 +60,7 @@ func (l *pollLoop) run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			after()
 			if fetchErr != nil && !retry.Sleep(ctx, l.backoff.Next()) {
-				return nil
+				return nil //nolint:nilerr // shut down while backing off: not an error
 			}
 			continue
 		}
@@ -72,7 +72,7 @@ func (l *pollLoop) run(ctx context.Context) error {
 		case errclass.IsFatal(err):
 			return err
 		case ctx.Err() != nil:
-			return nil
+			return nil //nolint:nilerr // the batch failed because of shutdown: not an error
 		default:
 			d := l.backoff.Next()
 			l.log.Warn("batch failed, retrying", "records", fetches.NumRecords(), "class", errclass.Of(err), "backoff", d, "err", err)

@@ -195,10 +195,13 @@ func (c *Command) Usage(w io.Writer) {
 	if w == nil {
 		return
 	}
-	fmt.Fprintf(w, "usage: %s\n\n", c.synopsis)
-	fmt.Fprintln(w, "Settings (a flag wins over its environment variable, which wins over the --config file):")
+	// Built in memory, written once: a failed write of help has no remedy.
+	var b strings.Builder
+	defer func() { _, _ = io.WriteString(w, b.String()) }()
+	fmt.Fprintf(&b, "usage: %s\n\n", c.synopsis)
+	fmt.Fprintln(&b, "Settings (a flag wins over its environment variable, which wins over the --config file):")
 	for _, s := range c.used {
-		writeFlag(w, s.flag, c.flags[s.flag].kind(), s.usage, defaultText(s), s.env)
+		writeFlag(&b, s.flag, c.flags[s.flag].kind(), s.usage, defaultText(s), s.env)
 	}
 	var own []*flag.Flag
 	c.fs.VisitAll(func(f *flag.Flag) {
@@ -208,19 +211,19 @@ func (c *Command) Usage(w io.Writer) {
 	})
 	if len(own) > 0 {
 		sort.Slice(own, func(i, j int) bool { return own[i].Name < own[j].Name })
-		fmt.Fprintf(w, "\nFlags of herald %s:\n", c.role)
+		fmt.Fprintf(&b, "\nFlags of herald %s:\n", c.role)
 		for _, f := range own {
 			typ, usage := flag.UnquoteUsage(f)
 			if typ == "" {
 				typ = "bool"
 			}
-			writeFlag(w, f.Name, typ, usage, f.DefValue, "")
+			writeFlag(&b, f.Name, typ, usage, f.DefValue, "")
 		}
 	}
-	fmt.Fprintln(w, "\nAll settings: docs/CONFIGURATION.md")
+	fmt.Fprintln(&b, "\nAll settings: docs/CONFIGURATION.md")
 }
 
-func writeFlag(w io.Writer, name, typ, usage, def, env string) {
+func writeFlag(w *strings.Builder, name, typ, usage, def, env string) {
 	fmt.Fprintf(w, "  --%s %s\n        %s", name, typ, usage)
 	var extra []string
 	if def != "" && def != "false" {

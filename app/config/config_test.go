@@ -313,7 +313,7 @@ func TestCommandFlagsAndArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ttl := c.FlagSet().Duration("ttl", time.Hour, "token lifetime")
+	c.FlagSet().Duration("ttl", time.Hour, "token lifetime")
 	var out bytes.Buffer
 	if _, err := c.Parse([]string{"--help"}, envOf(nil), &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func TestCommandFlagsAndArgs(t *testing.T) {
 		t.Errorf("help:\n%s", h)
 	}
 	c, _ = New("token", "")
-	ttl = c.FlagSet().Duration("ttl", time.Hour, "token lifetime")
+	ttl := c.FlagSet().Duration("ttl", time.Hour, "token lifetime")
 	cfg, err := c.Parse([]string{"--ttl", "2m", "--data-dir", "d", "alice"}, envOf(nil), nil)
 	if err != nil {
 		t.Fatal(err)
