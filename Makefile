@@ -13,8 +13,9 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/herald
 
+# Loopback unless HERALD_ADDR says otherwise.
 run: build
-	./$(BIN) dev
+	./$(BIN) dev --addr $${HERALD_ADDR:-127.0.0.1:8080}
 
 test:
 	$(GO) vet $(PKGS)

@@ -1,6 +1,10 @@
 package origin
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/heraldhq/herald/internal/origin/origintest"
+)
 
 func TestMatch(t *testing.T) {
 	cases := []struct {
@@ -67,5 +71,13 @@ func TestAllowedFor(t *testing.T) {
 	}
 	if !some.AllowedFor("https://app.example.com", "h:1") {
 		t.Error("configured origin refused")
+	}
+}
+
+func TestSharedCases(t *testing.T) {
+	for _, c := range origintest.Cases {
+		if got := MustParse(c.Conf...).Match(c.Origin); got != c.Want {
+			t.Errorf("%q.Match(%q) = %v, want %v", c.Conf, c.Origin, got, c.Want)
+		}
 	}
 }
