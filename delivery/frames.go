@@ -39,8 +39,9 @@ const (
 	CloseRestarting = websocket.CloseServiceRestart
 )
 
-// MaxReadSeqs bounds the seqs of one read frame.
-const MaxReadSeqs = 1000
+// MaxReadSeqs bounds the seqs of one read frame (herald.MaxReadSeqs, shared
+// with POST /v1/notifications/read).
+const MaxReadSeqs = herald.MaxReadSeqs
 
 // maxCloseReason is the longest close reason that fits a control frame
 // (125 bytes minus the 2-byte code).
@@ -113,20 +114,11 @@ func DecodeClientFrame(b []byte) (ClientFrame, error) {
 		return ClientFrame{}, frameErr(CloseUnsupportedData, "unsupported frame type %s", strconv.QuoteToASCII(*w.Type))
 	}
 	all := w.All != nil && *w.All
-	switch {
-	case all && len(w.Seqs) > 0:
-		return ClientFrame{}, frameErr(CloseInvalidPayload, "read: give seqs or all, not both")
-	case all:
-		return ClientFrame{Type: "read", All: true}, nil
-	case len(w.Seqs) == 0:
-		return ClientFrame{}, frameErr(CloseInvalidPayload, `read: needs non-empty "seqs" or "all":true`)
-	case len(w.Seqs) > MaxReadSeqs:
-		return ClientFrame{}, frameErr(CloseInvalidPayload, "read: more than %d seqs", MaxReadSeqs)
+	if err := herald.ValidateRead(w.Seqs, all); err != nil {
+		return ClientFrame{}, frameErr(CloseInvalidPayload, "read: %v", err)
 	}
-	for _, s := range w.Seqs {
-		if s == 0 {
-			return ClientFrame{}, frameErr(CloseInvalidPayload, "read: seqs start at 1")
-		}
+	if all {
+		return ClientFrame{Type: "read", All: true}, nil
 	}
 	return ClientFrame{Type: "read", Seqs: w.Seqs}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	herald "github.com/heraldhq/herald"
 )
 
 func TestDecodeClientFrame(t *testing.T) {
@@ -105,4 +107,43 @@ func FuzzDecodeClientFrame(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v", re, again, err)
 		}
 	})
+}
+
+// TestReadFrameParity: a read frame is refused exactly when
+// herald.ValidateRead refuses the same seqs/all (the rule HTTP uses too),
+// and the close reason names the field.
+func TestReadFrameParity(t *testing.T) {
+	for _, tc := range []struct {
+		seqs string // JSON, "" for absent
+		all  bool
+	}{
+		{"[1]", false}, {"[1]", true}, {"[]", true}, {"[]", false}, {"", false}, {"", true},
+		{"[0]", false}, {"[3,0]", false}, {"[1,2]", false},
+	} {
+		in := `{"type":"read"`
+		var seqs []uint64
+		if tc.seqs != "" {
+			in += `,"seqs":` + tc.seqs
+			if err := json.Unmarshal([]byte(tc.seqs), &seqs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tc.all {
+			in += `,"all":true`
+		}
+		in += "}"
+		_, ferr := DecodeClientFrame([]byte(in))
+		verr := herald.ValidateRead(seqs, tc.all)
+		if (ferr == nil) != (verr == nil) {
+			t.Errorf("%s: frame error %v, ValidateRead %v", in, ferr, verr)
+			continue
+		}
+		if verr != nil {
+			var fe *FrameError
+			ve, _ := herald.AsValidationError(verr)
+			if !errors.As(ferr, &fe) || fe.Code != CloseInvalidPayload || !strings.Contains(fe.Reason, ve.Field) {
+				t.Errorf("%s: frame error %v, want 1007 naming %q", in, ferr, ve.Field)
+			}
+		}
+	}
 }
