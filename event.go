@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,6 +23,13 @@ const (
 	MaxBodyLen        = 4096
 	MaxDataBytes      = 4 << 10
 	MaxCollapseKeyLen = 256
+	// MaxDataDepth is how deeply data may nest objects and arrays; data
+	// itself is level 1, so {"a":{"b":1}} is 2 levels deep. The same
+	// bound applies to any other field of the event (unknown fields are
+	// ignored, but scanned).
+	MaxDataDepth = 32
+	// MaxTTL is the largest ttl, in seconds: 365 days.
+	MaxTTL = 365 * 24 * 60 * 60
 )
 
 // Priority of an event. High bypasses quiet hours and throttling.
@@ -45,16 +54,27 @@ type Event struct {
 	Data        json.RawMessage `json:"data,omitempty"`
 	CollapseKey string          `json:"collapse_key,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
-	TTL         int64           `json:"ttl,omitempty"` // seconds; 0 means no expiry
+	TTL         int64           `json:"ttl,omitempty"` // seconds, at most MaxTTL; 0 means no expiry
 }
 
+// maxExpiry is the latest instant ExpiresAt returns: the end of year 9999,
+// the last one RFC 3339 (and so time.Time's JSON encoding) can write.
+var maxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+
 // ExpiresAt is the instant after which no push may be sent for e; the zero
-// time when the event has no TTL.
+// time when the event has no TTL. DecodeEvent bounds TTL by MaxTTL; a
+// larger TTL (an Event built by hand) is added in whole seconds and
+// saturates at the end of year 9999 instead of wrapping into the past
+// (time.Duration(ttl)*time.Second overflows beyond about 292 years).
 func (e *Event) ExpiresAt() time.Time {
 	if e.TTL <= 0 {
 		return time.Time{}
 	}
-	return e.CreatedAt.Add(time.Duration(e.TTL) * time.Second)
+	sec := e.CreatedAt.Unix()
+	if sec > maxExpiry.Unix() || e.TTL > maxExpiry.Unix()-sec {
+		return maxExpiry
+	}
+	return time.Unix(sec+e.TTL, int64(e.CreatedAt.Nanosecond())).In(e.CreatedAt.Location())
 }
 
 // ValidationError says which field of an input is wrong and why. Field is
@@ -94,13 +114,20 @@ type wireEvent struct {
 	Data        json.RawMessage `json:"data"`
 	CollapseKey *string         `json:"collapse_key"`
 	CreatedAt   *string         `json:"created_at"`
-	TTL         *json.Number    `json:"ttl"`
+	TTL         json.RawMessage `json:"ttl"`
 }
 
 // DecodeEvent parses and validates one event. recordTime is used as
 // created_at when the event has none (the Kafka record time, or the time the
 // API received it). Unknown fields are ignored. Every failure is a
 // *ValidationError naming the field.
+//
+// Before decoding, the bytes are scanned once, iteratively (see scanEvent):
+// invalid UTF-8 anywhere (keys, values, data), nesting deeper than
+// MaxDataDepth and a top-level key given twice (compared as encoding/json
+// matches field names, case-insensitively: "user_id" and "USER_ID" are the
+// same key) are refused, so that what the decoder sees is what a
+// first-key-wins consumer of the raw bytes would see.
 func DecodeEvent(b []byte, recordTime time.Time) (Event, error) {
 	if len(b) > MaxEventBytes {
 		return Event{}, invalid("", "event is %d bytes, more than the %d allowed", len(b), MaxEventBytes)
@@ -111,6 +138,9 @@ func DecodeEvent(b []byte, recordTime time.Time) (Event, error) {
 	}
 	if trimmed[0] != '{' {
 		return Event{}, invalid("", "event must be a JSON object")
+	}
+	if err := scanEvent(trimmed, len(b)-len(bytes.TrimLeftFunc(b, unicode.IsSpace))); err != nil {
+		return Event{}, err
 	}
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
@@ -208,14 +238,174 @@ func (w *wireEvent) validate(recordTime time.Time) (Event, error) {
 	} else {
 		e.CreatedAt = recordTime.UTC()
 	}
-	if w.TTL != nil {
-		n, perr := w.TTL.Int64()
-		if perr != nil || n < 0 {
-			return Event{}, invalid("ttl", "must be a non-negative whole number of seconds, got %s", w.TTL.String())
-		}
-		e.TTL = n
+	if e.TTL, err = decodeTTL(w.TTL); err != nil {
+		return Event{}, err
 	}
 	return e, nil
+}
+
+// decodeTTL checks the raw JSON value of ttl: absent or null is 0, else a
+// JSON number (not a string holding one) that is a whole number of seconds
+// in [0, MaxTTL].
+func decodeTTL(raw json.RawMessage) (int64, error) {
+	v := bytes.TrimSpace(raw)
+	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
+		return 0, nil
+	}
+	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		return 0, invalid("ttl", "must be a non-negative whole number of seconds (a JSON number), got %s", kindOf(v[0]))
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange) && v[0] != '-':
+		return 0, invalid("ttl", "is more than the %d seconds allowed", MaxTTL)
+	case err != nil || n < 0:
+		return 0, invalid("ttl", "must be a non-negative whole number of seconds, got %s", v)
+	case n > MaxTTL:
+		return 0, invalid("ttl", "is %d seconds, more than the %d allowed", n, MaxTTL)
+	}
+	return n, nil
+}
+
+// kindOf names the kind of the JSON value starting with c.
+func kindOf(c byte) string {
+	switch c {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "something else"
+}
+
+// scanEvent checks what encoding/json would silently accept or repair in
+// the event b (a JSON object): invalid UTF-8 (encoding/json replaces it
+// with U+FFFD in decoded strings but data keeps the raw bytes), nesting
+// deeper than MaxDataDepth below the event object, and top-level keys
+// given twice (encoding/json keeps the last, a first-key-wins consumer
+// sees the first). It is a single iterative pass over the bytes, with no
+// recursion and no allocation beyond the top-level keys; it trusts the
+// decoder that follows to report malformed JSON, so on malformed input it
+// only stops early.
+//
+// base is the offset of b in the input, for the offsets in reasons.
+func scanEvent(b []byte, base int) error {
+	var (
+		depth   int
+		inStr   bool
+		esc     bool
+		isKey   bool // the string being scanned is a top-level key
+		keyNext bool // the next string at depth 1 is a key
+		start   int  // where the current string began (its opening quote)
+		field   string
+		seen    = make(map[string]string, 16) // folded key → key as written
+	)
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				if isKey {
+					return invalid("", "a key is not valid UTF-8 (byte 0x%02x at offset %d)", c, base+i)
+				}
+				return invalid(field, "must be valid UTF-8 (byte 0x%02x at offset %d)", c, base+i)
+			}
+			i += size
+			continue
+		}
+		i++
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+				if isKey {
+					isKey = false
+					key := unquoteKey(b[start:i])
+					folded := foldKey(key)
+					if first, dup := seen[folded]; dup {
+						return invalid(fieldName(key), "appears more than once in the event (as %q and %q)", first, key)
+					}
+					seen[folded] = key
+					field = fieldName(key)
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr, start = true, i-1
+			isKey, keyNext = depth == 1 && keyNext, false
+		case '{', '[':
+			depth++
+			if depth > MaxDataDepth+1 {
+				return invalid(field, "nests objects and arrays more than the %d levels allowed", MaxDataDepth)
+			}
+			keyNext = depth == 1 && c == '{'
+		case '}', ']':
+			depth--
+			if depth <= 0 {
+				// The end of the event object; the decoder reports
+				// anything after it.
+				return nil
+			}
+		case ',':
+			if depth == 1 {
+				keyNext, field = true, ""
+			}
+		}
+	}
+	return nil
+}
+
+// unquoteKey returns the text of the JSON string q (quotes included).
+func unquoteKey(q []byte) string {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return string(q[1 : len(q)-1])
+	}
+	var s string
+	if err := json.Unmarshal(q, &s); err != nil {
+		// Malformed: the decoder reports it.
+		return string(q[1 : len(q)-1])
+	}
+	return s
+}
+
+// foldKey maps every key that encoding/json would match to the same field
+// (strings.EqualFold equivalence) to one string: each rune becomes the
+// smallest rune of its simple case-folding orbit.
+func foldKey(k string) string {
+	var sb strings.Builder
+	sb.Grow(len(k))
+	for _, r := range k {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		sb.WriteRune(m)
+	}
+	return sb.String()
+}
+
+// eventFields are the JSON names of Event's fields.
+var eventFields = []string{"id", "user_id", "type", "priority", "title", "body", "data", "collapse_key", "created_at", "ttl"}
+
+// fieldName is the Event field key stands for (encoding/json matches
+// names case-insensitively), or key itself for an unknown field.
+func fieldName(key string) string {
+	for _, f := range eventFields {
+		if strings.EqualFold(f, key) {
+			return f
+		}
+	}
+	return key
 }
 
 func requiredString(field string, v *string, max int) (string, error) {
