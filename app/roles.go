@@ -270,6 +270,10 @@ func Migrate(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	cc.Replication = repl
+	// herald dev never migrates a Cassandra: this is a real cluster, and
+	// below 3 replicas it cannot keep what Herald promises. Only a warning:
+	// one-node development and test clusters run with 1.
+	migrations.WarnUndurable(ctx, cfg.Logger(), cfg.Cassandra.Keyspace, repl)
 	// Schema changes wait for agreement and can be slow on a busy node.
 	cc.Timeout = migrateTimeout
 	st, err := cassandra.OpenAndMigrate(ctx, cc)

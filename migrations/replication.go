@@ -1,8 +1,10 @@
 package migrations
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"sort"
 	"strconv"
@@ -185,4 +187,83 @@ func (r Replication) matches(got map[string]string) bool {
 		}
 	}
 	return n == len(r.DataCenters)
+}
+
+// DurableFactor is the replication factor, in every datacenter that holds
+// replicas, that Herald's guarantees need: with LOCAL_QUORUM writes and
+// LOCAL_SERIAL conditions, three replicas keep every acknowledged write and
+// keep accepting writes through the loss of one node. Below it, one failed
+// node or disk can lose acknowledged notifications and hand their seqs to
+// other notifications (docs/OPERATIONS.md).
+const DurableFactor = 3
+
+// Undurable says why r is below DurableFactor ("" when it is not): the
+// SimpleStrategy factor, or each datacenter whose factor is 1 or 2. A
+// datacenter given factor 0 holds no replicas and is not counted; r with no
+// replicas at all is undurable.
+func (r Replication) Undurable() string {
+	if len(r.DataCenters) == 0 && r.Class != NetworkTopologyStrategy {
+		f := r.Factor
+		if f == 0 {
+			f = 1
+		}
+		if f < DurableFactor {
+			return fmt.Sprintf("SimpleStrategy replication factor %d is below %d", f, DurableFactor)
+		}
+		return ""
+	}
+	dcs := make([]string, 0, len(r.DataCenters))
+	for dc := range r.DataCenters {
+		dcs = append(dcs, dc)
+	}
+	sort.Strings(dcs)
+	var weak []string
+	replicas := 0
+	for _, dc := range dcs {
+		n := r.DataCenters[dc]
+		replicas += n
+		if n > 0 && n < DurableFactor {
+			weak = append(weak, fmt.Sprintf("datacenter %s has replication factor %d", dc, n))
+		}
+	}
+	if replicas == 0 {
+		return "no datacenter holds a replica"
+	}
+	if len(weak) == 0 {
+		return ""
+	}
+	return strings.Join(weak, ", ") + fmt.Sprintf(", below %d", DurableFactor)
+}
+
+// MinFactor is the smallest replication factor of a datacenter holding
+// replicas (the SimpleStrategy factor, 0 when there are no replicas).
+func (r Replication) MinFactor() int {
+	if len(r.DataCenters) == 0 && r.Class != NetworkTopologyStrategy {
+		if r.Factor == 0 {
+			return 1
+		}
+		return r.Factor
+	}
+	m := 0
+	for _, n := range r.DataCenters {
+		if n > 0 && (m == 0 || n < m) {
+			m = n
+		}
+	}
+	return m
+}
+
+// WarnUndurable logs a warning on log when r, the replication of keyspace,
+// is below DurableFactor, and reports whether it did. Only a warning: a
+// one-node development or test cluster legitimately runs with factor 1.
+func WarnUndurable(ctx context.Context, log *slog.Logger, keyspace string, r Replication) bool {
+	why := r.Undurable()
+	if why == "" {
+		return false
+	}
+	log.WarnContext(ctx, "cassandra keyspace replication is below 3: losing one node or its disk can lose "+
+		"notifications already accepted and reuse their seqs; fine for a one-node development or test cluster, "+
+		"not for production (set --replication-cql, e.g. \"dc1=3\"; see docs/OPERATIONS.md)",
+		"keyspace", keyspace, "replication", r.String(), "factor", r.MinFactor(), "why", why)
+	return true
 }
