@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	herald "github.com/heraldhq/herald"
 )
@@ -37,6 +38,10 @@ type conn struct {
 	user    string
 	expires int64 // the token's end, Unix nanoseconds; 0: none
 
+	// frames is the user's client-frame bucket, shared with the user's
+	// other connections on this gateway (set by hub.add).
+	frames *rate.Limiter
+
 	// dead mirrors closed for lock-free checks on hot paths.
 	dead atomic.Bool
 
@@ -55,6 +60,14 @@ type conn struct {
 	closeCode    int // close frame the owner sends; 0: none (peer closed first, or gorilla sent 1009)
 	closeReason  string
 	why          string // metric label of the disconnect
+
+	// Read marks: the reader merges read frames into readAll/readSeqs
+	// while a marker goroutine (marking) applies them, one store call at a
+	// time; markFree wakes a reader waiting for room in readSeqs.
+	marking  bool
+	readAll  bool
+	readSeqs []uint64
+	markFree *sync.Cond
 }
 
 // errClosed stops a replay or fill on a closed connection.
@@ -178,6 +191,9 @@ func (c *conn) close(code int, reason, why string) {
 	c.dead.Store(true)
 	c.closeCode, c.closeReason, c.why = code, reason, why
 	c.queue, c.pending, c.pendingBytes = nil, nil, 0
+	if c.markFree != nil {
+		c.markFree.Broadcast()
+	}
 	if code != 0 {
 		c.startWriterLocked()
 	}
@@ -273,9 +289,23 @@ func (c *conn) extendReadDeadline() {
 	}
 }
 
-// onPing answers a client's ping, which also counts as activity.
+// rateLimited takes one token of the user's frame bucket, or closes the
+// connection with 4029 and reports true when the bucket is empty.
+func (c *conn) rateLimited() bool {
+	if c.frames.Allow() {
+		return false
+	}
+	c.close(CloseRateLimited, rateLimitedReason(c.g.cfg.FrameRate), "rate_limited")
+	return true
+}
+
+// onPing answers a client's ping, which also counts as activity (and as a
+// frame of the user's bucket).
 func (c *conn) onPing(data string) error {
 	c.extendReadDeadline()
+	if c.dead.Load() || c.rateLimited() {
+		return nil
+	}
 	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	var ne net.Error
 	if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) {
@@ -296,7 +326,7 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.extendReadDeadline()
-		if c.dead.Load() {
+		if c.dead.Load() || c.rateLimited() {
 			continue // closing: wait for the client's close frame
 		}
 		if mt != websocket.TextMessage {
@@ -310,25 +340,76 @@ func (c *conn) readLoop() {
 			c.close(fe.Code, fe.Reason, "protocol_error")
 			continue
 		}
-		c.markRead(f)
+		c.queueRead(f)
 	}
 }
 
-// markRead applies a read frame and publishes the new unread count to all
-// of the user's connections.
-func (c *conn) markRead(f ClientFrame) {
+// queueRead merges a read frame into the pending read marks and starts the
+// marker unless it runs. While a store call is in flight, later frames
+// accumulate and are applied by one call: "all" absorbs everything, seqs
+// are united up to MaxReadSeqs per call. A reader whose seqs do not fit
+// waits (at most one store call, bounded by StoreTimeout) for the marker
+// to take the pending ones.
+func (c *conn) queueRead(f ClientFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.markFree == nil {
+		c.markFree = sync.NewCond(&c.mu)
+	}
+	for !c.closed && !f.All && !c.readAll && len(c.readSeqs)+len(f.Seqs) > MaxReadSeqs {
+		c.markFree.Wait()
+	}
+	if c.closed {
+		return
+	}
+	if f.All || c.readAll {
+		c.readAll, c.readSeqs = true, nil
+	} else {
+		c.readSeqs = append(c.readSeqs, f.Seqs...)
+	}
+	if !c.marking {
+		c.marking = true
+		c.goTracked(c.markLoop)
+	}
+}
+
+// markLoop applies the pending read marks until none are left. Frames
+// accepted before the connection closed are still applied (on Shutdown the
+// cancelled store calls end them at once).
+func (c *conn) markLoop() {
+	for {
+		c.mu.Lock()
+		all, seqs := c.readAll, c.readSeqs
+		if !all && len(seqs) == 0 {
+			c.marking = false
+			c.mu.Unlock()
+			return
+		}
+		c.readAll, c.readSeqs = false, nil
+		c.markFree.Broadcast()
+		c.mu.Unlock()
+		slices.Sort(seqs)
+		c.markRead(all, slices.Compact(seqs))
+	}
+}
+
+// markRead applies read marks (all, or seqs) and publishes the new unread
+// count to all of the user's connections.
+func (c *conn) markRead(all bool, seqs []uint64) {
 	ctx, cancel := c.g.storeCtx()
 	defer cancel()
 	var unread int64
 	var err error
-	if f.All {
+	if all {
 		unread, err = c.g.cfg.Store.MarkAllRead(ctx, c.user)
 	} else {
-		unread, err = c.g.cfg.Store.MarkRead(ctx, c.user, f.Seqs)
+		unread, err = c.g.cfg.Store.MarkRead(ctx, c.user, seqs)
 	}
 	if err != nil {
-		c.g.log.Warn("mark read failed", "user", c.user, "err", err)
-		c.close(CloseInternalError, "inbox unavailable, reconnect", "store_error")
+		if !c.dead.Load() {
+			c.g.log.Warn("mark read failed", "user", c.user, "err", err)
+			c.close(CloseInternalError, "inbox unavailable, reconnect", "store_error")
+		}
 		return
 	}
 	c.g.unread.PublishUnread(ctx, c.user, unread)

@@ -22,6 +22,13 @@ const (
 	// CloseTooSlow: the client did not read fast enough; its outbound queue
 	// overflowed. It should reconnect with after=<last seq it saw>.
 	CloseTooSlow = 4008
+	// CloseRateLimited: the user's connections on this gateway sent more
+	// client frames than Config.FrameRate/FrameBurst allow. It should
+	// reconnect with backoff and after=<last seq>, and send fewer frames
+	// (one read frame can carry up to MaxReadSeqs seqs). A 4xxx code of its
+	// own, mirroring HTTP 429, because 1008 already means "too many
+	// connections" and the client's remedy differs.
+	CloseRateLimited = 4029
 	// CloseUnsupportedData (1003): a binary frame or an unknown frame type.
 	CloseUnsupportedData = websocket.CloseUnsupportedData
 	// CloseInvalidPayload (1007): a frame that is not the JSON the protocol
@@ -38,6 +45,11 @@ const (
 	// CloseRestarting (1012): the server is shutting down; reconnect with backoff.
 	CloseRestarting = websocket.CloseServiceRestart
 )
+
+// rateLimitedReason is the close reason of CloseRateLimited.
+func rateLimitedReason(perSecond float64) string {
+	return truncateReason(fmt.Sprintf("rate limited: more than %g frames/s, reconnect with backoff", perSecond))
+}
 
 // MaxReadSeqs bounds the seqs of one read frame (herald.MaxReadSeqs, shared
 // with POST /v1/notifications/read).

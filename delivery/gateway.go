@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/auth"
@@ -107,6 +108,15 @@ type Config struct {
 	// MaxConnsPerUser caps one user's connections on this gateway; more
 	// are refused with HTTP 429. 0 means 32, negative means no cap.
 	MaxConnsPerUser int
+	// FrameRate is how many client frames per second (text, binary and
+	// ping frames) one user may send, summed over all of the user's
+	// connections on this gateway: a token bucket of FrameBurst, shared by
+	// those connections and dropped with the last one. The connection whose
+	// frame finds the bucket empty is closed with 4029. 0 means 20,
+	// negative means no limit.
+	FrameRate float64
+	// FrameBurst is the bucket's size; 0 means twice FrameRate (at least 1).
+	FrameBurst int
 	// Shards is the number of hub shards, rounded up to a power of two; 0
 	// means 64.
 	Shards int
@@ -202,6 +212,15 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.MaxConnsPerUser = 32
 	case cfg.MaxConnsPerUser < 0:
 		cfg.MaxConnsPerUser = math.MaxInt
+	}
+	switch {
+	case cfg.FrameRate == 0:
+		cfg.FrameRate = 20
+	case cfg.FrameRate < 0:
+		cfg.FrameRate = math.Inf(1)
+	}
+	if cfg.FrameBurst <= 0 {
+		cfg.FrameBurst = max(1, int(min(2*cfg.FrameRate, math.MaxInt32)))
 	}
 	def(&cfg.Shards, 64)
 	shards := 1
@@ -307,7 +326,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered with an error
 	}
 	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
-	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser)
+	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
 		code, reason := CloseRestarting, "server restarting"
@@ -452,6 +471,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.hub.each(func(c *conn) { _ = c.ws.Close() })
 	<-g.done
 	return ctx.Err()
+}
+
+// newFrameLimiter is a user's client-frame bucket (Config.FrameRate).
+func (g *Gateway) newFrameLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(g.cfg.FrameRate), g.cfg.FrameBurst)
 }
 
 // storeCtx bounds one store call.

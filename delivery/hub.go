@@ -5,6 +5,8 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/time/rate"
 )
 
 // hub indexes the gateway's connections by user id, in shards that each
@@ -46,18 +48,25 @@ var (
 // limit connections. Checking closing under the shard lock means Shutdown,
 // which sets it before walking the shards, sees every connection that add
 // accepted. first reports that c is the user's only registered connection
-// (the user just became present).
-func (h *hub) add(c *conn, closing *atomic.Bool, limit int) (first bool, err error) {
+// (the user just became present). c shares the frame bucket of the user's
+// other connections; the first one gets a new one from newLimiter.
+func (h *hub) add(c *conn, closing *atomic.Bool, limit int, newLimiter func() *rate.Limiter) (first bool, err error) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if closing.Load() {
 		return false, errClosing
 	}
-	if len(s.users[c.user]) >= limit {
+	cs := s.users[c.user]
+	if len(cs) >= limit {
 		return false, errTooManyConns
 	}
-	s.users[c.user] = append(s.users[c.user], c)
+	if len(cs) > 0 {
+		c.frames = cs[0].frames
+	} else {
+		c.frames = newLimiter()
+	}
+	s.users[c.user] = append(cs, c)
 	return len(s.users[c.user]) == 1, nil
 }
 

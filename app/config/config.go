@@ -51,10 +51,11 @@ type Config struct {
 	RateKey       float64  // POST /v1/events per API key, events/s (burst 2×); 0 = no limit
 	RateUser      float64  // user endpoints per user, requests/s (burst 2×); 0 = no limit
 
-	GatewayID       string // this gateway's id (presence, gw:<id> channel)
-	TransactionalID string // enricher transactional id; stable per instance
-	ReplayLimit     int    // WebSocket replay without `after`
-	RouterFromEnd   bool   // a gateway group with no committed offsets starts at the end of herald.deliveries
+	GatewayID       string  // this gateway's id (presence, gw:<id> channel)
+	TransactionalID string  // enricher transactional id; stable per instance
+	ReplayLimit     int     // WebSocket replay without `after`
+	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
+	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries
 
 	DataDir   string // herald dev, token, send: data directory (embedded Kafka, store, dev secrets)
 	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)

@@ -67,6 +67,7 @@ const (
 	fGatewayID       = "gateway-id"
 	fTransactionalID = "transactional-id"
 	fReplayLimit     = "replay-limit"
+	fWSFrameRate     = "ws-frame-rate"
 	fRouterFromEnd   = "router-from-end"
 
 	fDataDir   = "data-dir"
@@ -184,6 +185,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.TransactionalID })},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
+			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
+				bind: func(c *Config) value { return floatValue{&c.WSFrameRate} }},
 			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
 				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
 
@@ -233,7 +236,7 @@ var roles = map[string][]string{
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}),
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
-		[]string{fOrigins, fGatewayID, fReplayLimit}),
+		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate}),
 }
 
 // Roles are the subcommands that have settings, in the order of the

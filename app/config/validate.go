@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 
 	"github.com/heraldhq/herald/internal/conn"
@@ -69,6 +70,9 @@ func (c *Command) validate() error {
 	}
 	if uses(fRateUser) && cfg.RateUser < 0 {
 		bad(fRateUser, "%g: must be 0 (no limit) or more", cfg.RateUser)
+	}
+	if uses(fWSFrameRate) && (!(cfg.WSFrameRate > 0) || math.IsInf(cfg.WSFrameRate, 0)) {
+		bad(fWSFrameRate, "%g: must be a finite rate above 0", cfg.WSFrameRate)
 	}
 	if uses(fReplayLimit) && cfg.ReplayLimit < 0 {
 		bad(fReplayLimit, "%d: must be 0 (the default) or more", cfg.ReplayLimit)
