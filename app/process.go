@@ -262,7 +262,7 @@ func (p *Process) Verifier() (*auth.Verifier, error) {
 // verifier builds the user-token verifier from cfg's JWT settings plus
 // extra HMAC secrets (herald dev's own).
 func verifier(cfg *config.Config, extra [][]byte) (*auth.Verifier, error) {
-	ac := auth.Config{HMACSecrets: extra}
+	ac := auth.Config{HMACSecrets: extra, MaxLifetime: cfg.JWTMaxLifetime}
 	if cfg.JWTSecret != "" {
 		ac.HMACSecrets = append(ac.HMACSecrets, []byte(cfg.JWTSecret))
 	}

@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -61,6 +63,10 @@ type Config struct {
 	Issuer string
 	// Audience, when not empty, must be one of the token's "aud".
 	Audience string
+	// MaxLifetime, when positive, is the longest lifetime (exp - iat) a
+	// token may claim; a token without iat is then refused, since its
+	// lifetime is unknown. Zero means no limit; negative is an error.
+	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -70,6 +76,8 @@ type Config struct {
 type Verifier struct {
 	parser *jwt.Parser
 	leeway time.Duration
+	// maxLifetime is Config.MaxLifetime (0: no limit).
+	maxLifetime time.Duration
 	// keys maps an algorithm to the only keys allowed to verify it: the pin
 	// that defeats algorithm confusion.
 	keys map[string][]jwt.VerificationKey
@@ -96,6 +104,10 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if len(v.keys) == 0 {
 		return nil, errors.New("auth: no HMAC secret or public key configured")
 	}
+	if cfg.MaxLifetime < 0 {
+		return nil, fmt.Errorf("auth: MaxLifetime must not be negative, got %s", cfg.MaxLifetime)
+	}
+	v.maxLifetime = cfg.MaxLifetime
 	algs := make([]string, 0, len(v.keys))
 	for alg := range v.keys {
 		algs = append(algs, alg)
@@ -217,20 +229,100 @@ func (v *Verifier) VerifyExpiry(token string) (userID string, validUntil time.Ti
 	if len(token) > MaxTokenLen {
 		return "", time.Time{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalidToken, MaxTokenLen)
 	}
-	var claims jwt.RegisteredClaims
-	if _, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc); err != nil {
+	var claims tokenClaims
+	tok, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc)
+	if err != nil {
 		return "", time.Time{}, classify(err)
+	}
+	// RFC 7515 §4.1.11: a recipient must refuse a token whose crit names
+	// an extension it does not understand, and Herald understands none.
+	if _, ok := tok.Header["crit"]; ok {
+		return "", time.Time{}, fmt.Errorf("%w: crit header: no JWS extension is supported", ErrInvalidToken)
 	}
 	if err := herald.ValidateUserID(claims.Subject); err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: sub: %w", ErrInvalidToken, err)
+	}
+	if v.maxLifetime > 0 {
+		if claims.IssuedAt == nil {
+			return "", time.Time{}, fmt.Errorf("%w: missing iat claim (required: tokens may live at most %s)", ErrInvalidToken, v.maxLifetime)
+		}
+		if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life > v.maxLifetime {
+			return "", time.Time{}, fmt.Errorf("%w: lifetime (exp - iat) of %s is more than the %s allowed", ErrInvalidToken, life, v.maxLifetime)
+		}
 	}
 	// exp is required, so ExpiresAt is set.
 	return claims.Subject, claims.ExpiresAt.Add(v.leeway), nil
 }
 
+// tokenClaims are the registered claims, decoded only if exp, iat and nbf
+// are JSON numbers: jwt.NumericDate also takes a string holding a number
+// ("exp":"9999999999"), which RFC 7519 §2 does not allow.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+}
+
+// claimTypeError is a registered time claim that is not a JSON number.
+type claimTypeError struct {
+	claim, got string
+}
+
+func (e *claimTypeError) Error() string {
+	return e.claim + " claim must be a number (NumericDate), got " + e.got
+}
+
+// UnmarshalJSON checks the types of the time claims, then decodes.
+// encoding/json matches names case-insensitively, the same way for both
+// decodes, so what is checked is what is used.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Exp json.RawMessage `json:"exp"`
+		Iat json.RawMessage `json:"iat"`
+		Nbf json.RawMessage `json:"nbf"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"exp", raw.Exp}, {"iat", raw.Iat}, {"nbf", raw.Nbf}} {
+		if got := jsonKind(f.v); got != "" {
+			return &claimTypeError{claim: f.name, got: got}
+		}
+	}
+	return json.Unmarshal(b, &c.RegisteredClaims)
+}
+
+// jsonKind names the kind of the JSON value v when it is present and not
+// a number (null counts as absent), else "".
+func jsonKind(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return ""
+	}
+	switch c := v[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		return ""
+	case c == 'n':
+		return "" // null: absent
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	}
+	return "something else"
+}
+
 // classify maps a jwt error to a sentinel with a short, key-free reason.
 func classify(err error) error {
+	var cte *claimTypeError
 	switch {
+	case errors.As(err, &cte):
+		return fmt.Errorf("%w: %s", ErrInvalidToken, cte.Error())
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return ErrExpired
 	case errors.Is(err, jwt.ErrTokenMalformed):

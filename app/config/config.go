@@ -51,6 +51,8 @@ type Config struct {
 	RateKey       float64  // POST /v1/events per API key, events/s (burst 2×); 0 = no limit
 	RateUser      float64  // user endpoints per user, requests/s (burst 2×); 0 = no limit
 
+	JWTMaxLifetime time.Duration // longest exp - iat of a user token (iat then required); 0 = no limit
+
 	GatewayID       string  // this gateway's id (presence, gw:<id> channel)
 	TransactionalID string  // enricher transactional id; stable per instance
 	ReplayLimit     int     // WebSocket replay without `after`

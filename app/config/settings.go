@@ -59,6 +59,7 @@ const (
 
 	fJWTSecret     = "jwt-secret"
 	fJWTPublicKeys = "jwt-public-keys"
+	fJWTLifetime   = "jwt-max-lifetime"
 	fAPIKeys       = "api-keys"
 	fOrigins       = "origins"
 	fRateKey       = "rate-events-per-key"
@@ -170,6 +171,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.JWTSecret })},
 			{flag: fJWTPublicKeys, env: "HERALD_JWT_PUBLIC_KEYS", usage: "PEM files of RS256/ES256 public keys of user tokens, comma separated",
 				bind: list(func(c *Config) *[]string { return &c.JWTPublicKeys })},
+			{flag: fJWTLifetime, env: "HERALD_JWT_MAX_LIFETIME", def: "0", usage: "longest lifetime (exp - iat) a user token may claim; tokens without iat are then refused (0: no limit)",
+				bind: func(c *Config) value { return durationValue{&c.JWTMaxLifetime} }},
 			{flag: fAPIKeys, env: "HERALD_API_KEYS", secret: true, usage: "upstream API keys, comma separated",
 				bind: list(func(c *Config) *[]string { return &c.APIKeys })},
 			{flag: fOrigins, env: "HERALD_ORIGINS", usage: "allowed browser origins for WebSockets and CORS, comma separated (* for any; empty: same host)",
@@ -212,7 +215,7 @@ var (
 		fCassandraTLS, fCassandraTLSCA, fCassandraTLSCert, fCassandraTLSKey, fCassandraLocalDC}
 	storeSel = []string{fStore, fStorePath}
 	redis    = []string{fRedis, fRedisPassword, fRedisTLSCA}
-	users    = []string{fJWTSecret, fJWTPublicKeys}
+	users    = []string{fJWTSecret, fJWTPublicKeys, fJWTLifetime}
 )
 
 func join(groups ...[]string) []string {

@@ -71,6 +71,9 @@ func (c *Command) validate() error {
 	if uses(fRateUser) && cfg.RateUser < 0 {
 		bad(fRateUser, "%g: must be 0 (no limit) or more", cfg.RateUser)
 	}
+	if uses(fJWTLifetime) && cfg.JWTMaxLifetime < 0 {
+		bad(fJWTLifetime, "%s: must be 0 (no limit) or more", cfg.JWTMaxLifetime)
+	}
 	if uses(fWSFrameRate) && (!(cfg.WSFrameRate > 0) || math.IsInf(cfg.WSFrameRate, 0)) {
 		bad(fWSFrameRate, "%g: must be a finite rate above 0", cfg.WSFrameRate)
 	}
