@@ -446,7 +446,10 @@ func ValidateUserID(id string) error {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case strings.IndexByte("._:@-", c) >= 0:
 		default:
-			return invalid("user_id", "may only contain A-Z a-z 0-9 . _ : @ -, found %q at %d", c, i)
+			// Report the character (not its first byte) and its position
+			// in characters.
+			r, _ := utf8.DecodeRuneInString(id[i:])
+			return invalid("user_id", "may only contain A-Z a-z 0-9 . _ : @ -, found %q at character %d", r, utf8.RuneCountInString(id[:i])+1)
 		}
 	}
 	return nil

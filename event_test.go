@@ -60,6 +60,8 @@ func TestDecodeEventInvalid(t *testing.T) {
 		{"long id", `{"id":"` + long(129) + `","user_id":"u","type":"t"}`, "id", "more than the 128"},
 		{"missing user", `{"id":"1","type":"t"}`, "user_id", "required"},
 		{"user alphabet", `{"id":"1","user_id":"u 1","type":"t"}`, "user_id", "may only contain"},
+		{"user non-ASCII", `{"id":"1","user_id":"ééa😀b","type":"t"}`, "user_id", `found 'é' at character 1`},
+		{"user emoji", `{"id":"1","user_id":"ab😀","type":"t"}`, "user_id", `found '😀' at character 3`},
 		{"long user", `{"id":"1","user_id":"` + long(129) + `","type":"t"}`, "user_id", "more than the 128"},
 		{"missing type", `{"id":"1","user_id":"u"}`, "type", "required"},
 		{"long type", `{"id":"1","user_id":"u","type":"` + long(65) + `"}`, "type", "more than the 64"},
