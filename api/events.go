@@ -21,6 +21,8 @@ type EventSink interface {
 	// acknowledged by Kafka (acks=all). On error some events may have been
 	// written and others not: all or nothing is not promised. The enricher
 	// deduplicates by event id, so the caller may retry the whole batch.
+	// It must return soon after ctx ends: the API gives it
+	// Config.ProduceTimeout.
 	SendEvents(ctx context.Context, events []herald.Event) error
 }
 
@@ -28,6 +30,31 @@ type EventSink interface {
 // events plus the envelope.
 func (s *Server) maxBodyBytes() int64 {
 	return int64(s.cfg.MaxBatch)*herald.MaxEventBytes + 64<<10
+}
+
+// readEvents reads a POST /v1/events body, charging its bytes to the
+// intake budget: a known Content-Length up front (refused at once when it
+// does not fit), a chunked body as it arrives. release gives the bytes
+// back; call it when the request ends, whatever err is.
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	limit := s.maxBodyBytes()
+	if r.ContentLength > limit {
+		return nil, func() {}, errTooLarge{limit}
+	}
+	if n := r.ContentLength; n > 0 {
+		if !s.intake.take(n) {
+			return nil, func() {}, errBusy{}
+		}
+		body, err = readBody(w, r, limit)
+		return body, func() { s.intake.give(n) }, err
+	}
+	br := &budgetReader{r: http.MaxBytesReader(w, r.Body, limit), b: s.intake}
+	body, err = io.ReadAll(br)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = errTooLarge{mbe.Limit}
+	}
+	return body, func() { s.intake.give(br.held) }, err
 }
 
 // postEvents validates one event or {"events":[…]} and hands the decoded
@@ -38,25 +65,27 @@ func (s *Server) maxBodyBytes() int64 {
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	key := auth.AuthorizationBearer(r)
 	if key == "" {
-		writeError(w, http.StatusUnauthorized, "", "missing API key: send Authorization: Bearer <key>")
+		unauthorized(w, false, "missing API key: send Authorization: Bearer <key>")
 		return
 	}
 	if s.cfg.Keys == nil || !s.cfg.Keys.Valid(key) {
-		writeError(w, http.StatusUnauthorized, "", "invalid API key")
+		unauthorized(w, true, "invalid API key")
 		return
 	}
 	if s.cfg.Events == nil {
+		retryAfter(w, time.Minute)
 		writeError(w, http.StatusServiceUnavailable, "", "event intake is not configured on this server")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyBytes()))
+	body, release, err := s.readEvents(w, r)
+	defer release()
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body larger than %d bytes", mbe.Limit))
+		if errors.As(err, new(errBusy)) {
+			retryAfter(w, time.Second)
+			writeError(w, http.StatusServiceUnavailable, "", "event intake is busy (in-flight bytes at their bound), retry")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "", "reading body: "+err.Error())
+		bodyError(w, err)
 		return
 	}
 	raws, field, err := s.splitEvents(body)
@@ -66,8 +95,17 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if ok, wait := s.keys.allow(key, len(raws), now); !ok {
-		tooMany(w, wait)
+	switch v, wait := s.keys.allow(key, len(raws), now); v {
+	case never:
+		l := s.cfg.EventsPerKey
+		writeError(w, http.StatusRequestEntityTooLarge, "events", fmt.Sprintf(
+			"%d events can never pass this API key's rate limit (%g events/s, bursts of %d): send at most %d per request",
+			len(raws), l.Rate, l.Burst, l.Burst))
+		return
+	case later:
+		retryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, "", fmt.Sprintf(
+			"rate limit exceeded: these %d events fit after %s", len(raws), wait.Round(time.Millisecond)))
 		return
 	}
 	// Without a created_at the event takes the time it was received,
@@ -88,9 +126,21 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		events[i] = ev
 	}
-	if err := s.cfg.Events.SendEvents(r.Context(), events); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout)
+	err = s.cfg.Events.SendEvents(ctx, events)
+	cancel()
+	if err != nil {
 		s.log.Warn("producing events failed", "err", err, "count", len(events))
-		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka, retry: "+err.Error())
+		// Some events may be in Kafka: the answer is 503 for the whole
+		// request, which is safe to retry because the enricher
+		// deduplicates by event id.
+		const retry = "none of these events is accepted: retry the whole request with the same event ids (the enricher deduplicates by id, so events that did reach Kafka are not delivered twice)"
+		retryAfter(w, time.Second)
+		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+			writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf("Kafka did not acknowledge within %s; %s", s.cfg.ProduceTimeout, retry))
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, "", "could not hand the events to Kafka ("+err.Error()+"); "+retry)
 		return
 	}
 	s.m.eventsIn.Add(float64(len(events)))

@@ -24,15 +24,15 @@ func (s *Server) user(h userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := auth.AuthorizationBearer(r)
 		if tok == "" {
-			writeError(w, http.StatusUnauthorized, "", "missing token: send Authorization: Bearer <jwt>")
+			unauthorized(w, false, "missing token: send Authorization: Bearer <jwt>")
 			return
 		}
 		uid, err := s.cfg.Users.Verify(tok)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized, "", err.Error())
+			unauthorized(w, true, err.Error())
 			return
 		}
-		if ok, wait := s.users.allow(uid, 1, s.cfg.Now()); !ok {
+		if v, wait := s.users.allow(uid, 1, s.cfg.Now()); v != allowed {
 			tooMany(w, wait)
 			return
 		}
@@ -52,33 +52,6 @@ func (s *Server) storeError(w http.ResponseWriter, op string, err error) {
 		s.log.Error("store failure", "op", op, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "", "storage unavailable, retry later")
 	}
-}
-
-// decodeBody strictly decodes a small JSON body into v.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	const maxBody = 64 << 10
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body larger than %d bytes", mbe.Limit))
-		case errors.As(err, &te):
-			writeError(w, http.StatusBadRequest, te.Field, fmt.Sprintf("%s: wrong type %s", te.Field, te.Value))
-		case errors.Is(err, io.EOF):
-			writeError(w, http.StatusBadRequest, "", "empty body")
-		default:
-			writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
-		}
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "", "trailing data after the JSON object")
-		return false
-	}
-	return true
 }
 
 func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, uid string) {
@@ -118,10 +91,32 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, uid s
 	if len(ns) > 0 {
 		next = ns[len(ns)-1].Seq
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Notifications []herald.Notification `json:"notifications"`
-		Next          uint64                `json:"next"`
-	}{ns, next})
+	writeList(w, ns, next)
+}
+
+// writeList streams {"notifications":[…],"next":N} one notification at a
+// time through the ResponseWriter's buffer, so that the encoded page is
+// never held whole in memory; a reader that stops reading is cut by the
+// server's write timeout, which ends the handler and frees the page.
+func writeList(w http.ResponseWriter, ns []herald.Notification, next uint64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.WriteString(w, `{"notifications":[`); err != nil {
+		return
+	}
+	enc := json.NewEncoder(w)
+	for i := range ns {
+		if i > 0 {
+			if _, err := io.WriteString(w, ","); err != nil {
+				return
+			}
+		}
+		if err := enc.Encode(&ns[i]); err != nil {
+			return
+		}
+	}
+	_, _ = io.WriteString(w, `],"next":`+strconv.FormatUint(next, 10)+"}\n")
 }
 
 func (s *Server) markRead(w http.ResponseWriter, r *http.Request, uid string) {
@@ -132,12 +127,10 @@ func (s *Server) markRead(w http.ResponseWriter, r *http.Request, uid string) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if !req.All && req.Seqs == nil {
-		writeError(w, http.StatusBadRequest, "seqs", `send {"seqs":[…]} or {"all":true}`)
-		return
-	}
-	if len(req.Seqs) > 1000 {
-		writeError(w, http.StatusBadRequest, "seqs", "at most 1000 seqs per request")
+	// The same rule as a WebSocket read frame.
+	if err := herald.ValidateRead(req.Seqs, req.All); err != nil {
+		ve, _ := herald.AsValidationError(err)
+		writeError(w, http.StatusBadRequest, ve.Field, err.Error())
 		return
 	}
 	var unread int64

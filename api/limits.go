@@ -35,10 +35,27 @@ func newLimiters(l Limit, max int) *limiters {
 	return &limiters{limit: l, max: max, cur: map[string]*rate.Limiter{}}
 }
 
-// allow takes n tokens for key; when refused it returns how long to wait.
-func (ls *limiters) allow(key string, n int, now time.Time) (bool, time.Duration) {
+// verdict is what allow decided.
+type verdict int
+
+const (
+	allowed verdict = iota
+	// later: the request fits the bucket but not now; retry after wait.
+	later
+	// never: the request is larger than the burst and can never pass.
+	never
+)
+
+// allow takes n tokens for key, all or none: every event of a batch is
+// charged. When refused it says whether the request could pass later
+// (and after how long: when the bucket will hold n tokens) or never (n is
+// more than the burst).
+func (ls *limiters) allow(key string, n int, now time.Time) (verdict, time.Duration) {
 	if ls == nil || ls.limit.off() {
-		return true, 0
+		return allowed, 0
+	}
+	if n > ls.limit.Burst {
+		return never, 0
 	}
 	ls.mu.Lock()
 	lim := ls.cur[key]
@@ -52,24 +69,24 @@ func (ls *limiters) allow(key string, n int, now time.Time) (bool, time.Duration
 		ls.cur[key] = lim
 	}
 	ls.mu.Unlock()
-	if n > ls.limit.Burst {
-		// A request larger than the bucket can never pass: make it wait
-		// for a full bucket instead of refusing it forever.
-		n = ls.limit.Burst
-	}
 	r := lim.ReserveN(now, n)
 	if !r.OK() {
-		return false, time.Second
+		return never, 0
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return false, d
+		return later, d
 	}
-	return true, 0
+	return allowed, 0
+}
+
+// retryAfter sets Retry-After to wait in whole seconds, at least 1.
+func retryAfter(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait.Seconds())))))
 }
 
 // tooMany writes a 429 with Retry-After in whole seconds (at least 1).
 func tooMany(w http.ResponseWriter, wait time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait.Seconds())))))
+	retryAfter(w, wait)
 	writeError(w, http.StatusTooManyRequests, "", "rate limit exceeded, retry after "+wait.Round(time.Millisecond).String())
 }

@@ -65,6 +65,14 @@ type Config struct {
 	// EventsPerKey limits POST /v1/events per API key, counted in events;
 	// the zero value means no limit. Refused requests get 429 + Retry-After.
 	EventsPerKey Limit
+	// ProduceTimeout bounds how long POST /v1/events waits for Kafka to
+	// acknowledge a request's events; past it the answer is 503 with
+	// Retry-After. 0 means 5s.
+	ProduceTimeout time.Duration
+	// MaxInflightBytes bounds the bytes of POST /v1/events bodies being
+	// read, validated or produced at once; a request that would go past it
+	// gets 503 with Retry-After. 0 means 64 MiB.
+	MaxInflightBytes int64
 	// RequestsPerUser limits the user endpoints per user id; the zero
 	// value means no limit.
 	RequestsPerUser Limit
@@ -100,6 +108,7 @@ type Server struct {
 	m       *serverMetrics
 	keys    *limiters
 	users   *limiters
+	intake  *budget
 }
 
 // ErrConfig is returned by New for an incomplete Config.
@@ -125,6 +134,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ProduceTimeout <= 0 {
+		cfg.ProduceTimeout = DefaultProduceTimeout
+	}
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = DefaultMaxInflightBytes
+	}
 	if cfg.MaxLimitedUsers <= 0 {
 		cfg.MaxLimitedUsers = 100_000
 	}
@@ -133,8 +148,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.Join(ErrConfig, fmt.Errorf("CORSOrigins: %w", err))
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: newServerMetrics(cfg.Registerer),
-		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers)}
-	s.handler = cors(origins, s.mux)
+		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers),
+		intake: newBudget(cfg.MaxInflightBytes)}
+	s.handler = cors(origins, canonicalPaths(s.mux))
 	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
 	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
 	s.route("/v1/notifications/read", map[string]http.HandlerFunc{http.MethodPost: s.user(s.markRead)})
@@ -201,6 +217,18 @@ type errorBody struct {
 	Field string `json:"field,omitempty"`
 }
 
+// unauthorized writes a 401 with WWW-Authenticate (RFC 6750): the
+// challenge alone for missing credentials, error="invalid_token" for
+// credentials that were sent and refused.
+func unauthorized(w http.ResponseWriter, sent bool, msg string) {
+	challenge := `Bearer realm="herald"`
+	if sent {
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeError(w, http.StatusUnauthorized, "", msg)
+}
+
 func writeError(w http.ResponseWriter, code int, field, msg string) {
 	writeJSON(w, code, errorBody{Error: msg, Field: field})
 }
@@ -261,7 +289,7 @@ type OpsConfig struct {
 // roles that do not serve the user API (enricher, gateway).
 func Ops(cfg OpsConfig) http.Handler {
 	s := &Server{cfg: Config{Ready: cfg.Ready}, mux: http.NewServeMux(), log: slog.Default(), m: newServerMetrics(cfg.Registerer)}
-	s.handler = s.mux
+	s.handler = canonicalPaths(s.mux)
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
 	metricsHandler := promhttp.HandlerFor(gathererFor(cfg.Gatherer, cfg.Registerer), promhttp.HandlerOpts{})

@@ -250,7 +250,7 @@ func TestInboxErrors(t *testing.T) {
 		{"GET", "/v1/notifications?unread_only=maybe", "tok-u1", "", 400, "unread_only"},
 		{"POST", "/v1/notifications/read", "tok-u1", `{}`, 400, "seqs"},
 		{"POST", "/v1/notifications/read", "tok-u1", `{"seqs":"1"}`, 400, "seqs"},
-		{"POST", "/v1/notifications/read", "tok-u1", `{"bogus":1}`, 400, ""},
+		{"POST", "/v1/notifications/read", "tok-u1", `{"bogus":1}`, 400, "bogus"},
 		{"PUT", "/v1/preferences", "tok-u1", `{"quiet_hours":{"start":"25:00","end":"07:00"}}`, 400, "quiet_hours.start"},
 		{"PUT", "/v1/preferences", "tok-u1", `{"quiet_hours":{"start":"22:00","end":"07:00","timezone":"Nowhere/City"}}`, 400, "quiet_hours.timezone"},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"windows","token":"t"}`, 400, "platform"},
@@ -393,7 +393,7 @@ func TestLimitersStayBounded(t *testing.T) {
 	}
 	// A recent key survives one generation swap with its state.
 	ls.allow("hot", 1, now)
-	if ok, _ := ls.allow("hot", 1, now); ok {
+	if v, _ := ls.allow("hot", 1, now); v == allowed {
 		t.Fatal("hot key got a second token in the same instant")
 	}
 }

@@ -337,16 +337,28 @@ func (p *Process) Serve(h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", p.cfg.Addr, err)
 	}
-	p.ln = ln
-	p.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	hc := p.HTTPConfig()
+	lim := api.NewListener(ln, hc)
+	p.ln = lim
+	p.http = api.NewHTTPServer(h, hc)
 	p.g.Go(func() error {
-		if err := p.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := p.http.Serve(lim); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
 	})
 	p.log.Info("listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// HTTPConfig is the HTTP server bounds of the Config (--http-*), zero
+// values meaning api's defaults, with the process's logger and registry.
+func (p *Process) HTTPConfig() api.HTTPConfig {
+	return api.HTTPConfig{
+		ReadTimeout: p.cfg.HTTPReadTimeout, WriteTimeout: p.cfg.HTTPWriteTimeout,
+		IdleTimeout: p.cfg.HTTPIdleTimeout, MaxConns: p.cfg.HTTPMaxConns,
+		Logger: p.log, Registerer: p.reg,
+	}
 }
 
 // Addr is the HTTP listener's address, nil before Serve.

@@ -33,6 +33,14 @@ type Config struct {
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // text or json
 
+	HTTPReadTimeout  time.Duration // whole request, headers and body (headers alone ≤ 10s)
+	HTTPWriteTimeout time.Duration // writing a response; WebSockets set their own deadlines
+	HTTPIdleTimeout  time.Duration // keep-alive connection idle that long is closed
+	HTTPMaxConns     int           // open connections of the listener; past it 503 + close
+
+	ProduceTimeout    time.Duration // POST /v1/events: Kafka acknowledgement deadline, then 503
+	IntakeMaxInflight int           // POST /v1/events: bytes of bodies held at once, then 503
+
 	Kafka          conn.Kafka    // brokers, TLS, SASL
 	TopicPrefix    string        // prefix of every topic name and consumer group
 	Replication    int           // `herald topics`: replication factor; -1 = broker default

@@ -27,6 +27,13 @@ const (
 	fLogLevel        = "log-level"
 	fLogFormat       = "log-format"
 
+	fHTTPReadTimeout  = "http-read-timeout"
+	fHTTPWriteTimeout = "http-write-timeout"
+	fHTTPIdleTimeout  = "http-idle-timeout"
+	fHTTPMaxConns     = "http-max-conns"
+	fProduceTimeout   = "produce-timeout"
+	fIntakeInflight   = "intake-max-inflight-bytes"
+
 	fBrokers       = "brokers"
 	fKafkaTLS      = "kafka-tls"
 	fKafkaTLSCA    = "kafka-tls-ca"
@@ -109,6 +116,19 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.LogLevel })},
 			{flag: fLogFormat, env: "HERALD_LOG_FORMAT", def: "text", usage: "text or json",
 				bind: str(func(c *Config) *string { return &c.LogFormat })},
+
+			{flag: fHTTPReadTimeout, env: "HERALD_HTTP_READ_TIMEOUT", def: "30s", usage: "how long a client may take to send a whole request, headers (at most 10s of it) and body",
+				bind: func(c *Config) value { return durationValue{&c.HTTPReadTimeout} }},
+			{flag: fHTTPWriteTimeout, env: "HERALD_HTTP_WRITE_TIMEOUT", def: "30s", usage: "how long writing a response may take before the connection is cut (WebSockets set their own deadlines)",
+				bind: func(c *Config) value { return durationValue{&c.HTTPWriteTimeout} }},
+			{flag: fHTTPIdleTimeout, env: "HERALD_HTTP_IDLE_TIMEOUT", def: "60s", usage: "an idle keep-alive connection is closed after this",
+				bind: func(c *Config) value { return durationValue{&c.HTTPIdleTimeout} }},
+			{flag: fHTTPMaxConns, env: "HERALD_HTTP_MAX_CONNS", def: "10000", usage: "open HTTP connections (WebSockets included); one more is answered 503 and closed",
+				bind: num(func(c *Config) *int { return &c.HTTPMaxConns })},
+			{flag: fProduceTimeout, env: "HERALD_PRODUCE_TIMEOUT", def: "5s", usage: "how long POST /v1/events waits for Kafka to acknowledge before answering 503 (a retried batch is deduplicated by event id)",
+				bind: func(c *Config) value { return durationValue{&c.ProduceTimeout} }},
+			{flag: fIntakeInflight, env: "HERALD_INTAKE_MAX_INFLIGHT_BYTES", def: "67108864", usage: "bytes of POST /v1/events bodies held at once (64 MiB); past it 503 with Retry-After",
+				bind: num(func(c *Config) *int { return &c.IntakeMaxInflight })},
 
 			{flag: fBrokers, env: "HERALD_BROKERS", def: "127.0.0.1:9092", usage: "Kafka seed brokers, comma separated",
 				bind: list(func(c *Config) *[]string { return &c.Kafka.Brokers })},
@@ -209,7 +229,8 @@ func settings() ([]*setting, map[string]*setting) {
 // Groups of settings, composed into the roles below.
 var (
 	logging   = []string{fLogLevel, fLogFormat}
-	server    = []string{fAddr, fShutdownTimeout}
+	server    = []string{fAddr, fShutdownTimeout, fHTTPReadTimeout, fHTTPWriteTimeout, fHTTPIdleTimeout, fHTTPMaxConns}
+	intake    = []string{fProduceTimeout, fIntakeInflight}
 	kafka     = []string{fBrokers, fKafkaTLS, fKafkaTLSCA, fKafkaTLSCert, fKafkaTLSKey, fKafkaSASL, fKafkaUser, fKafkaPassword}
 	cassandra = []string{fCassandra, fKeyspace, fConsistency, fCassandraUser, fCassandraPassword,
 		fCassandraTLS, fCassandraTLSCA, fCassandraTLSCert, fCassandraTLSKey, fCassandraLocalDC}
@@ -230,13 +251,13 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser}, users, []string{fAPIKeys}),
+		fRateKey, fRateUser}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
-		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}),
+		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate}),

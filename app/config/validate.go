@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/internal/conn"
 )
@@ -34,6 +35,23 @@ func (c *Command) validate() error {
 	}
 	if uses(fShutdownTimeout) && cfg.ShutdownTimeout <= 0 {
 		bad(fShutdownTimeout, "%s: must be positive", cfg.ShutdownTimeout)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{fHTTPReadTimeout, cfg.HTTPReadTimeout}, {fHTTPWriteTimeout, cfg.HTTPWriteTimeout},
+		{fHTTPIdleTimeout, cfg.HTTPIdleTimeout}, {fProduceTimeout, cfg.ProduceTimeout}} {
+		if uses(d.flag) && d.v <= 0 {
+			bad(d.flag, "%s: must be positive", d.v)
+		}
+	}
+	if uses(fHTTPMaxConns) && cfg.HTTPMaxConns < 1 {
+		bad(fHTTPMaxConns, "%d: must be at least 1", cfg.HTTPMaxConns)
+	}
+	// A full batch (500 × 64 KiB + 64 KiB) must fit, or it could never pass.
+	const fullBatch = 500*64<<10 + 64<<10
+	if uses(fIntakeInflight) && cfg.IntakeMaxInflight < fullBatch {
+		bad(fIntakeInflight, "%d: must be at least %d, one full batch", cfg.IntakeMaxInflight, fullBatch)
 	}
 	if uses(fBrokers) {
 		c.validateKafka(bad)
