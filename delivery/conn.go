@@ -18,10 +18,23 @@ import (
 )
 
 // pendingItem is a live notification held back while the connection
-// replays or fills a gap.
+// replays or fills a gap; one without a frame is a check: the inbox's
+// notification at seq is compared with the one sent (see checkQueued).
 type pendingItem struct {
 	seq, prev uint64
+	id        string
 	frame     []byte
+}
+
+// sentRing is how many of the latest seqs sent on a connection have their
+// notification id remembered, to tell a duplicate (same id: skipped) from
+// a seq conflict (another id: the store reused the seq, see resync).
+const sentRing = 16
+
+// sentID is one remembered (seq, id).
+type sentID struct {
+	seq uint64
+	id  string
 }
 
 // conn is one WebSocket connection.
@@ -47,13 +60,14 @@ type conn struct {
 
 	mu sync.Mutex
 	// Everything below is guarded by mu.
-	queue        [][]byte // frames waiting for the writer, oldest first
-	queued       int      // bytes in queue and in the batch being written
-	writing      bool     // the write side has an owner
-	pingDue      bool     // the owner should send a ping
-	replaying    bool     // live notifications go to pending, not the queue
-	filling      bool     // a gap fill runs; live notifications go to pending
-	lastSeq      uint64   // newest seq queued or sent on this connection
+	queue        [][]byte         // frames waiting for the writer, oldest first
+	queued       int              // bytes in queue and in the batch being written
+	writing      bool             // the write side has an owner
+	pingDue      bool             // the owner should send a ping
+	replaying    bool             // live notifications go to pending, not the queue
+	filling      bool             // a gap fill runs; live notifications go to pending
+	lastSeq      uint64           // newest seq queued or sent on this connection
+	sent         [sentRing]sentID // ids of recent seqs sent, at seq % sentRing
 	pending      []pendingItem
 	pendingBytes int
 	closed       bool
@@ -72,6 +86,9 @@ type conn struct {
 
 // errClosed stops a replay or fill on a closed connection.
 var errClosed = errors.New("connection closed")
+
+// errTooSlow: the queue is full; the connection is closed with 4008.
+var errTooSlow = errors.New("queue full")
 
 // writeErr marks an error of the socket (as opposed to the store).
 type writeErr struct{ err error }
@@ -115,7 +132,7 @@ func (c *conn) startWriterLocked() {
 
 // offer hands a live notification to the connection. alive is false when
 // the connection is closed; queued reports that the frame was queued now.
-func (c *conn) offer(seq, prev uint64, frame []byte) (alive, queued bool) {
+func (c *conn) offer(seq, prev uint64, id string, frame []byte) (alive, queued bool) {
 	slow := false
 	c.mu.Lock()
 	if c.closed {
@@ -124,20 +141,26 @@ func (c *conn) offer(seq, prev uint64, frame []byte) (alive, queued bool) {
 	}
 	switch {
 	case c.replaying || c.filling:
-		c.pending = append(c.pending, pendingItem{seq, prev, frame})
+		c.pending = append(c.pending, pendingItem{seq, prev, id, frame})
 		c.pendingBytes += len(frame)
 		slow = c.pendingBytes > c.g.cfg.MaxQueueBytes
-	case seq <= c.lastSeq:
+	case c.seenLocked(seq, id, c.lastSeq) == seqSent:
 		// Already sent (replayed, gap-filled, or delivered twice).
+	case seq <= c.lastSeq:
+		// A conflict: sent with another id. The inbox decides which one
+		// is the notification at seq, off every lock.
+		c.filling = true
+		c.pending = append(c.pending, pendingItem{seq: seq})
+		c.goTracked(c.fill)
 	case prev > c.lastSeq:
 		// A gap: fetch the missing ones from the inbox off every lock.
 		c.filling = true
-		c.pending = append(c.pending, pendingItem{seq, prev, frame})
+		c.pending = append(c.pending, pendingItem{seq, prev, id, frame})
 		c.pendingBytes += len(frame)
 		c.goTracked(c.fill)
 	default:
 		if queued = c.enqueueLocked(frame); queued {
-			c.lastSeq = seq
+			c.sentLocked(seq, id)
 		} else {
 			slow = true
 		}
@@ -147,6 +170,66 @@ func (c *conn) offer(seq, prev uint64, frame []byte) (alive, queued bool) {
 		c.close(CloseTooSlow, "too slow: reconnect with after=<last seq>", "too_slow")
 	}
 	return true, queued
+}
+
+// sentLocked records that the notification seq (id) was queued or sent:
+// it is the connection's newest. c.mu is held.
+func (c *conn) sentLocked(seq uint64, id string) {
+	c.lastSeq = seq
+	c.sent[seq%sentRing] = sentID{seq, id}
+}
+
+// seqState classifies a notification against what a connection sent.
+type seqState int
+
+const (
+	seqNew      seqState = iota // after the last seq sent: send it
+	seqSent                     // sent already, or taken for a duplicate: skip it
+	seqConflict                 // sent with another id: the inbox reused the seq
+)
+
+// seenLocked classifies the notification seq (id) against last, the newest
+// seq sent. A seq sent with another id is a conflict: the inbox reused the
+// seq (its copy of the first was lost, e.g. in a store crash), and the
+// client must get the new one. Only the last sentRing seqs are
+// remembered; an older one, or one without an id, is taken for a
+// duplicate. c.mu is held.
+func (c *conn) seenLocked(seq uint64, id string, last uint64) seqState {
+	if seq > last {
+		return seqNew
+	}
+	e := c.sent[seq%sentRing]
+	if id == "" || e.seq != seq || e.id == "" || e.id == id {
+		return seqSent
+	}
+	return seqConflict
+}
+
+// sendStoredLocked classifies a notification read from the inbox: true
+// means send it. For a conflict the inbox is right: *last is rewound to
+// seq-1 (the connection resumes from the reused seq: it is sent again and
+// everything after it follows) and it is sent. c.mu is held.
+func (c *conn) sendStoredLocked(n *herald.Notification, last *uint64) bool {
+	switch c.seenLocked(n.Seq, n.ID, *last) {
+	case seqSent:
+		return false
+	case seqConflict:
+		c.g.log.Warn("seq conflict: the inbox reused a seq already sent; resending from it",
+			"user", c.user, "seq", n.Seq, "sent_id", c.sent[n.Seq%sentRing].id, "id", n.ID, "was_at", *last)
+		c.g.m.conflicts.Inc()
+		*last = n.Seq - 1
+	}
+	return true
+}
+
+// storedAt reads the inbox's notification at seq; ok is false when the
+// inbox has none.
+func (c *conn) storedAt(seq uint64) (n herald.Notification, ok bool, err error) {
+	page, err := c.g.list(c.user, seq-1, 1, false)
+	if err != nil || len(page) == 0 || page[0].Seq != seq {
+		return herald.Notification{}, false, err
+	}
+	return page[0], true, nil
 }
 
 // send queues a non-notification frame (unread count).
@@ -557,8 +640,20 @@ func (c *conn) replayAndSync(after uint64, hasAfter bool) error {
 		c.mu.Unlock()
 		slices.SortFunc(pend, func(a, b pendingItem) int { return cmp.Compare(a.seq, b.seq) })
 		for _, p := range pend {
-			if p.seq <= last {
+			c.mu.Lock()
+			state := c.seenLocked(p.seq, p.id, last)
+			c.mu.Unlock()
+			if p.frame == nil {
+				state = seqConflict // a check
+			}
+			switch state {
+			case seqSent:
 				continue // replayed already
+			case seqConflict:
+				if err := c.checkNow(&last, p.seq); err != nil {
+					return err
+				}
+				continue
 			}
 			if p.prev > last {
 				if err := c.fillNow(&last, p.seq, p.prev); err != nil {
@@ -568,6 +663,9 @@ func (c *conn) replayAndSync(after uint64, hasAfter bool) error {
 			if err := c.write(p.frame); err != nil {
 				return err
 			}
+			c.mu.Lock()
+			c.sent[p.seq%sentRing] = sentID{p.seq, p.id}
+			c.mu.Unlock()
 			last = p.seq
 			c.g.m.live.Inc()
 		}
@@ -579,7 +677,10 @@ func (c *conn) replayOne(n *herald.Notification, last *uint64) error {
 	if c.dead.Load() {
 		return errClosed
 	}
-	if n.Seq <= *last {
+	c.mu.Lock()
+	send := c.sendStoredLocked(n, last)
+	c.mu.Unlock()
+	if !send {
 		return nil
 	}
 	frame, err := encodeNotification(n)
@@ -589,9 +690,23 @@ func (c *conn) replayOne(n *herald.Notification, last *uint64) error {
 	if err := c.write(frame); err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.sent[n.Seq%sentRing] = sentID{n.Seq, n.ID}
+	c.mu.Unlock()
 	*last = n.Seq
 	c.g.m.replay.Inc()
 	return nil
+}
+
+// checkNow resolves, as the write side's owner, a live notification at
+// seq <= *last that conflicts with the one sent: the inbox's notification
+// at seq is sent (from seq on) if it is not the one sent.
+func (c *conn) checkNow(last *uint64, seq uint64) error {
+	n, ok, err := c.storedAt(seq)
+	if err != nil || !ok {
+		return err
+	}
+	return c.replayOne(&n, last)
 }
 
 // fillNow writes, as the write side's owner, the stored notifications
@@ -630,7 +745,15 @@ func (c *conn) fill() {
 		i, ok := 0, true
 		for ; i < len(c.pending); i++ {
 			p := c.pending[i]
-			if p.seq <= c.lastSeq {
+			if p.frame == nil {
+				break // a check: made below, off the lock
+			}
+			switch c.seenLocked(p.seq, p.id, c.lastSeq) {
+			case seqSent:
+				continue
+			case seqConflict:
+				c.pending[i] = pendingItem{seq: p.seq}
+				i-- // check it now
 				continue
 			}
 			if p.prev > c.lastSeq {
@@ -639,7 +762,7 @@ func (c *conn) fill() {
 			if ok = c.enqueueLocked(p.frame); !ok {
 				break
 			}
-			c.lastSeq = p.seq
+			c.sentLocked(p.seq, p.id)
 			c.g.m.live.Inc()
 		}
 		if !ok {
@@ -657,10 +780,20 @@ func (c *conn) fill() {
 			c.mu.Unlock()
 			return
 		}
-		from, to, prev := c.lastSeq, c.pending[0].seq, c.pending[0].prev
+		first := c.pending[0]
+		if first.frame == nil {
+			c.pending = c.pending[1:]
+		}
+		from, to, prev := c.lastSeq, first.seq, first.prev
 		c.mu.Unlock()
 
-		if err := c.fillQueued(from, to, prev); err != nil {
+		var err error
+		if first.frame == nil {
+			err = c.checkQueued(first.seq)
+		} else {
+			err = c.fillQueued(from, to, prev)
+		}
+		if err != nil {
 			if !errors.Is(err, errClosed) && !c.dead.Load() {
 				c.g.log.Warn("gap fill failed", "user", c.user, "err", err)
 				c.close(CloseInternalError, "inbox unavailable, reconnect", "store_error")
@@ -668,6 +801,37 @@ func (c *conn) fill() {
 			return
 		}
 	}
+}
+
+// checkQueued resolves a live notification at seq that conflicted with the
+// one sent: it queues the inbox's notification at seq (rewinding the
+// connection to it) unless it is the one sent.
+func (c *conn) checkQueued(seq uint64) error {
+	n, ok, err := c.storedAt(seq)
+	if err != nil || !ok {
+		return err
+	}
+	frame, err := encodeNotification(&n)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		err = errClosed
+	case !c.sendStoredLocked(&n, &c.lastSeq):
+	case !c.enqueueLocked(frame):
+		err = errTooSlow
+	default:
+		c.sentLocked(n.Seq, n.ID)
+		c.g.m.replay.Inc()
+	}
+	c.mu.Unlock()
+	if errors.Is(err, errTooSlow) {
+		c.close(CloseTooSlow, "too slow: reconnect with after=<last seq>", "too_slow")
+		return errClosed
+	}
+	return err
 }
 
 // fillQueued queues the stored notifications in (from, to).
@@ -689,7 +853,7 @@ func (c *conn) fillQueued(from, to, prev uint64) error {
 			return errClosed
 		}
 		for i := range ns {
-			if ns[i].Seq <= c.lastSeq {
+			if !c.sendStoredLocked(&ns[i], &c.lastSeq) {
 				continue
 			}
 			if !c.enqueueLocked(frames[i]) {
@@ -697,7 +861,7 @@ func (c *conn) fillQueued(from, to, prev uint64) error {
 				c.close(CloseTooSlow, "too slow: reconnect with after=<last seq>", "too_slow")
 				return errClosed
 			}
-			c.lastSeq = ns[i].Seq
+			c.sentLocked(ns[i].Seq, ns[i].ID)
 			c.g.m.replay.Inc()
 		}
 		from = c.lastSeq

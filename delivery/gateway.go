@@ -398,7 +398,7 @@ func (g *Gateway) Deliver(ctx context.Context, userID string, n herald.Notificat
 	}
 	queued := 0
 	for _, c := range cs {
-		alive, q := c.offer(n.Seq, n.Prev, frame)
+		alive, q := c.offer(n.Seq, n.Prev, n.ID, frame)
 		online = online || alive
 		if q {
 			queued++

@@ -15,6 +15,7 @@ type gatewayMetrics struct {
 	latency      prometheus.Observer
 	connections  prometheus.Gauge
 	disconnects  *prometheus.CounterVec // by reason
+	conflicts    prometheus.Counter     // herald_seq_conflicts_total
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -34,5 +35,8 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		disconnects: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Name: "disconnects_total", Help: "WebSocket connections closed, by reason.",
 		}, []string{"reason"})),
+		conflicts: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Name: "seq_conflicts_total", Help: "Notifications a WebSocket connection received for a seq it had already sent with another id (the inbox reused the seq); they are resent.",
+		})),
 	}
 }
