@@ -331,6 +331,9 @@ func scanEvent(b []byte, base int) error {
 					key := unquoteKey(b[start:i])
 					folded := foldKey(key)
 					if first, dup := seen[folded]; dup {
+						if first == key {
+							return invalid(fieldName(key), "appears more than once in the event")
+						}
 						return invalid(fieldName(key), "appears more than once in the event (as %q and %q)", first, key)
 					}
 					seen[folded] = key
