@@ -116,10 +116,14 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 || resp.Close {
-		t.Fatalf("healthz: %v %v", resp, err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("healthz: %d close=%v", resp.StatusCode, resp.Close)
+	}
 	_, err = br.ReadByte() // the server closes the idle connection
 	var ne net.Error
 	if err == nil || errors.As(err, &ne) && ne.Timeout() {
@@ -250,11 +254,12 @@ func TestWebSocketOutlivesServerTimeouts(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+addr+"/v1/ws?token=tok-u1", nil)
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+addr+"/v1/ws?token=tok-u1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
+	_ = resp.Body.Close()
+	defer func() { _ = ws.Close() }()
 	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
 	var f map[string]any
 	if err := ws.ReadJSON(&f); err != nil || f["type"] != "synced" {
