@@ -15,8 +15,8 @@ import (
 )
 
 // The contract's example event (docs/ARCHITECTURE.md), with odd
-// whitespace, an unknown field, a duplicate key and HTML-ish text.
-const contractEvent = `{"id": "evt-7f3a", "user_id": "u-123", "type": "mention", "type": "mention",
+// whitespace, an unknown field and HTML-ish text.
+const contractEvent = `{"id": "evt-7f3a", "user_id": "u-123", "type": "mention",
  "priority": "normal", "title": "Ada <ada@example.com> mentioned you", "body": "in #general: …",
  "data": { "url" : "/c/general/42?a=1&b=2" }, "collapse_key": "thread:42",
  "created_at": "2026-11-22T10:00:00Z", "ttl": 86400, "extra": true}`
