@@ -1080,20 +1080,33 @@ cmd_restart() {
 cmd_kill9() {
 	(($# > 0)) || die "kill9: name the components (kafka, cassandra, redis)"
 	component_args kill9 "$@"
-	local name pid i
+	local name pid i port
 	for name in "$@"; do
-		if ! pid=$(pid_of "$name"); then
+		if pid=$(pid_of "$name"); then
+			kill -KILL "$pid" 2>/dev/null || true
+			for ((i = 0; i < 100; i++)); do
+				alive "$pid" || break
+				sleep 0.1
+			done
+			if alive "$pid"; then
+				die "$name: pid $pid still alive 10s after SIGKILL"
+			fi
+			printf '%-9s killed (pid %s, SIGKILL)\n' "$name" "$pid"
+		else
 			printf '%-9s not running\n' "$name"
-			continue
 		fi
-		kill -KILL "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		alive "$pid" && die "$name: pid $pid still alive 10s after SIGKILL"
 		rm -f -- "$(pidfile_of "$name")"
-		printf '%-9s killed (pid %s, SIGKILL)\n' "$name" "$pid"
+		# A killed JVM holds its ports for a moment after its pid is gone
+		# (whoever killed it): wait until up can bind them again.
+		for port in $(ports_of "$name"); do
+			for ((i = 0; i < 300; i++)); do
+				port_user "$port" >/dev/null || break
+				sleep 0.1
+			done
+			if port_user "$port" >/dev/null; then
+				die "$name: port $port still taken 30s after the kill"
+			fi
+		done
 	done
 }
 
