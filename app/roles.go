@@ -86,7 +86,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	log := p.log.With("role", "gateway", "gateway", p.cfg.GatewayID)
 	gcfg := delivery.Config{
 		Store: st, Verifier: v, Logger: log, Registerer: p.reg,
-		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins,
+		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins, FrameRate: p.cfg.WSFrameRate,
 	}
 	var deliverer pipeline.Deliverer
 	var cl *cluster.Cluster
