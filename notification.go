@@ -86,11 +86,19 @@ type PushJob struct {
 
 // Device is a phone registered for push.
 type Device struct {
-	UserID    string    `json:"-"`
-	Platform  string    `json:"platform"` // "ios" or "android"
-	Token     string    `json:"token"`
-	AppID     string    `json:"app_id"`
+	UserID   string `json:"-"`
+	Platform string `json:"platform"` // "ios" or "android"
+	Token    string `json:"token"`
+	AppID    string `json:"app_id"`
+	// CreatedAt is when the user first registered this token: kept when
+	// the same user registers it again, reset when it moves to another user.
+	// In a registration (store.Devices.PutDevice) it is the time of that
+	// registration.
 	CreatedAt time.Time `json:"created_at"`
+	// LastSeen is the latest of the last registration and the last
+	// successful push recorded by the pusher (which refreshes it at most
+	// once per store.TouchInterval). Ignored in a registration.
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // Validate checks a device registration.

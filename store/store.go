@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	herald "github.com/heraldhq/herald"
 )
@@ -77,23 +79,97 @@ type Preferences interface {
 	PutPreferences(ctx context.Context, userID string, p herald.Preferences) error
 }
 
-// Devices is the registry of phones for push.
+// TouchInterval bounds how often TouchDevice writes: it refreshes a
+// device's LastSeen only when the stored one is more than TouchInterval
+// older than the new sighting, so a device pushed to constantly costs one
+// write per hour, not one per push.
+const TouchInterval = time.Hour
+
+// Devices is the registry of phones for push. A token belongs to at most
+// one user at a time.
 type Devices interface {
-	// PutDevice registers (or refreshes) d for d.UserID. A token registered
-	// by another user moves to this one.
+	// PutDevice registers d for d.UserID: an upsert by d.Token. d.CreatedAt
+	// is the time of this registration (zero means now); d.LastSeen is
+	// ignored. Registering a token the user already has keeps its stored
+	// CreatedAt and updates Platform and AppID; a token registered by
+	// another user moves to this one (it leaves the other user's list and
+	// gets this registration's CreatedAt). LastSeen becomes the
+	// registration time (never earlier than the stored one for the same
+	// user), and the registration time is kept for DeleteDeviceIfStale.
 	PutDevice(ctx context.Context, d herald.Device) error
-	// Devices lists the user's devices, oldest first.
+	// Devices lists the user's devices, oldest CreatedAt first (ties by
+	// token), with LastSeen set.
 	Devices(ctx context.Context, userID string) ([]herald.Device, error)
 	// DeleteDevice removes the user's device with this token; ErrNotFound if
-	// the user has no such device.
+	// the user has no such device (an empty token included).
 	DeleteDevice(ctx context.Context, userID, token string) error
+	// TouchDevice records that a push to the user's token succeeded at
+	// seen: it sets LastSeen to seen if the stored LastSeen is before
+	// seen - TouchInterval, and otherwise does nothing (LastSeen never goes
+	// back). A token the user does not have (deleted or moved meanwhile) is
+	// not recreated, and is not an error: it returns nil.
+	TouchDevice(ctx context.Context, userID, token string, seen time.Time) error
+	// DeleteDeviceIfStale acts on provider feedback that the token is dead:
+	// it removes the user's device with this token if it still belongs to
+	// userID and was last registered strictly before before, and reports
+	// whether it did. Pass as before the time the failing send started: a
+	// registration of the token after that (the app got it again) is newer
+	// than the provider's verdict and is kept. A token the user does not
+	// have returns false, nil.
+	DeleteDeviceIfStale(ctx context.Context, userID, token string, before time.Time) (deleted bool, err error)
 }
+
+// PushProgress records, per push job and device, what the pusher has
+// delivered, so that a pusher restarted after a crash resends only what
+// was in flight. Entries expire after a bounded time (each implementation
+// documents it; at least DefaultPushProgressTTL unless configured).
+type PushProgress interface {
+	// MarkPushSent records that the provider accepted job jobID of userID
+	// for device token. It is idempotent: marking again changes nothing.
+	// jobID (1 to MaxJobIDBytes bytes) is chosen by the pusher and must be
+	// the same for every attempt and replay of one job (the notification
+	// id); token must be 1 to 4096 bytes. Invalid ids return a
+	// *herald.ValidationError naming "job_id" or "token".
+	MarkPushSent(ctx context.Context, userID, jobID, token string) error
+	// PushSent returns the tokens marked for (userID, jobID) and not yet
+	// expired, as a set (never nil; empty if none).
+	PushSent(ctx context.Context, userID, jobID string) (map[string]bool, error)
+}
+
+// DefaultPushProgressTTL is how long push progress is kept when a store
+// has no other retention: far beyond any Kafka retention or DLQ replay of
+// a push job.
+const DefaultPushProgressTTL = 90 * 24 * time.Hour
+
+// MaxJobIDBytes bounds the job ids of PushProgress.
+const MaxJobIDBytes = 1024
+
+// ValidatePushKey checks the job id and token of a PushProgress call.
+func ValidatePushKey(jobID, token string) error {
+	if jobID == "" {
+		return &herald.ValidationError{Field: "job_id", Reason: "must not be empty"}
+	}
+	if len(jobID) > MaxJobIDBytes {
+		return &herald.ValidationError{Field: "job_id", Reason: fmt.Sprintf("is longer than %d bytes", MaxJobIDBytes)}
+	}
+	if token == "" {
+		return &herald.ValidationError{Field: "token", Reason: "must not be empty"}
+	}
+	if len(token) > maxTokenBytes {
+		return &herald.ValidationError{Field: "token", Reason: fmt.Sprintf("is longer than %d bytes", maxTokenBytes)}
+	}
+	return nil
+}
+
+// maxTokenBytes is herald.Device.Validate's limit.
+const maxTokenBytes = 4096
 
 // Store is everything Herald keeps durably.
 type Store interface {
 	Inbox
 	Preferences
 	Devices
+	PushProgress
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases resources. It is idempotent; calls after it return ErrClosed.

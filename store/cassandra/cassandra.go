@@ -33,7 +33,7 @@ var (
 )
 
 // tables Open requires; the migrations create them.
-var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner"}
+var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress"}
 
 // Store is a store.Store on Cassandra. It is safe for concurrent use.
 //

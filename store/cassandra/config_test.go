@@ -162,7 +162,7 @@ func TestStatements(t *testing.T) {
 	texts := []string{q.meta, q.metaAndEvents, q.commit, q.anchor, q.insertNotification, q.insertUnread, q.insertEvent, q.deleteUnread,
 		q.eventsIn, q.notificationsIn, q.unreadIn, q.listAfter, q.listAfterLimit, q.unreadBetween, q.unreadAfter,
 		q.unreadAfterLimit, q.claim, q.getPrefs, q.putPrefs, q.devices, q.deviceOne, q.putDevice, q.deleteDevice,
-		q.ownerGet, q.ownerPut, q.ownerDelete, q.ping}
+		q.ownerGet, q.ownerIn, q.ownerInsert, q.ownerSet, q.ownerRelease, q.ownerTouch, q.markPushSent, q.pushSent, q.ping}
 	for _, s := range texts {
 		if s == "" || strings.ContainsAny(s, "{}") {
 			t.Fatalf("statement not fully built: %q", s)

@@ -21,7 +21,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 	return &storeMetrics{
 		casConflicts: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cassandra", Name: "cas_conflicts_total",
-			Help: "Conditional batches on a user's inbox that lost to a concurrent change and were retried, by operation.",
+			Help: "Compare-and-set writes (a user's inbox, a device token's owner) that lost to a concurrent change and were retried, by operation.",
 		}, []string{"op"})),
 		casUnknown: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cassandra", Name: "cas_unknown_total",

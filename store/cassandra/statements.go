@@ -16,6 +16,9 @@ const (
 // notifColumns are the columns of a notification row, in rowScan order.
 const notifColumns = `seq, id, event_id, type, priority, title, body, data, created_at`
 
+// ownerColumns are the columns of a device_owner row, in ownerRow.scan order.
+const ownerColumns = `user_id, gen, platform, app_id, created_at, registered_at, last_seen`
+
 // statements are the CQL texts of a Store, keyspace-qualified once at Open.
 // The driver prepares each distinct text once per host and reuses it, so
 // these strings must stay constant (values are always bound, never
@@ -51,8 +54,14 @@ type statements struct {
 	putDevice    string
 	deleteDevice string
 	ownerGet     string
-	ownerPut     string
-	ownerDelete  string
+	ownerIn      string
+	ownerInsert  string
+	ownerSet     string
+	ownerRelease string
+	ownerTouch   string
+
+	markPushSent string
+	pushSent     string
 
 	ping string
 }
@@ -105,13 +114,25 @@ func newStatements(ks string) statements {
 		getPrefs: f(`SELECT prefs FROM {ks}.preferences WHERE user_id = ?`),
 		putPrefs: f(`INSERT INTO {ks}.preferences (user_id, prefs, updated_at) VALUES (?, ?, ?)`),
 
+		// devices is the index by user; device_owner holds the truth (see
+		// doc.go, "Device registry"). Index writes carry USING TIMESTAMP gen.
 		devices:      f(`SELECT device_token, platform, app_id, created_at FROM {ks}.devices WHERE user_id = ?`),
-		deviceOne:    f(`SELECT device_token FROM {ks}.devices WHERE user_id = ? AND device_token = ?`),
-		putDevice:    f(`INSERT INTO {ks}.devices (user_id, device_token, platform, app_id, created_at) VALUES (?, ?, ?, ?, ?)`),
-		deleteDevice: f(`DELETE FROM {ks}.devices WHERE user_id = ? AND device_token = ?`),
-		ownerGet:     f(`SELECT user_id FROM {ks}.device_owner WHERE device_token = ?`),
-		ownerPut:     f(`INSERT INTO {ks}.device_owner (device_token, user_id) VALUES (?, ?)`),
-		ownerDelete:  f(`DELETE FROM {ks}.device_owner WHERE device_token = ?`),
+		deviceOne:    f(`SELECT created_at FROM {ks}.devices WHERE user_id = ? AND device_token = ?`),
+		putDevice:    f(`INSERT INTO {ks}.devices (user_id, device_token, platform, app_id, created_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?`),
+		deleteDevice: f(`DELETE FROM {ks}.devices USING TIMESTAMP ? WHERE user_id = ? AND device_token = ?`),
+		ownerGet:     f(`SELECT ` + ownerColumns + ` FROM {ks}.device_owner WHERE device_token = ?`),
+		ownerIn:      f(`SELECT device_token, ` + ownerColumns + ` FROM {ks}.device_owner WHERE device_token IN ?`),
+		ownerInsert: f(`INSERT INTO {ks}.device_owner (device_token, user_id, gen, platform, app_id, created_at, registered_at, last_seen)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`),
+		ownerSet: f(`UPDATE {ks}.device_owner SET user_id = ?, gen = ?, platform = ?, app_id = ?, created_at = ?, registered_at = ?, last_seen = ?
+			WHERE device_token = ? IF user_id = ? AND gen = ?`),
+		// The row stays (user_id null) so that gen keeps increasing if the
+		// token is registered again.
+		ownerRelease: f(`UPDATE {ks}.device_owner SET user_id = null, gen = ? WHERE device_token = ? IF user_id = ? AND gen = ?`),
+		ownerTouch:   f(`UPDATE {ks}.device_owner SET last_seen = ? WHERE device_token = ? IF user_id = ? AND gen = ?`),
+
+		markPushSent: f(`INSERT INTO {ks}.push_progress (user_id, job_id, device_token, sent_at) VALUES (?, ?, ?, ?) USING TTL ?`),
+		pushSent:     f(`SELECT device_token FROM {ks}.push_progress WHERE user_id = ? AND job_id = ?`),
 
 		ping: `SELECT release_version FROM system.local`,
 	}

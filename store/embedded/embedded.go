@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +53,12 @@ type Config struct {
 	// before Open fails with ErrLocked. Zero means DefaultTimeout; negative
 	// means wait forever.
 	Timeout time.Duration
+	// PushProgressTTL is how long a MarkPushSent entry is kept; zero means
+	// store.DefaultPushProgressTTL.
+	PushProgressTTL time.Duration
+	// Now returns the current time (push progress expiry, zero CreatedAt
+	// of a registration); nil means time.Now. Tests set it.
+	Now func() time.Time
 }
 
 // Store is a store.Store in one bbolt file. It is safe for concurrent use;
@@ -66,10 +70,12 @@ type Config struct {
 // whole batch. Write calls may block waiting for the single writer slot
 // without watching ctx.
 type Store struct {
-	db     *bolt.DB
-	log    *slog.Logger
-	path   string
-	closed atomic.Bool
+	db      *bolt.DB
+	log     *slog.Logger
+	path    string
+	closed  atomic.Bool
+	now     func() time.Time
+	pushTTL time.Duration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -87,9 +93,11 @@ var (
 	bPrefs   = []byte("prefs")
 	bDevices = []byte("devices")
 	bTokens  = []byte("tokens")
+	bPushed  = []byte("pushed")
+	bPushExp = []byte("pushexp")
 	bHerald  = []byte("herald")
 
-	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bHerald}
+	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bPushed, bPushExp, bHerald}
 
 	keyFormat = []byte("format")
 	unreadVal = []byte{1} // never mutated; bbolt keeps a reference until commit
@@ -103,6 +111,15 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.PushProgressTTL == 0:
+		cfg.PushProgressTTL = store.DefaultPushProgressTTL
+	case cfg.PushProgressTTL < 0:
+		return nil, fmt.Errorf("embedded: Config.PushProgressTTL %v is negative", cfg.PushProgressTTL)
 	}
 	switch {
 	case cfg.Timeout == 0:
@@ -149,7 +166,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg.Logger.Info("embedded store opened", "path", cfg.Path, "nosync", cfg.NoSync)
-	return &Store{db: db, log: cfg.Logger, path: cfg.Path}, nil
+	return &Store{db: db, log: cfg.Logger, path: cfg.Path, now: cfg.Now, pushTTL: cfg.PushProgressTTL}, nil
 }
 
 // Close closes the file, waiting for running calls to finish. It is
@@ -547,101 +564,5 @@ func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Pref
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bPrefs).Put(userKey(userID), v)
-	})
-}
-
-// deviceRecord is the JSON value of the devices bucket (herald.Device
-// leaves UserID out of its JSON; it is in the key).
-type deviceRecord struct {
-	Platform  string    `json:"platform"`
-	AppID     string    `json:"app_id"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// PutDevice implements store.Devices. A zero CreatedAt is set to now. An
-// invalid d returns its *herald.ValidationError.
-func (s *Store) PutDevice(ctx context.Context, d herald.Device) error {
-	if err := checkUserID(d.UserID); err != nil {
-		return err
-	}
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if d.CreatedAt.IsZero() {
-		d.CreatedAt = time.Now()
-	}
-	v, err := json.Marshal(deviceRecord{Platform: d.Platform, AppID: d.AppID, CreatedAt: d.CreatedAt.UTC()})
-	if err != nil {
-		return fmt.Errorf("embedded: encode device: %w", err)
-	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		devices, tokens := tx.Bucket(bDevices), tx.Bucket(bTokens)
-		tok := []byte(d.Token)
-		if owner := tokens.Get(tok); owner != nil && string(owner) != d.UserID {
-			if err := devices.Delete(suffixKey(string(owner), d.Token)); err != nil {
-				return err
-			}
-		}
-		if err := devices.Put(suffixKey(d.UserID, d.Token), v); err != nil {
-			return err
-		}
-		return tokens.Put(tok, []byte(d.UserID))
-	})
-}
-
-// Devices implements store.Devices: oldest CreatedAt first, ties by token.
-func (s *Store) Devices(ctx context.Context, userID string) ([]herald.Device, error) {
-	if err := checkUserID(userID); err != nil {
-		return nil, err
-	}
-	out := []herald.Device{}
-	prefix := userKey(userID)
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		c := tx.Bucket(bDevices).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var r deviceRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("embedded: corrupt device of user %q: %w", userID, err)
-			}
-			out = append(out, herald.Device{
-				UserID: userID, Platform: r.Platform, Token: string(k[len(prefix):]),
-				AppID: r.AppID, CreatedAt: r.CreatedAt,
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b herald.Device) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Token, b.Token)
-	})
-	return out, nil
-}
-
-// DeleteDevice implements store.Devices.
-func (s *Store) DeleteDevice(ctx context.Context, userID, token string) error {
-	if err := checkUserID(userID); err != nil {
-		return err
-	}
-	if token == "" {
-		return store.ErrNotFound
-	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		devices, tokens := tx.Bucket(bDevices), tx.Bucket(bTokens)
-		key := suffixKey(userID, token)
-		if devices.Get(key) == nil {
-			return store.ErrNotFound
-		}
-		if err := devices.Delete(key); err != nil {
-			return err
-		}
-		if owner := tokens.Get([]byte(token)); string(owner) == userID {
-			return tokens.Delete([]byte(token))
-		}
-		return nil
 	})
 }

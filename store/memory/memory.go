@@ -11,6 +11,7 @@
 package memory
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -35,19 +36,48 @@ type Store struct {
 	closed  bool
 	users   map[string]*userInbox
 	prefs   map[string]herald.Preferences
-	devices map[string][]herald.Device // user → devices, oldest first
-	owner   map[string]string          // token → user
+	devices map[string][]device // user → devices
+	owner   map[string]string   // token → user
+
+	now     func() time.Time
+	pushTTL time.Duration
+	pushed  map[pushKey]time.Time      // → expiry
+	jobs    map[jobKey]map[string]bool // → tokens marked
+	expiry  expiryHeap
+}
+
+// Options configures NewWith. Zero values mean the documented default.
+type Options struct {
+	// Now returns the current time; nil means time.Now. Tests set it to
+	// expire push progress without waiting.
+	Now func() time.Time
+	// PushProgressTTL is how long a MarkPushSent entry is kept; zero means
+	// store.DefaultPushProgressTTL.
+	PushProgressTTL time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
 
-// New returns an empty store.
-func New() *Store {
+// New returns an empty store with the default Options.
+func New() *Store { return NewWith(Options{}) }
+
+// NewWith returns an empty store configured by o.
+func NewWith(o Options) *Store {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.PushProgressTTL <= 0 {
+		o.PushProgressTTL = store.DefaultPushProgressTTL
+	}
 	return &Store{
 		users:   map[string]*userInbox{},
 		prefs:   map[string]herald.Preferences{},
-		devices: map[string][]herald.Device{},
+		devices: map[string][]device{},
 		owner:   map[string]string{},
+		now:     o.Now,
+		pushTTL: o.PushProgressTTL,
+		pushed:  map[pushKey]time.Time{},
+		jobs:    map[jobKey]map[string]bool{},
 	}
 }
 
@@ -295,6 +325,12 @@ func (s *Store) PutPreferences(ctx context.Context, userID string, p herald.Pref
 	return nil
 }
 
+// device is a stored device with the time of its last registration.
+type device struct {
+	herald.Device
+	registered time.Time
+}
+
 // PutDevice implements store.Devices. A zero CreatedAt is set to now; an
 // invalid d returns its *herald.ValidationError.
 func (s *Store) PutDevice(ctx context.Context, d herald.Device) error {
@@ -309,23 +345,35 @@ func (s *Store) PutDevice(ctx context.Context, d herald.Device) error {
 	}
 	defer s.mu.Unlock()
 	if d.CreatedAt.IsZero() {
-		d.CreatedAt = time.Now().UTC()
+		d.CreatedAt = s.now().UTC()
 	}
+	at := d.CreatedAt
+	d.LastSeen = at
 	if prev, ok := s.owner[d.Token]; ok {
+		if prev == d.UserID {
+			old := s.devices[prev][s.deviceIndex(prev, d.Token)]
+			d.CreatedAt = old.CreatedAt
+			if old.LastSeen.After(d.LastSeen) {
+				d.LastSeen = old.LastSeen
+			}
+		}
 		s.removeDevice(prev, d.Token)
 	}
 	s.owner[d.Token] = d.UserID
-	s.devices[d.UserID] = append(s.devices[d.UserID], d)
+	s.devices[d.UserID] = append(s.devices[d.UserID], device{Device: d, registered: at})
 	return nil
 }
 
+func (s *Store) deviceIndex(userID, token string) int {
+	return slices.IndexFunc(s.devices[userID], func(d device) bool { return d.Token == token })
+}
+
 func (s *Store) removeDevice(userID, token string) bool {
-	ds := s.devices[userID]
-	i := slices.IndexFunc(ds, func(d herald.Device) bool { return d.Token == token })
+	i := s.deviceIndex(userID, token)
 	if i < 0 {
 		return false
 	}
-	s.devices[userID] = slices.Delete(ds, i, i+1)
+	s.devices[userID] = slices.Delete(s.devices[userID], i, i+1)
 	delete(s.owner, token)
 	return true
 }
@@ -340,9 +388,9 @@ func (s *Store) Devices(ctx context.Context, userID string) ([]herald.Device, er
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	out := slices.Clone(s.devices[userID])
-	if out == nil {
-		out = []herald.Device{}
+	out := make([]herald.Device, 0, len(s.devices[userID]))
+	for _, d := range s.devices[userID] {
+		out = append(out, d.Device)
 	}
 	slices.SortStableFunc(out, func(a, b herald.Device) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
@@ -366,6 +414,137 @@ func (s *Store) DeleteDevice(ctx context.Context, userID, token string) error {
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// TouchDevice implements store.Devices.
+func (s *Store) TouchDevice(ctx context.Context, userID, token string, seen time.Time) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	i := s.deviceIndex(userID, token)
+	if i < 0 {
+		return nil
+	}
+	d := &s.devices[userID][i]
+	if d.LastSeen.Before(seen.Add(-store.TouchInterval)) {
+		d.LastSeen = seen.UTC()
+	}
+	return nil
+}
+
+// DeleteDeviceIfStale implements store.Devices.
+func (s *Store) DeleteDeviceIfStale(ctx context.Context, userID, token string, before time.Time) (bool, error) {
+	if err := checkUserID(userID); err != nil {
+		return false, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	i := s.deviceIndex(userID, token)
+	if i < 0 || !s.devices[userID][i].registered.Before(before) {
+		return false, nil
+	}
+	return s.removeDevice(userID, token), nil
+}
+
+// pushKey addresses one (user, job, token) entry of push progress.
+type pushKey struct{ user, job, token string }
+
+// pushExpiry is an entry of the expiry heap.
+type pushExpiry struct {
+	at  time.Time
+	key pushKey
+}
+
+// expiryHeap is a min-heap of expiries (container/heap).
+type expiryHeap []pushExpiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(pushExpiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// prune drops the push progress expired at now. Every MarkPushSent calls it
+// (no background goroutine), so the entries held are at most those marked
+// within the TTL plus those expired since the last mark.
+func (s *Store) prune(now time.Time) {
+	for len(s.expiry) > 0 && !s.expiry[0].at.After(now) {
+		e := heap.Pop(&s.expiry).(pushExpiry)
+		if at, ok := s.pushed[e.key]; ok && at.Equal(e.at) {
+			delete(s.pushed, e.key)
+			if j := s.jobs[jobKey{e.key.user, e.key.job}]; j != nil {
+				delete(j, e.key.token)
+				if len(j) == 0 {
+					delete(s.jobs, jobKey{e.key.user, e.key.job})
+				}
+			}
+		}
+	}
+}
+
+type jobKey struct{ user, job string }
+
+// MarkPushSent implements store.PushProgress. An entry expires
+// Options.PushProgressTTL after it was first marked.
+func (s *Store) MarkPushSent(ctx context.Context, userID, jobID, token string) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if err := store.ValidatePushKey(jobID, token); err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	s.prune(now)
+	k := pushKey{userID, jobID, token}
+	if _, ok := s.pushed[k]; ok {
+		return nil
+	}
+	at := now.Add(s.pushTTL)
+	s.pushed[k] = at
+	jk := jobKey{userID, jobID}
+	if s.jobs[jk] == nil {
+		s.jobs[jk] = map[string]bool{}
+	}
+	s.jobs[jk][token] = true
+	heap.Push(&s.expiry, pushExpiry{at: at, key: k})
+	return nil
+}
+
+// PushSent implements store.PushProgress.
+func (s *Store) PushSent(ctx context.Context, userID, jobID string) (map[string]bool, error) {
+	if err := checkUserID(userID); err != nil {
+		return nil, err
+	}
+	if err := store.ValidatePushKey(jobID, "-"); err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	out := map[string]bool{}
+	for tok := range s.jobs[jobKey{userID, jobID}] {
+		if s.pushed[pushKey{userID, jobID, tok}].After(now) {
+			out[tok] = true
+		}
+	}
+	return out, nil
 }
 
 // Ping implements store.Store.

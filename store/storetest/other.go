@@ -261,7 +261,14 @@ func (s *suite) close(t *testing.T) {
 		"PutDevice":      func() error { return st.PutDevice(ctx, dev) },
 		"Devices":        func() error { _, err := st.Devices(ctx, u); return err },
 		"DeleteDevice":   func() error { return st.DeleteDevice(ctx, u, dev.Token) },
-		"Ping":           func() error { return st.Ping(ctx) },
+		"TouchDevice":    func() error { return st.TouchDevice(ctx, u, dev.Token, baseTime) },
+		"DeleteDeviceIfStale": func() error {
+			_, err := st.DeleteDeviceIfStale(ctx, u, dev.Token, baseTime)
+			return err
+		},
+		"MarkPushSent": func() error { return st.MarkPushSent(ctx, u, "job", dev.Token) },
+		"PushSent":     func() error { _, err := st.PushSent(ctx, u, "job"); return err },
+		"Ping":         func() error { return st.Ping(ctx) },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, store.ErrClosed) {

@@ -56,7 +56,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run("PutListDelete", s.devicesPutListDelete)
 		t.Run("Refresh", s.devicesRefresh)
 		t.Run("TokenMoves", s.devicesTokenMoves)
+		t.Run("Reregister", s.devicesReregister)
+		t.Run("MovedCreatedAt", s.devicesMovedCreatedAt)
+		t.Run("Touch", s.devicesTouch)
+		t.Run("DeleteIfStale", s.devicesDeleteIfStale)
 	})
+	t.Run("PushProgress", s.pushProgress)
 	t.Run("Validation", func(t *testing.T) {
 		t.Run("UserIDs", s.rejectsBadUserIDs)
 		t.Run("EventIDs", s.rejectsBadEventIDs)
@@ -68,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Concurrent", func(t *testing.T) {
 		t.Run("AppendDifferentUsers", s.concurrentAppendDifferentUsers)
 		t.Run("MarkReadVsAppend", s.concurrentMarkReadVsAppend)
+		t.Run("TokenMoves", s.concurrentTokenMoves)
 	})
 }
 
