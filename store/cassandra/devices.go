@@ -18,6 +18,7 @@ import (
 // never registered, or released), gen 0 (a row written before migration
 // 0005), zero times.
 type ownerRow struct {
+	exists                          bool
 	user, platform, appID           string
 	gen                             int64
 	createdAt, registered, lastSeen time.Time
@@ -72,6 +73,7 @@ func (s *Store) owner(ctx context.Context, token string, serial bool) (ownerRow,
 	if err != nil {
 		return ownerRow{}, s.fail("read device owner", err)
 	}
+	r.exists = true
 	return r, nil
 }
 
@@ -135,7 +137,7 @@ func (s *Store) PutDevice(ctx context.Context, d herald.Device) error {
 		}
 		gen := nextGen(cur.gen)
 		var applied bool
-		if cur == (ownerRow{}) {
+		if !cur.exists {
 			applied, err = s.ownerCAS(ctx, s.q.ownerInsert, d.Token, d.UserID, gen, d.Platform, d.AppID, created, at, seen)
 		} else {
 			applied, err = s.ownerCAS(ctx, s.q.ownerSet, d.UserID, gen, d.Platform, d.AppID, created, at, seen,

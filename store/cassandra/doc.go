@@ -42,9 +42,9 @@
 //     ballot timestamps, monotonic per partition; mixing in plain writes
 //     (client timestamps) is what makes LWT tables misbehave, and there are
 //     none.
-//   - claims, preferences, devices and device_owner are separate tables
-//     (see migrations); claims have a partition per (user, event id) so
-//     claims never contend with each other.
+//   - claims, preferences, devices, device_owner and push_progress are
+//     separate tables (see migrations); claims have a partition per (user,
+//     event id) so claims never contend with each other.
 //
 // # Append: order of writes and crash safety
 //
@@ -138,6 +138,83 @@
 //     inbox (List from 0) skip them. Reads by seq (resume, unread walk,
 //     statics) start past them.
 //
+// # Device registry: one owner per token
+//
+// A token belongs to at most one user, and a token registered by another
+// user moves (phones change accounts). That is a change of two users'
+// partitions, which no single-partition transaction covers, so the truth
+// lives in a third place, the token's own row:
+//
+//	device_owner PRIMARY KEY (device_token)
+//	  user_id, gen, platform, app_id, created_at, registered_at, last_seen
+//	devices      PRIMARY KEY ((user_id), device_token)   the index by user
+//
+// Every change of a device_owner row is a lightweight transaction
+// conditioned on the (user_id, gen) read before it (UPDATE ... IF user_id
+// = ? AND gen = ?, INSERT ... IF NOT EXISTS for a new token), and sets gen
+// to nextGen: above the previous gen and at least the current time in
+// microseconds. Paxos serialises them: of two users registering one token
+// at once, one wins, the other's condition fails, it re-reads (at SERIAL)
+// and moves the token from the winner on its next attempt, so the row
+// always names the last registrant and gen strictly increases with each
+// change. There are no plain writes to device_owner (no mixing of
+// client and ballot timestamps on an LWT table). Deleting a token
+// (DeleteDevice, DeleteDeviceIfStale) clears user_id and raises gen,
+// keeping the row so gen keeps increasing if the token comes back; one
+// small row stays per token ever registered.
+//
+// After its transaction, a call writes the index: the new owner's row, and
+// the deletion of the previous owner's, in one logged batch, both stamped
+// USING TIMESTAMP gen. The index writes of successive owners may reach
+// the replicas in any order (a slow API instance, a driver retry), but
+// Cassandra keeps the write with the highest timestamp, that is the one of
+// the latest change: an old owner's insert arriving late cannot resurrect
+// its row over a later deletion, and a late deletion cannot remove a row
+// registered again since. gen being at least the wall clock also puts
+// these writes above the rows that builds before migration 0005 wrote with
+// client timestamps.
+//
+// Devices(user) reads the user's index, then the owner rows of those
+// tokens (one IN query per 100), and lists a token only if its owner row
+// names the user. So an index row left behind (a crash between the
+// transaction and the index batch, or a lost batch) is never listed, and
+// the moment a move's transaction commits the token disappears from the
+// previous owner's list, whatever became of its index row. The one window
+// the filter cannot hide is the reverse: a registration whose transaction
+// committed but whose index batch was lost is not listed until the client
+// retries the failed call (which it does: the call returned an error).
+//
+// DeleteDeviceIfStale judges the registered_at of the row its transaction
+// is conditioned on: a registration landing in between changes gen, the
+// transaction fails, and the new registration is judged (and kept) on the
+// next attempt. TouchDevice reads the row and, only when last_seen is more
+// than store.TouchInterval older than the sighting, runs UPDATE ... SET
+// last_seen IF user_id = ? AND gen = ?: at most one Paxos round per device
+// per hour, never recreating a deleted or moved device; a lost race is
+// not retried (a sighting is advisory). Rows from builds before 0005 have
+// null gen, data and times: they are conditioned on as null, their data is
+// read from the index row, their last_seen reads as created_at and their
+// missing registered_at as older than any feedback (the registration
+// predates any pusher of this build).
+//
+// A device_owner transaction whose answer is lost (timeout) is not
+// resolved in the call: it returns the error, and the caller's retry
+// re-reads the row, recognises its own write by (user_id, gen) and
+// completes the index. The driver may retry these transactions (they are
+// marked idempotent) for the same reason: a retry of one that applied
+// fails its condition and the re-read finds the call's own gen.
+//
+// # Push progress
+//
+//	push_progress PRIMARY KEY ((user_id, job_id), device_token)   sent_at
+//
+// MarkPushSent is one plain INSERT USING TTL the retention (or
+// store.DefaultPushProgressTTL when the retention is forever): idempotent
+// (a retry rewrites the same row) and retried by the driver. PushSent reads
+// the (user, job) partition, a handful of rows. Nothing else touches the
+// table; rows expire by TTL (the table's 90-day default_time_to_live is a
+// safety net).
+//
 // # Driver settings
 //
 // Statements are constant strings with bind markers, prepared once per host
@@ -158,7 +235,8 @@
 //     replica set.
 //   - A user's partition grows with retention (about 3 small rows per
 //     notification plus its content); keep notifications small.
-//   - Moving a device token between users is a logged batch after a read
-//     of the current owner; two users registering the same token at the
-//     same moment may both list it until one re-registers.
+//   - Registering, deleting or moving a device token is a Paxos round on
+//     the token's row plus a logged batch; listing a user's devices is two
+//     reads (the index, then the owners). Fine for registrations (rare)
+//     and for the pusher's one listing per job.
 package cassandra

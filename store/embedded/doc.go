@@ -30,8 +30,11 @@
 //	dedup    userKey+eventID  → seq
 //	claims   userKey+eventID  → token
 //	prefs    userKey          → preferences JSON
-//	devices  userKey+token    → device JSON
+//	devices  userKey+token    → device JSON (platform, app id, created_at,
+//	                            last_seen, registered_at)
 //	tokens   token            → user id owning the token
+//	pushed   userKey+len16(job)+job+token → expiry (8 bytes, Unix ns)
+//	pushexp  expiry+pushed key → empty: the expiry index of pushed
 //	herald   "format"         → layout version
 //
 // The read flag lives only in the unread index, so MarkRead deletes keys and
@@ -39,6 +42,17 @@
 // index and cost time proportional to the unread notifications, not to the
 // inbox. UnreadCount reads the counter in users, which every write keeps
 // equal to the size of the user's unread range.
+//
+// Devices: PutDevice reads the token's owner and moves or refreshes the
+// device in one write transaction, so a token is always in exactly one
+// user's range; DeleteDeviceIfStale checks registered_at and deletes in
+// one transaction, so a registration is either judged or kept.
+//
+// Push progress expires Config.PushProgressTTL after it is marked, without
+// a background goroutine: PushSent skips expired entries, and every write
+// of MarkPushSent first deletes up to 64 expired entries, oldest first,
+// walking pushexp. While marks go on the expired backlog shrinks; when
+// they stop it stays as it was until the next mark.
 //
 // Notifications use a compact versioned binary record: they are the hot path
 // (written per event, read on every replay), the record needs no field names

@@ -8,6 +8,10 @@
 // (non-empty in Claim), preferences and devices that pass their Validate
 // (stored normalised). The conformance suite (store/storetest) holds all
 // three to it.
+//
+// Push progress expires Options.PushProgressTTL after it is marked: every
+// MarkPushSent first drops the expired entries (a min-heap by expiry, no
+// background goroutine) and PushSent skips them.
 package memory
 
 import (
