@@ -19,6 +19,11 @@ import (
 // embedded defaults (kfake with a data dir, the bbolt store, in-memory
 // presence).
 type DevConfig struct {
+	// Settings are herald dev's parsed settings (DevConfigFrom): every
+	// setting the dev role registers reaches the roles through them, and
+	// the fields below override them where set. Nil means
+	// config.Defaults("dev").
+	Settings *config.Config
 	// DataDir holds Kafka's log, the store and the dev secrets; "" means ".herald".
 	DataDir string
 	// Addr is the HTTP listen address; "" means ":8080". Use "127.0.0.1:0" in tests.
@@ -48,7 +53,8 @@ type DevConfig struct {
 // DevConfigFrom takes herald dev's settings from cfg.
 func DevConfigFrom(cfg *config.Config) DevConfig {
 	return DevConfig{
-		DataDir: cfg.DataDir, Addr: cfg.Addr, KafkaPort: cfg.KafkaPort, TopicPrefix: cfg.TopicPrefix,
+		Settings: cfg,
+		DataDir:  cfg.DataDir, Addr: cfg.Addr, KafkaPort: cfg.KafkaPort, TopicPrefix: cfg.TopicPrefix,
 		ReplayLimit: cfg.ReplayLimit, Origins: cfg.Origins, RateKey: cfg.RateKey, RateUser: cfg.RateUser,
 		JWTSecret: cfg.JWTSecret, JWTPublicKeys: cfg.JWTPublicKeys, APIKeys: cfg.APIKeys,
 	}
@@ -77,6 +83,10 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 		dc.Logger = slog.Default()
 	}
 	cfg := config.Defaults("dev")
+	if dc.Settings != nil {
+		copied := *dc.Settings
+		cfg = &copied
+	}
 	cfg.Addr, cfg.TopicPrefix, cfg.Origins = dc.Addr, dc.TopicPrefix, dc.Origins
 	cfg.ReplayLimit, cfg.RateKey, cfg.RateUser = dc.ReplayLimit, dc.RateKey, dc.RateUser
 	cfg.JWTSecret, cfg.JWTPublicKeys, cfg.APIKeys = dc.JWTSecret, dc.JWTPublicKeys, dc.APIKeys

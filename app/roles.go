@@ -191,6 +191,7 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		Store: st, Events: pipeline.NewEventWriter(cl, p.names), Users: v, Keys: keys,
 		Unread: unread, WebSocket: o.WebSocket, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
 		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
+		ProduceTimeout: p.cfg.ProduceTimeout, MaxInflightBytes: int64(p.cfg.IntakeMaxInflight),
 		Ready: p.Checks(),
 	})
 }
