@@ -1,5 +1,6 @@
 // Package cassandra is Herald's production store: a store.Store on Apache
-// Cassandra (5.0; 4.1 works: migration 0005 uses ALTER TABLE ... ADD IF NOT EXISTS) through github.com/apache/cassandra-gocql-driver/v2.
+// Cassandra (5.0; 4.1 works, not 4.0: migration 0005 uses ALTER TABLE ...
+// ADD IF NOT EXISTS) through github.com/apache/cassandra-gocql-driver/v2.
 // The schema lives in package migrations; Open only checks that it is there.
 //
 // # One partition per user, one conditional batch per change
