@@ -87,20 +87,18 @@ type Cassandra struct {
 }
 
 // Sections are the structured parts of the --config file, which have no
-// flag or environment variable. They are typed placeholders: the push
-// sender and the policy stages add their fields here, and the file is
-// decoded into them strictly (an unknown key is an error), so a setting
-// that this build does not know is never silently ignored.
+// flag or environment variable. The file is decoded into them strictly
+// (an unknown key is an error), so a setting that this build does not know
+// is never silently ignored.
 type Sections struct {
-	// Push: the push sender's apps (APNs, FCM credentials). Not yet defined.
+	// Push: the pusher's apps (APNs, FCM credentials), the default app of
+	// a device registration, the push delay per type and the retry policy
+	// (push.go). Nil when the file has no push: section; read it with
+	// Config.PushSettings, which fills the defaults.
 	Push *Push `yaml:"push"`
 	// Policy: throttling, digests and quiet-hour defaults. Not yet defined.
 	Policy *Policy `yaml:"policy"`
 }
-
-// Push is the placeholder of the push section; it has no fields yet, so
-// any key under push: is refused.
-type Push struct{}
 
 // Policy is the placeholder of the policy section; it has no fields yet,
 // so any key under policy: is refused.

@@ -287,7 +287,7 @@ func TestFileErrors(t *testing.T) {
 		{"session-timeout: 30\n", `line 1: session-timeout: "30": not a duration (e.g. 30s)`},
 		{"addr: [a, b]\n", "line 1: addr: want a single value, not a list"},
 		{"brokers: {a: b}\n", "brokers: want a value, not a mapping"},
-		{"push:\n  apps: []\n", "push: yaml: unmarshal errors"},
+		{"push:\n  appz: []\n", "field appz not found"},
 		{"policy:\n  digest: 1h\n", "field digest not found"},
 		{"- a\n- b\n", "want a mapping of settings"},
 		{"config: other.yaml\n", `unknown key "config"`},
@@ -330,7 +330,7 @@ func TestCommandFlagsAndArgs(t *testing.T) {
 	if *ttl != 2*time.Minute || cfg.DataDir != "d" || strings.Join(c.Args(), ",") != "alice" {
 		t.Errorf("ttl %v data dir %q args %v", *ttl, cfg.DataDir, c.Args())
 	}
-	if _, err := New("pusher", ""); err == nil {
+	if _, err := New("no-such-role", ""); err == nil {
 		t.Error("unknown role accepted")
 	}
 }

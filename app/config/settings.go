@@ -261,11 +261,14 @@ var roles = map[string][]string{
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate}),
+	// The pusher serves only health, readiness and metrics on --addr; its
+	// apps, delay and retry policy are the push: section of --config.
+	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO}, storeSel, cassandra),
 }
 
 // Roles are the subcommands that have settings, in the order of the
 // documentation.
-var Roles = []string{"dev", "token", "send", "topics", "migrate", "api", "enricher", "gateway"}
+var Roles = []string{"dev", "token", "send", "topics", "migrate", "api", "enricher", "gateway", "pusher"}
 
 // Uses reports whether role registers the setting whose flag is name.
 func Uses(role, name string) bool {

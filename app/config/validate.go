@@ -110,6 +110,13 @@ func (c *Command) validate() error {
 	if uses(fDataDir) && cfg.DataDir == "" {
 		bad(fDataDir, "empty: give a directory")
 	}
+	// The roles that read the push section: the pusher (apps, delay,
+	// retry), the API (default_app) and herald dev (all of it).
+	if ps := cfg.Sections.Push; ps != nil && (c.role == "pusher" || c.role == "api" || c.role == "dev") {
+		if err := ps.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("config file %s: %w", cfg.File, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
