@@ -236,7 +236,17 @@ func (s *apnsServer) check(r *http.Request, now time.Time, reqID string, rec *Re
 	if pushType == "voip" {
 		limit = APNsMaxVoIPPayload
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if r.ContentLength > int64(limit) {
+		return http.StatusRequestEntityTooLarge, ReasonPayloadTooLarge, false
+	}
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	}
 	if err != nil {
 		return http.StatusBadRequest, ReasonPayloadEmpty, false
 	}
@@ -246,14 +256,11 @@ func (s *apnsServer) check(r *http.Request, now time.Time, reqID string, rec *Re
 	if len(body) == 0 {
 		return http.StatusBadRequest, ReasonPayloadEmpty, false
 	}
-	var p struct {
-		Aps json.RawMessage `json:"aps"`
-	}
-	if err := json.Unmarshal(body, &p); err != nil {
+	if !json.Valid(body) {
 		return http.StatusBadRequest, ReasonBadPayload, false
 	}
 	rec.Payload = body
-	if len(p.Aps) == 0 || p.Aps[0] != '{' {
+	if !hasApsDictionary(body) {
 		return http.StatusBadRequest, ReasonBadPayload, false
 	}
 	if !tokenOK(token, s.f.cfg.StrictTokens) {
@@ -396,4 +403,88 @@ func validTopic(topic string) bool {
 		}
 	}
 	return true
+}
+
+// hasApsDictionary reports whether the valid JSON b is an object with an
+// "aps" member whose value is an object. It scans b once without decoding
+// it (json.Unmarshal cost more than the rest of the handler).
+func hasApsDictionary(b []byte) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return false // '}' or the end: no aps
+		}
+		end := skipString(b, i)
+		key := b[i+1 : end-1]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		if string(key) == "aps" {
+			return i < len(b) && b[i] == '{'
+		}
+		i = skipValue(b, i)
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i] ('"').
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			i = skipString(b, i)
+			if depth == 0 {
+				return i
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return i
 }

@@ -400,3 +400,25 @@ func httptestRequest(t *testing.T) *http.Request {
 	}
 	return req
 }
+
+func TestHasApsDictionary(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"aps":{}}`: true,
+		` { "x" : [1,{"aps":{}}], "y":"a\"ps", "aps" : {"alert":"x"} }`: true,
+		`{"x":{"aps":{}}}`:   false,
+		`{"x":"aps","y":{}}`: false,
+		`{"aps":[]}`:         false,
+		`{"aps":"{"}`:        false,
+		`{"a":1,"b":true,"c":null,"aps":{"k":1}}`: true,
+		`[]`:                 false,
+		`{}`:                 false,
+		`{"a\\":1,"aps":{}}`: true,
+	} {
+		if !json.Valid([]byte(body)) {
+			t.Fatalf("test body %s is not JSON", body)
+		}
+		if got := hasApsDictionary([]byte(body)); got != want {
+			t.Errorf("hasApsDictionary(%s) = %v, want %v", body, got, want)
+		}
+	}
+}
