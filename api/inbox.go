@@ -195,17 +195,40 @@ func (s *Server) postDevice(w http.ResponseWriter, r *http.Request, uid string) 
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	d := herald.Device{UserID: uid, Platform: req.Platform, Token: req.Token, AppID: req.AppID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Millisecond)}
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	d := herald.Device{UserID: uid, Platform: req.Platform, Token: req.Token, AppID: req.AppID, CreatedAt: now}
 	if err := d.Validate(); err != nil {
 		ve, _ := herald.AsValidationError(err)
 		writeError(w, http.StatusBadRequest, ve.Field, err.Error())
 		return
 	}
+	if d.AppID == "" {
+		if d.AppID = s.cfg.DefaultAppID; d.AppID == "" {
+			writeError(w, http.StatusBadRequest, "app_id", "app_id: is required (no default app is configured)")
+			return
+		}
+	}
+	// A registration is a sighting: last_seen is its time.
+	d.LastSeen = now
 	if err := s.cfg.Store.PutDevice(r.Context(), d); err != nil {
 		s.storeError(w, "put_device", err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, d)
+}
+
+// listDevices answers the caller's devices, oldest registration first;
+// an empty list when there are none.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, uid string) {
+	ds, err := s.cfg.Store.Devices(r.Context(), uid)
+	if err != nil {
+		s.storeError(w, "list_devices", err)
+		return
+	}
+	if ds == nil {
+		ds = []herald.Device{}
+	}
+	writeJSON(w, http.StatusOK, map[string][]herald.Device{"devices": ds})
 }
 
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, uid string) {

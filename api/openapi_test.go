@@ -28,6 +28,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/delivery/push/pushfake"
 	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store/memory"
 	"github.com/heraldhq/herald/topics"
@@ -71,7 +72,7 @@ func specServer(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw,
-		Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, Logger: quiet})
+		DevPushes: devPushes{}, Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +423,11 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"PUT", "/v1/preferences", "tok-u1", `{"mute":["like"]}`, 400, invalid},
 
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"ios","token":"abc","app_id":"com.example"}`, 201, valid},
-		{"POST", "/v1/devices", "tok-u1", `{"platform":"android","token":"def"}`, 201, valid},
+		{"POST", "/v1/devices", "tok-u1", `{"platform":"android","token":"def","app_id":"com.example"}`, 201, valid},
+		{"POST", "/v1/devices", "tok-u1", `{"platform":"android","token":"def"}`, 400, valid}, // no default app configured
+		{"GET", "/v1/devices", "tok-u1", "", 200, ok},
+		{"GET", "/v1/devices", "tok-u2", "", 200, ok},
+		{"GET", "/v1/devices", "", "", 401, ok},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"windows","token":"t"}`, 400, invalid},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"ios"}`, 400, invalid},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"ios","token":"t","name":"phone"}`, 400, invalid},
@@ -442,6 +447,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"HEAD", "/readyz", "", "", 200, ok},
 		{"GET", "/metrics", "", "", 200, ok},
 		{"GET", "/v1/openapi.json", "", "", 200, ok},
+		{"GET", "/v1/dev/pushes", "", "", 200, ok},
 	}
 	for _, c := range cases {
 		name := c.method + " " + c.path + " " + c.body
@@ -841,4 +847,23 @@ func isType(v any, ty string) bool {
 		return ty == "integer" && (err == nil || uerr == nil)
 	}
 	return false
+}
+
+// devPushes stands in for herald dev's fake providers' recording: one
+// record of each provider, in the fakes' own Record type.
+type devPushes struct{}
+
+func (devPushes) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	body, _ := json.Marshal(map[string][]pushfake.Record{"pushes": {
+		{Provider: pushfake.APNs, Token: "ok-1", Status: 200, At: at,
+			Headers: map[string]string{"apns-push-type": "alert", "apns-collapse-id": "n-1", "apns-id": "0a0b0c0d-0000-0000-0000-000000000001"},
+			Payload: json.RawMessage(`{"aps":{"alert":{"title":"Hi"}},"herald_id":"n-1","herald_seq":1,"herald_event_id":"e-1"}`)},
+		{Provider: pushfake.FCM, Token: "unregistered-2", Status: 404, Reason: "UNREGISTERED", At: at,
+			Headers: map[string]string{}, Payload: json.RawMessage(`{"message":{"token":"unregistered-2"}}`)},
+		{Provider: pushfake.APNs, Token: "x", Status: 400, Reason: "BadDeviceToken", At: at, Headers: map[string]string{}},
+	}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
 }

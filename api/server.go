@@ -54,6 +54,10 @@ type Config struct {
 	Unread UnreadPublisher
 	// WebSocket, when set, is mounted at /v1/ws.
 	WebSocket http.Handler
+	// DevPushes, when set, serves GET /v1/dev/pushes: what herald dev's
+	// fake push providers received. Nil (every production role) means the
+	// route does not exist (404).
+	DevPushes http.Handler
 	// Ready are the dependency checks of /readyz; none means always ready.
 	Ready []ReadyCheck
 	// MaxBatch is the most events one POST may carry; 0 means 500.
@@ -97,6 +101,10 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// DefaultAppID is the app_id of a POST /v1/devices that omits it (the
+	// push section's default_app; "dev" in herald dev). "" means app_id
+	// is required: a registration without it is a 400.
+	DefaultAppID string
 }
 
 // Server is the HTTP API; it is an http.Handler.
@@ -157,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("/v1/notifications/unread_count", map[string]http.HandlerFunc{http.MethodGet: s.user(s.unreadCount)})
 	s.route("/v1/preferences", map[string]http.HandlerFunc{
 		http.MethodGet: s.user(s.getPreferences), http.MethodPut: s.user(s.putPreferences)})
-	s.route("/v1/devices", map[string]http.HandlerFunc{http.MethodPost: s.user(s.postDevice)})
+	s.route("/v1/devices", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listDevices), http.MethodPost: s.user(s.postDevice)})
 	s.route("/v1/devices/{token}", map[string]http.HandlerFunc{http.MethodDelete: s.user(s.deleteDevice)})
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
@@ -166,6 +174,9 @@ func New(cfg Config) (*Server, error) {
 	s.route("/v1/openapi.json", map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI})
 	if cfg.WebSocket != nil {
 		s.mux.Handle("/v1/ws", cfg.WebSocket)
+	}
+	if cfg.DevPushes != nil {
+		s.route("/v1/dev/pushes", map[string]http.HandlerFunc{http.MethodGet: cfg.DevPushes.ServeHTTP})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no route for "+r.URL.Path)
