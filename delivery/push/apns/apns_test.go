@@ -97,7 +97,7 @@ func TestNoBadgeWhenNegative(t *testing.T) {
 
 func TestAPNsIDStableAndUUID(t *testing.T) {
 	a, b := msg("tok-a"), msg("tok-b")
-	if APNsID(&a) != APNsID(&a) {
+	if again := a; APNsID(&a) != APNsID(&again) {
 		t.Fatal("not stable")
 	}
 	if APNsID(&a) == APNsID(&b) {

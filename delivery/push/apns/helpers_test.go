@@ -33,7 +33,6 @@ type seen struct {
 // provider token against the key, records every request and answers with
 // answer (200 when nil).
 type server struct {
-	t      *testing.T
 	srv    *httptest.Server
 	pub    *ecdsa.PublicKey
 	p8     []byte
