@@ -412,10 +412,10 @@ func TestOutageKafkaPost503(t *testing.T) {
 	} {
 		resp, err := post(body)
 		if err != nil {
-			t.Fatalf("POST %d during the outage: no answer within %s (hangs until Kafka is back): %v", i, hc.Timeout, err)
+			t.Fatalf("POST %d during the outage: no answer within %s (hangs until Kafka is back): %v\napi log:\n%s", i, hc.Timeout, err, api.tail())
 		}
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-			t.Fatalf("POST %d during the outage: %d Retry-After=%q, want 503 with Retry-After", i, resp.StatusCode, resp.Header.Get("Retry-After"))
+			t.Fatalf("POST %d during the outage: %d Retry-After=%q, want 503 with Retry-After\napi log:\n%s", i, resp.StatusCode, resp.Header.Get("Retry-After"), api.tail())
 		}
 	}
 
