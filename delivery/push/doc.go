@@ -36,6 +36,10 @@
 //     InvalidProviderToken, or ExpiredProviderToken again after a fresh
 //     token), an unknown app, any other 4xx. Dead-letter with Result.Reason.
 //
+// A message whose expiry has passed is not sent at all: its Result is
+// permanent with ReasonExpired, for the pipeline to count and drop (there
+// is nothing to dead-letter: nobody wants it any more).
+//
 // A sender never retries by itself: it reports every failure once, so the
 // pipeline's attempt count, backoff and circuit breaker see all of them.
 package push

@@ -96,8 +96,22 @@ const (
 	ReasonBadCredentials  = "BadCredentials"  // the credentials were refused (OAuth2 token endpoint, bad key)
 	ReasonInvalidMessage  = "InvalidMessage"  // the SDK refused the message before sending it
 	ReasonUnknown         = "Unknown"         // a failure nothing else explains
-	ReasonExpired         = "Expired"         // the job's expiry passed before it could be sent
+	ReasonExpired         = "Expired"         // the expiry passed before the send: permanent, nothing was sent; drop and count rather than dead-letter
 )
+
+// errExpired is the error of ReasonExpired results.
+var errExpired = errors.New("push: the notification expired before it was sent")
+
+// CheckExpiry returns, for a message whose expiry is at or before now, the
+// permanent ReasonExpired result senders give it without sending; ok is
+// false then. Senders call it just before each request, so no push leaves
+// after its expiry however long it waited.
+func CheckExpiry(provider string, m *Message, now time.Time) (r Result, ok bool) {
+	if m.ExpiresAt.IsZero() || now.Before(m.ExpiresAt) {
+		return Result{}, true
+	}
+	return Result{Provider: provider, Reason: ReasonExpired, Class: errclass.ClassPermanent, Err: errExpired}, false
+}
 
 // Sender sends pushes to one provider (or, as a Mux, to many).
 //

@@ -30,6 +30,8 @@ type Config struct {
 	MaxInFlight int
 	// Timeout bounds one request, answer included; 0 means 10s.
 	Timeout time.Duration
+	// Now is the clock for expiries; nil means time.Now.
+	Now func() time.Time
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -51,6 +53,7 @@ type Sender struct {
 	tok     *token.Token
 	topic   string
 	timeout time.Duration
+	now     func() time.Time
 	log     *slog.Logger
 }
 
@@ -100,7 +103,11 @@ func New(cfg Config) (*Sender, error) {
 		timeout: cmpOr(cfg.Timeout, DefaultTimeout),
 		jobs:    make(chan job),
 		closed:  make(chan struct{}),
+		now:     cfg.Now,
 		log:     cfg.Logger,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -202,6 +209,9 @@ func (s *Sender) send(ctx context.Context, m *push.Message) push.Result {
 		return push.ClassifyErr(push.ProviderAPNs, err)
 	}
 	for try := 0; ; try++ {
+		if r, ok := push.CheckExpiry(push.ProviderAPNs, m, s.now()); !ok {
+			return r
+		}
 		r, bearer := s.push(ctx, n)
 		if try > 0 || r.Status != http.StatusForbidden || r.Reason != push.APNsExpiredProviderToken {
 			return r

@@ -424,3 +424,22 @@ func TestTimeoutIsTransient(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestExpiredIsNotSent(t *testing.T) {
+	s := newServer(t)
+	now := time.Unix(1_800_000_000, 0)
+	snd := s.sender(t, Config{Now: func() time.Time { return now }})
+	m := msg("late")
+	m.ExpiresAt = now
+	r := snd.Send(context.Background(), []push.Message{m})[0]
+	if r.Sent || r.Reason != push.ReasonExpired || r.Class != errclass.ClassPermanent || r.TokenDead {
+		t.Fatalf("%+v", r)
+	}
+	if n := len(s.requests()); n != 0 {
+		t.Fatalf("%d requests", n)
+	}
+	m.ExpiresAt = now.Add(time.Second)
+	if r := snd.Send(context.Background(), []push.Message{m})[0]; !r.Sent {
+		t.Fatalf("before the expiry: %+v", r)
+	}
+}

@@ -162,7 +162,11 @@ func (s *Sender) Send(ctx context.Context, msgs []push.Message) []push.Result {
 }
 
 func (s *Sender) send(ctx context.Context, m *push.Message) push.Result {
-	msg := Message(m, s.now())
+	now := s.now()
+	if r, ok := push.CheckExpiry(push.ProviderFCM, m, now); !ok {
+		return r
+	}
+	msg := Message(m, now)
 	cp := &capture{}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -312,3 +312,18 @@ func TestNewNamesTheField(t *testing.T) {
 		t.Fatalf("explicit project: %v", err)
 	}
 }
+
+func TestExpiredIsNotSent(t *testing.T) {
+	s := newServer(t)
+	now := time.Unix(1_800_000_000, 0)
+	snd := s.sender(t, Config{Now: func() time.Time { return now }})
+	m := msg("android", "ok-late")
+	m.ExpiresAt = now.Add(-time.Second)
+	r := snd.Send(context.Background(), []push.Message{m})[0]
+	if r.Sent || r.Reason != push.ReasonExpired || r.Class != errclass.ClassPermanent {
+		t.Fatalf("%+v", r)
+	}
+	if n := s.count("ok-late"); n != 0 {
+		t.Fatalf("%d requests", n)
+	}
+}
