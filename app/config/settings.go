@@ -264,11 +264,13 @@ var roles = map[string][]string{
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
 	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO}, storeSel, cassandra),
+	// herald dlq list|replay: an operator's command, Kafka only.
+	"dlq": join(logging, kafka, []string{fTopicPrefix}),
 }
 
 // Roles are the subcommands that have settings, in the order of the
 // documentation.
-var Roles = []string{"dev", "token", "send", "topics", "migrate", "api", "enricher", "gateway", "pusher"}
+var Roles = []string{"dev", "token", "send", "topics", "migrate", "api", "enricher", "gateway", "pusher", "dlq"}
 
 // Uses reports whether role registers the setting whose flag is name.
 func Uses(role, name string) bool {
