@@ -80,3 +80,39 @@ func newRouterMetrics(reg prometheus.Registerer) *routerMetrics {
 		pushJobs:   newPushJobs(reg),
 	}
 }
+
+// pusherMetrics are the Pusher's series.
+type pusherMetrics struct {
+	sends, dropped, retries, dlq *prometheus.CounterVec
+	tokensDeleted                prometheus.Counter
+	circuit                      *prometheus.GaugeVec
+}
+
+func newPusherMetrics(reg prometheus.Registerer) *pusherMetrics {
+	return &pusherMetrics{
+		sends: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Name: "push_sends_total",
+			Help: "Pushes handed to a provider, by provider, app, outcome (sent, token_dead, transient, permanent) and the provider's reason.",
+		}, []string{"provider", "app", "outcome", "reason"})),
+		dropped: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Name: "push_dropped_total",
+			Help: "Push jobs dropped by the pusher at send time, by reason (expired, disabled, quiet_hours, muted, read, no_devices).",
+		}, []string{"reason"})),
+		retries: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Name: "push_retries_total",
+			Help: "Push jobs sent to a retry topic, by reason (transient, circuit_open, delay, hop).",
+		}, []string{"reason"})),
+		dlq: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Name: "push_dlq_total",
+			Help: "Push jobs (per device, or whole when undecodable) sent to herald.push.dlq, by reason.",
+		}, []string{"reason"})),
+		tokensDeleted: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Name: "push_tokens_deleted_total",
+			Help: "Devices deleted because their provider said the token is dead.",
+		})),
+		circuit: metrics.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "herald", Name: "push_circuit_state",
+			Help: "State of the push circuit breaker per provider and app: 0 closed, 1 half-open, 2 open.",
+		}, []string{"provider", "app"})),
+	}
+}

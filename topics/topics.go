@@ -65,14 +65,16 @@ type Spec struct {
 	MinInsyncReplicas int
 }
 
-// Specs returns Herald's topic definitions for names n.
+// Specs returns Herald's topic definitions for names n, the push retry
+// topics of DefaultPushRetryTiers included (a deployment with other tiers
+// adds PushRetrySpecs of its own).
 //
 // Partition counts bound consumer parallelism: events and deliveries are
 // keyed by user id, so their partition count is also the number of enricher
 // and gateway instances that can share the work.
 func Specs(n Names) []Spec {
 	const day = 24 * time.Hour
-	return []Spec{
+	return append([]Spec{
 		{Name: n.Events, Partitions: 12, Retention: 7 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		{Name: n.EventsDLQ, Partitions: 3, Retention: 30 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		// Deliveries are a hand-off to the gateways: the inbox is the durable
@@ -80,7 +82,58 @@ func Specs(n Names) []Spec {
 		{Name: n.Deliveries, Partitions: 12, Retention: day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		{Name: n.Push, Partitions: 6, Retention: 3 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		{Name: n.PushDLQ, Partitions: 3, Retention: 30 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
+	}, PushRetrySpecs(n, nil)...)
+}
+
+// DefaultPushRetryTiers are the delays of the push retry topics created
+// by Specs: a push job waiting for its next attempt (or for its per-type
+// push delay, or for an open circuit to cool down) goes to the smallest
+// tier at least as long as its delay (the longest tier when none is, and
+// hops on from there), so a tier's records are nearly in not-before order.
+var DefaultPushRetryTiers = []time.Duration{5 * time.Second, 30 * time.Second, 5 * time.Minute}
+
+// PushRetry is the name of the push retry topic of delay tier d:
+// n.Push + ".retry." + the delay in the shortest unit that writes it
+// whole ("herald.push.retry.5s", ".30s", ".5m", ".1500ms", ".2h").
+func (n Names) PushRetry(d time.Duration) string {
+	return n.Push + ".retry." + tierName(d)
+}
+
+func tierName(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	default:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	}
+}
+
+// PushRetrySpecs returns the specs of the push retry topics of tiers
+// (DefaultPushRetryTiers when empty). They are partitioned like herald.push
+// and keyed by user id; a retry record is a hand-off kept until it is
+// worked, so a day's retention (far beyond any tier) is enough, and their
+// loss would lose pushes: min.insync.replicas 2 like herald.push.
+func PushRetrySpecs(n Names, tiers []time.Duration) []Spec {
+	if len(tiers) == 0 {
+		tiers = DefaultPushRetryTiers
+	}
+	specs := make([]Spec, 0, len(tiers))
+	seen := map[string]bool{}
+	for _, d := range tiers {
+		name := n.PushRetry(d)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		specs = append(specs, Spec{Name: name, Partitions: 6, Retention: max(24*time.Hour, 4*d), CleanupPolicy: "delete", MinInsyncReplicas: 2})
+	}
+	return specs
 }
 
 // Configs returns the topic-level configs s manages at this replication

@@ -2,6 +2,7 @@ package topics
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,11 +76,15 @@ func TestApplyTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	details, err := adm.ListTopics(ctx, WithPrefix("").All()...)
+	var specNames []string
+	for _, s := range specs {
+		specNames = append(specNames, s.Name)
+	}
+	details, err := adm.ListTopics(ctx, specNames...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	configs, err := adm.DescribeTopicConfigs(ctx, WithPrefix("").All()...)
+	configs, err := adm.DescribeTopicConfigs(ctx, specNames...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +175,33 @@ func TestEnsureRejectsBadReplication(t *testing.T) {
 	adm := newAdmin(t)
 	if _, err := Ensure(ctxT(t), adm, Specs(WithPrefix("")), 0); err == nil {
 		t.Fatal("replication 0 accepted")
+	}
+}
+
+func TestPushRetryTopics(t *testing.T) {
+	n := WithPrefix("")
+	for d, want := range map[time.Duration]string{
+		5 * time.Second:         "herald.push.retry.5s",
+		30 * time.Second:        "herald.push.retry.30s",
+		5 * time.Minute:         "herald.push.retry.5m",
+		2 * time.Hour:           "herald.push.retry.2h",
+		1500 * time.Millisecond: "herald.push.retry.1500ms",
+	} {
+		if got := n.PushRetry(d); got != want {
+			t.Errorf("PushRetry(%v) = %q, want %q", d, got, want)
+		}
+	}
+	specs := PushRetrySpecs(n, []time.Duration{time.Second, time.Second, 5 * time.Second})
+	if len(specs) != 2 || specs[0].Name != "herald.push.retry.1s" || specs[1].Name != "herald.push.retry.5s" {
+		t.Fatalf("duplicate tiers: %+v", specs)
+	}
+	var names []string
+	for _, s := range Specs(n) {
+		names = append(names, s.Name)
+	}
+	for _, d := range DefaultPushRetryTiers {
+		if !slices.Contains(names, n.PushRetry(d)) {
+			t.Errorf("Specs lacks the retry topic of tier %v: %v", d, names)
+		}
 	}
 }
