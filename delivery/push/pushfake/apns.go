@@ -363,7 +363,7 @@ func validUUID(s string) bool {
 				return false
 			}
 		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			if !isHex(c) {
 				return false
 			}
 		}
@@ -397,8 +397,7 @@ func validTopic(topic string) bool {
 		return false
 	}
 	for i := 0; i < len(topic); i++ {
-		c := topic[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_') {
+		if c := topic[i]; !isAlnum(c) && c != '.' && c != '-' && c != '_' {
 			return false
 		}
 	}

@@ -7,13 +7,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 const hexToken = "8c3f3a1e2b4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
@@ -119,7 +119,7 @@ func TestAPNsFlakyFailsFirstAttemptOnly(t *testing.T) {
 		t.Fatalf("new notification: %+v, want 503", res)
 	}
 	// Retry-After: 1 on the wire.
-	rt := &http2.Transport{TLSClientConfig: f.TLSConfig()}
+	rt := f.APNsTransport()
 	defer rt.CloseIdleConnections()
 	req := rawRequest(t, f, "flaky-2", `{"aps":{}}`)
 	resp, err := rt.RoundTrip(req)
@@ -187,13 +187,13 @@ func rawRequest(t *testing.T, f *Fakes, tok, body string) *http.Request {
 	return req
 }
 
-func devBearer(t *testing.T, f *Fakes, iat time.Time) string {
+func devBearer(t testing.TB, f *Fakes, iat time.Time) string {
 	t.Helper()
 	k := f.APNsKeys[0]
 	return signAPNs(t, k.KeyPEM, k.KeyID, k.TeamID, iat)
 }
 
-func signAPNs(t *testing.T, p8 []byte, kid, iss string, iat time.Time) string {
+func signAPNs(t testing.TB, p8 []byte, kid, iss string, iat time.Time) string {
 	t.Helper()
 	key, err := token.AuthKeyFromBytes(p8)
 	if err != nil {
@@ -210,7 +210,7 @@ func signAPNs(t *testing.T, p8 []byte, kid, iss string, iat time.Time) string {
 
 func TestAPNsRawChecks(t *testing.T) {
 	f := startFakes(t, Config{})
-	rt := &http2.Transport{TLSClientConfig: f.TLSConfig()}
+	rt := f.APNsTransport()
 	defer rt.CloseIdleConnections()
 	other, _, err := GenerateAPNsKey()
 	if err != nil {
@@ -402,23 +402,43 @@ func httptestRequest(t *testing.T) *http.Request {
 }
 
 func TestHasApsDictionary(t *testing.T) {
-	for body, want := range map[string]bool{
-		`{"aps":{}}`: true,
-		` { "x" : [1,{"aps":{}}], "y":"a\"ps", "aps" : {"alert":"x"} }`: true,
-		`{"x":{"aps":{}}}`:   false,
-		`{"x":"aps","y":{}}`: false,
-		`{"aps":[]}`:         false,
-		`{"aps":"{"}`:        false,
-		`{"a":1,"b":true,"c":null,"aps":{"k":1}}`: true,
-		`[]`:                 false,
-		`{}`:                 false,
-		`{"a\\":1,"aps":{}}`: true,
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"aps":{}}`, true},
+		{` { "x" : [1,{"aps":{}}], "y":"a\"ps", "aps" : {"alert":"x"} }`, true},
+		{`{"x":{"aps":{}}}`, false},
+		{`{"x":"aps","y":{}}`, false},
+		{`{"aps":[]}`, false},
+		{`{"aps":"{"}`, false},
+		{`{"a":1,"b":true,"c":null,"aps":{"k":1}}`, true},
+		{`[]`, false},
+		{`{}`, false},
+		{`{"a\\":1,"aps":{}}`, true},
 	} {
+		body, want := tc.body, tc.want
 		if !json.Valid([]byte(body)) {
 			t.Fatalf("test body %s is not JSON", body)
 		}
 		if got := hasApsDictionary([]byte(body)); got != want {
 			t.Errorf("hasApsDictionary(%s) = %v, want %v", body, got, want)
 		}
+	}
+}
+
+// A provider token verified once (and cached) still expires an hour after
+// its iat.
+func TestAPNsCachedTokenExpires(t *testing.T) {
+	var offset atomic.Int64
+	f := startFakes(t, Config{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
+	c := apnsClient(t, f, f.APNsKeys[0])
+	if res, err := c.Push(note(hexToken)); err != nil || res.StatusCode != 200 {
+		t.Fatalf("fresh token: %+v %v", res, err)
+	}
+	offset.Store(int64(61 * time.Minute))
+	res, err := c.Push(note(hexToken)) // apns2 keeps its token for 50 minutes of its own clock
+	if err != nil || res.StatusCode != 403 || res.Reason != apns2.ReasonExpiredProviderToken {
+		t.Fatalf("an hour later: %+v %v, want 403 ExpiredProviderToken", res, err)
 	}
 }

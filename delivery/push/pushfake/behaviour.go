@@ -76,16 +76,14 @@ func tokenOK(token string, strict bool) bool {
 			return false
 		}
 		for i := 0; i < len(token); i++ {
-			c := token[i]
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			if !isHex(token[i]) {
 				return false
 			}
 		}
 		return true
 	}
 	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_' || c == '.' || c == ':' || c == '~') {
+		if !isTokenChar(token[i]) {
 			return false
 		}
 	}
@@ -126,4 +124,16 @@ func (f *flakySet) first(token string, key []byte) bool {
 	}
 	f.seen[sum] = struct{}{}
 	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+func isTokenChar(c byte) bool {
+	return isAlnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '~'
 }

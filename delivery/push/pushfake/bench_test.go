@@ -3,6 +3,8 @@
 package pushfake
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"firebase.google.com/go/v4/messaging"
 	"github.com/sideshow/apns2"
 )
 
@@ -71,4 +74,56 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkFCMFake measures the fake FCM with the firebase SDK's SendEach
+// (one HTTP v1 request per message, 50 at a time), reported as messages/s.
+func BenchmarkFCMFake(b *testing.B) {
+	f := startFakes(b, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	mc := fcmClient(b, f, f.FCMAccounts[0].CredentialsPath, DevProjectID)
+	const batch = 500
+	msgs := make([]*messaging.Message, batch)
+	for i := range msgs {
+		msgs[i] = fcmMsg("bench-" + strconv.Itoa(i))
+	}
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	sent := 0
+	for sent < b.N {
+		n := min(batch, b.N-sent)
+		br, err := mc.SendEach(context.Background(), msgs[:n])
+		if err != nil || br.FailureCount > 0 {
+			b.Fatalf("SendEach: %v, %+v", err, br)
+		}
+		sent += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+}
+
+// BenchmarkAPNsHandler is the fake APNs's handler alone (no TLS, no
+// HTTP/2 framing): its share of a push's cost.
+func BenchmarkAPNsHandler(b *testing.B) {
+	f := startFakes(b, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	bearer := devBearer(b, f, time.Now())
+	body := []byte(`{"aps":{"alert":{"title":"Hi","body":"there"}},"herald_id":"n1"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &recorderWriter{header: http.Header{}}
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, "/3/device/"+hexToken, bytes.NewReader(body))
+			req.Header.Set("Authorization", "bearer "+bearer)
+			req.Header.Set("Apns-Topic", DevTopic)
+			req.Header.Set("Apns-Push-Type", "alert")
+			req.Header.Set("Apns-Priority", "10")
+			clear(w.header)
+			w.body.Reset()
+			f.apns.ServeHTTP(w, req)
+			if w.status != http.StatusOK {
+				b.Fatalf("status %d: %s", w.status, w.body.Bytes())
+			}
+		}
+	})
 }

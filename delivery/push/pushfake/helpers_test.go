@@ -8,7 +8,6 @@ import (
 
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 func startFakes(t testing.TB, cfg Config) *Fakes {
@@ -36,7 +35,7 @@ func apnsClient(t testing.TB, f *Fakes, creds APNsCredentials) *apns2.Client {
 	}
 	c := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: creds.KeyID, TeamID: creds.TeamID})
 	c.Host = f.APNsURL
-	tr := &http2.Transport{TLSClientConfig: f.TLSConfig()}
+	tr := f.APNsTransport()
 	c.HTTPClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return c

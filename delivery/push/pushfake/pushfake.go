@@ -300,16 +300,25 @@ func Start(ctx context.Context, cfg Config) (f *Fakes, err error) {
 	return f, nil
 }
 
+// closeGrace bounds how long Close waits for in-flight requests.
+const closeGrace = 2 * time.Second
+
 // Close stops both servers, closing every connection, waits for their
 // goroutines and removes the temporary directory if Start made one.
 func (f *Fakes) Close() error {
 	var errs []error
 	f.closed.Do(func() {
+		// Let in-flight requests finish (a GOAWAY for HTTP/2), briefly;
+		// then close whatever is left.
+		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 		for _, s := range f.servers {
-			if err := s.Close(); err != nil {
-				errs = append(errs, err)
+			if err := s.Shutdown(ctx); err != nil {
+				if err := s.Close(); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
+		cancel()
 		f.wg.Wait()
 		if f.tmpDir != "" {
 			if err := os.RemoveAll(f.tmpDir); err != nil {
@@ -327,6 +336,15 @@ func (f *Fakes) CertPool() *x509.CertPool { return f.ca.pool.Clone() }
 // offers HTTP/2.
 func (f *Fakes) TLSConfig() *tls.Config {
 	return &tls.Config{RootCAs: f.CertPool(), NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12}
+}
+
+// APNsTransport returns an HTTP/2-only transport that trusts the fake CA:
+// what an APNs client (apns2.Client.HTTPClient) needs to reach the fake.
+func (f *Fakes) APNsTransport() *http.Transport {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	return &http.Transport{TLSClientConfig: f.TLSConfig(), Protocols: &p, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}
 }
 
 // SetOutage makes provider p (APNs or FCM; "" for both) fail every send
