@@ -15,6 +15,9 @@
 // the user is offline and preferences allow, produces a push job to
 // herald.push before committing the offsets (at least once).
 //
+// The Pusher consumes herald.push and its retry topics and sends each job
+// to the user's devices through a push.Sender; see "The Pusher" below.
+//
 // The EventWriter is the API's producer to herald.events (api.EventSink).
 //
 // Every record of every topic is encoded and decoded by one codec
@@ -27,7 +30,53 @@
 // method per stage (batch.go): decode, preferences, route, claim and
 // append, emit.
 //
-// Both follow the same lifecycle (internal/lifecycle): New validates the
+// # The Pusher
+//
+// A job's id is its notification id, the same for every replay and retry
+// of the job. At send time (first attempt and every retry) the Pusher
+// drops, and counts by reason, a job that expired, whose user's
+// preferences now say push off, mute its type, or are in quiet hours for
+// a non-high priority, or whose notification was read meanwhile (its seq
+// is no longer unread in the inbox). An optional per-type push delay holds
+// the job back through the retry topics and sends it only if still
+// unread. It then sends to the user's devices minus those already marked
+// sent for the job (store.PushProgress), and per result: sent → marked
+// and the device's last_seen touched; token dead → the device is deleted
+// if not registered again since the send started, never retried;
+// transient → retried for the devices still pending, with push.Backoff
+// (full jitter, Retry-After as a floor, bounded attempts, never past the
+// expiry) and dead-lettered with the last reason once the attempts are
+// used up; permanent → that device's job goes to herald.push.dlq with the
+// reason and the attempts made. A crash between a send and its mark
+// resends only what was in flight, and the stable collapse id makes the
+// resend replace the first copy on the device.
+//
+// Retries go through tiered retry topics, herald.push.retry.<tier> (5s,
+// 30s and 5m by default; configurable): a waiting job is produced, with
+// its pending tokens, attempt count and a herald-not-before header, to the
+// smallest tier at least as long as its wait. A tier's records are thus in
+// nearly not-before order, and its consumer works a partition only up to
+// the first record not yet due: it pauses that partition alone, rewinds
+// it to that record and resumes it at the record's time, so nothing is
+// worked early, nothing holds the other partitions (herald.push's
+// included), and a record behind a later head is late by less than the
+// tier. A wait longer than the longest tier hops: the record is produced
+// again when its tier's delay has passed. Retry topics were chosen over
+// in-memory or per-partition delay queues because they survive restarts
+// and rebalances with nothing but Kafka offsets (a waiting job is an
+// uncommitted record, not state to rebuild), keep memory bounded however
+// many jobs wait (a provider outage parks them in Kafka), and leave
+// herald.push itself always flowing.
+//
+// A circuit breaker per (provider, app) counts transient failures in a
+// window; when most sends fail it opens, and that provider+app's jobs go
+// straight to the retry topics without a send (no attempt used) until,
+// after a cool-down, one probe succeeds. Partitions of a batch are worked
+// on one goroutine each; a partition's due jobs are decided concurrently,
+// sent in one Sender call, and settled; the batch's retry and DLQ records
+// are produced (acks=all) before its offsets are committed.
+//
+// All follow the same lifecycle (internal/lifecycle): New validates the
 // config and creates the Kafka client, Run blocks until its context is
 // done, Close stops Run and releases the client, and is idempotent. Their
 // collectors are registered on Config.Registerer.

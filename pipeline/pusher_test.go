@@ -639,3 +639,88 @@ func TestPusherConfigErrors(t *testing.T) {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
+
+// TestPusherOpenCircuitBurnsNoAttempt works one job by hand while its
+// circuit is open: no send, a retry record with the attempt count it had,
+// due when the circuit lets a probe through.
+func TestPusherOpenCircuitBurnsNoAttempt(t *testing.T) {
+	t.Parallel()
+	st := memory.New()
+	ctx := context.Background()
+	if err := st.PutDevice(ctx, herald.Device{UserID: "u1", Platform: "ios", Token: "i-1", AppID: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	s := newFakeSender()
+	p, err := NewPusher(PusherConfig{Brokers: []string{"127.0.0.1:1"}, Store: st, Sender: s, Logger: quietLog,
+		Registerer: metrics.NewRegistry(), Now: func() time.Time { return now },
+		Circuit: CircuitConfig{MinRequests: 1, CoolDown: 7 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	key := circuitKey{provider: push.ProviderAPNs, app: "app"}
+	c := p.circuit(key)
+	c.allow(now)
+	c.record(now, true)
+	if value(p.m.circuit.WithLabelValues("apns", "app")) != float64(CircuitOpen) {
+		t.Fatal("circuit gauge not open")
+	}
+	job := herald.PushJob{UserID: "u1", Notification: herald.Notification{ID: "n1", EventID: "e1", Type: "mention"}, Attempt: 2}
+	task := &pushTask{rec: &kgo.Record{Topic: "herald.push"}, job: job, jobID: "n1", now: now}
+	if err := p.decide(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	p.send(ctx, []*pushTask{task})
+	if err := p.settle(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.all()); n != 0 {
+		t.Fatalf("%d sends through an open circuit", n)
+	}
+	if len(task.out) != 1 {
+		t.Fatalf("out: %d records", len(task.out))
+	}
+	r := task.out[0]
+	got, err := DecodePush(r)
+	if err != nil || got.Attempt != 2 {
+		t.Fatalf("retry job %+v %v: want attempt 2 kept", got, err)
+	}
+	m, err := decodePushMeta(r)
+	if err != nil || m.reason != "circuit_open" || !m.notBefore.Equal(now.Add(7*time.Second)) || !slices.Equal(m.tokens, []string{"i-1"}) {
+		t.Fatalf("retry meta %+v %v", m, err)
+	}
+	if r.Topic != "herald.push.retry.30s" {
+		t.Fatalf("a 7s wait went to %s, want the 30s tier", r.Topic)
+	}
+}
+
+func TestPusherMetricNames(t *testing.T) {
+	t.Parallel()
+	reg := metrics.NewRegistry()
+	p, err := NewPusher(PusherConfig{Brokers: []string{"127.0.0.1:1"}, Store: memory.New(), Sender: newFakeSender(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p.m.sends.WithLabelValues("apns", "a", "sent", "").Inc()
+	p.m.dropped.WithLabelValues("read").Inc()
+	p.m.retries.WithLabelValues("transient").Inc()
+	p.m.dlq.WithLabelValues("x").Inc()
+	p.m.tokensDeleted.Inc()
+	p.circuit(circuitKey{"apns", "a"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+	}
+	for _, name := range []string{"herald_push_sends_total", "herald_push_dropped_total", "herald_push_retries_total",
+		"herald_push_dlq_total", "herald_push_tokens_deleted_total", "herald_push_circuit_state"} {
+		if !got[name] {
+			t.Errorf("%s not registered", name)
+		}
+	}
+}
