@@ -179,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (f *Fakes, err error) {
 	f = &Fakes{cfg: cfg, log: cfg.Logger, rec: newRecorder(cfg.RecordLimit), flaky: newFlakySet()}
 	defer func() {
 		if err != nil {
-			_ = f.Close()
+			_ = f.shutdown(ctx)
 			f = nil
 		}
 	}()
@@ -305,12 +305,15 @@ const closeGrace = 2 * time.Second
 
 // Close stops both servers, closing every connection, waits for their
 // goroutines and removes the temporary directory if Start made one.
-func (f *Fakes) Close() error {
+func (f *Fakes) Close() error { return f.shutdown(context.Background()) }
+
+// shutdown is Close, its grace period also ended by parent.
+func (f *Fakes) shutdown(parent context.Context) error {
 	var errs []error
 	f.closed.Do(func() {
 		// Let in-flight requests finish (a GOAWAY for HTTP/2), briefly;
 		// then close whatever is left.
-		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		ctx, cancel := context.WithTimeout(parent, closeGrace)
 		for _, s := range f.servers {
 			if err := s.Shutdown(ctx); err != nil {
 				if err := s.Close(); err != nil {
