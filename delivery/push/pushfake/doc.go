@@ -14,8 +14,9 @@
 //     aps dictionary, and answers as Apple does: 200 with apns-id and an
 //     empty body, or a status with apns-id and {"reason":"…"} (410 adds
 //     "timestamp" in milliseconds).
-//   - FCM: plain HTTP on loopback (the SDK takes any endpoint through
-//     option.WithEndpoint, and the token URL from the service-account file).
+//   - FCM: plain HTTP on loopback by default (the SDK takes any endpoint
+//     through option.WithEndpoint, and the token URL from the
+//     service-account file), HTTPS with the same CA when Config.FCMTLS.
 //     POST /token is the OAuth2 endpoint for the service-account JWT-bearer
 //     grant (RS256 signature, iss, aud, scope, iat/exp); POST
 //     /v1/projects/<project>/messages:send needs an access token it issued
@@ -24,7 +25,20 @@
 //     messaging.IsUnregistered and friends read.
 //
 // What a device token does is chosen by its prefix (see Behaviour), the same
-// for both providers, so every path can be tried by hand. SetOutage makes a
+// for both providers, so every path can be tried by hand:
+//
+//	prefix          APNs                            FCM
+//	unregistered-   410 Unregistered (+timestamp)   404 NOT_FOUND / UNREGISTERED
+//	bad-            400 BadDeviceToken              400 INVALID_ARGUMENT (message.token)
+//	flaky-          503 ServiceUnavailable once,    503 UNAVAILABLE once, then 200
+//	                then 200 (Retry-After: 1)       (Retry-After: 1; the SDK retries it itself)
+//	down-           500 InternalServerError         500 INTERNAL
+//	mismatch-       400 DeviceTokenNotForTopic      403 PERMISSION_DENIED / SENDER_ID_MISMATCH
+//	throttled-      429 TooManyRequests             429 RESOURCE_EXHAUSTED / QUOTA_EXCEEDED
+//	anything else   200                             200
+//
+// A topic the key's team does not own is 400 TopicDisallowed (a
+// configuration error, not a dead token). SetOutage makes a
 // provider fail every send until it is switched back. Every request is
 // recorded, in arrival order, in a bounded ring served as
 // {"pushes":[Record…]} by Fakes.Handler.

@@ -3,6 +3,7 @@ package pushfake
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -291,6 +292,45 @@ func TestFCMSendValidation(t *testing.T) {
 		}
 		if code != tc.fcmCode {
 			t.Errorf("%s: FcmError %q, want %q (%s)", tc.name, code, tc.fcmCode, body)
+		}
+	}
+}
+
+// Over TLS, a client trusting the fake CA for both the token endpoint and
+// the sends (what a sender configured with the CA builds) works unchanged.
+func TestFCMOverTLS(t *testing.T) {
+	f := startFakes(t, Config{FCMTLS: true})
+	if !strings.HasPrefix(f.FCMURL, "https://") || !strings.HasPrefix(f.TokenURL, "https://") {
+		t.Fatalf("URLs %s, %s", f.FCMURL, f.TokenURL)
+	}
+	base := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.CertPool()}, ForceAttemptHTTP2: true}
+	defer base.CloseIdleConnections()
+	jwtCfg, err := google.JWTConfigFromJSON(f.FCMAccounts[0].CredentialsJSON, ScopeFirebaseMessaging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: base})
+	hc := &http.Client{Transport: &oauth2.Transport{Source: jwtCfg.TokenSource(ctx), Base: base}}
+	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: DevProjectID},
+		option.WithHTTPClient(hc), option.WithEndpoint(f.FCMURL+"/v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := app.Messaging(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.Send(ctx, fcmMsg("device-1")); err != nil {
+		t.Fatalf("Send over TLS: %v", err)
+	}
+	if _, err := mc.Send(ctx, fcmMsg("unregistered-1")); !messaging.IsUnregistered(err) {
+		t.Fatalf("unregistered over TLS: %v", err)
+	}
+	// Plain HTTP to the TLS port is refused.
+	if resp, err := http.Post(strings.Replace(f.TokenURL, "https", "http", 1), "text/plain", nil); err == nil {
+		_ = resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on the TLS port")
 		}
 	}
 }

@@ -68,6 +68,11 @@ type Config struct {
 	Dir string
 	// RecordLimit is how many requests are kept. 0: DefaultRecordLimit.
 	RecordLimit int
+	// FCMTLS serves the fake FCM (sends and the token endpoint) over HTTPS
+	// with the fake CA's certificate, HTTP/2 or HTTP/1.1 by ALPN, as Google
+	// does. False: plain HTTP, which the SDK accepts through
+	// option.WithEndpoint and the service account's token_uri.
+	FCMTLS bool
 	// StrictTokens refuses, as Apple does, device tokens that are neither
 	// hex nor test-prefixed (400 BadDeviceToken / INVALID_ARGUMENT). False:
 	// any token of letters, digits and -_.:~ (up to 512 bytes) is accepted.
@@ -105,7 +110,8 @@ type Fakes struct {
 	// APNsURL is the fake APNs's base URL (https://127.0.0.1:port), the
 	// apns2.Client Host.
 	APNsURL string
-	// FCMURL is the fake FCM's base URL (http://127.0.0.1:port).
+	// FCMURL is the fake FCM's base URL (http://127.0.0.1:port, https
+	// with Config.FCMTLS), without "/v1".
 	FCMURL string
 	// FCMEndpoint is the messaging endpoint for option.WithEndpoint
 	// (FCMURL + "/v1").
@@ -212,6 +218,9 @@ func Start(ctx context.Context, cfg Config) (f *Fakes, err error) {
 	}
 	f.APNsURL = "https://" + apnsLn.Addr().String()
 	f.FCMURL = "http://" + fcmLn.Addr().String()
+	if cfg.FCMTLS {
+		f.FCMURL = "https://" + fcmLn.Addr().String()
+	}
 	f.FCMEndpoint = f.FCMURL + "/v1"
 	f.TokenURL = f.FCMURL + "/token"
 
@@ -279,6 +288,7 @@ func Start(ctx context.Context, cfg Config) (f *Fakes, err error) {
 	}
 	fcmSrv := &http.Server{
 		Handler:           f.fcm,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{f.ca.leaf}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       10 * time.Minute,
 		ErrorLog:          errLog,
@@ -293,7 +303,11 @@ func Start(ctx context.Context, cfg Config) (f *Fakes, err error) {
 	}()
 	go func() {
 		defer f.wg.Done()
-		if err := fcmSrv.Serve(fcmLn); !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return fcmSrv.Serve(fcmLn) }
+		if cfg.FCMTLS {
+			serve = func() error { return fcmSrv.ServeTLS(fcmLn, "", "") }
+		}
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			f.log.Error("pushfake: FCM server stopped", "err", err)
 		}
 	}()
