@@ -36,7 +36,8 @@ type sendRec struct {
 
 // fakeSender answers by token prefix: "dead-" token dead, "perm-"
 // permanent (PayloadTooLarge), "flaky-" transient on its first send of a
-// job then sent, "down-" always transient, anything else sent; while
+// job then sent, "down-" always transient, "gated-" transient until an
+// "opener-" token was sent, anything else sent; while
 // outage is set every send fails transiently. It records every message in
 // order.
 type fakeSender struct {
@@ -45,6 +46,7 @@ type fakeSender struct {
 	mu          sync.Mutex
 	sends       []sendRec
 	seen        map[string]int // job/token -> sends
+	opened      bool           // an "opener-" token was sent: "gated-" ones succeed from now on
 	onSend      func(n int)    // called after each message (outside the lock)
 }
 
@@ -71,7 +73,10 @@ func (f *fakeSender) Send(_ context.Context, msgs []push.Message) []push.Result 
 			r = push.Result{Provider: prov, Status: 410, Reason: "Unregistered", Class: errclass.ClassPermanent, TokenDead: true}
 		case strings.HasPrefix(tok, "perm-"):
 			r = push.Result{Provider: prov, Reason: push.ReasonPayloadTooLarge, Class: errclass.ClassPermanent}
-		case strings.HasPrefix(tok, "flaky-") && nth == 1, strings.HasPrefix(tok, "down-"):
+		case strings.HasPrefix(tok, "opener-"):
+			f.opened = true
+		case strings.HasPrefix(tok, "gated-") && !f.opened,
+			strings.HasPrefix(tok, "flaky-") && nth == 1, strings.HasPrefix(tok, "down-"):
 			r = push.Result{Provider: prov, Status: 503, Reason: "ServiceUnavailable", Class: errclass.ClassTransient}
 		}
 		f.sends = append(f.sends, sendRec{job: m.Notification.ID, token: tok, badge: m.Badge, ok: r.Sent})
@@ -287,14 +292,10 @@ func TestPusherRetriesWithoutBlockingThePartition(t *testing.T) {
 	e.device(a, "ios", "flaky-a")
 	e.device(b, "ios", "ok-b")
 	s := newFakeSender()
+	// a's job first, b's right behind it in the same partition (one
+	// produce: one fetch). a fails, and b goes out before a's retry.
+	e.pushJobs(e.notify(a, "ea", herald.PriorityNormal), e.notify(b, "eb", herald.PriorityNormal))
 	p, _ := e.startPusher(e.pusherConfig(s))
-	jobA := e.notify(a, "ea", herald.PriorityNormal)
-	e.pushJobs(jobA)
-	e.eventually("a's first attempt", func() bool { return len(s.all()) >= 1 })
-	// b's job comes after a's failure, in the same partition.
-	jobB := e.notify(b, "eb", herald.PriorityNormal)
-	e.pushJobs(jobB)
-
 	e.eventually("both delivered", func() bool { return len(s.delivered()) == 2 })
 	var order []string
 	for _, sr := range s.all() {
@@ -306,6 +307,31 @@ func TestPusherRetriesWithoutBlockingThePartition(t *testing.T) {
 	}
 	if v := value(p.m.retries.WithLabelValues("transient")); v != 1 {
 		t.Fatalf("retries: %v", v)
+	}
+}
+
+// TestPusherWaitingJobDoesNotHoldLaterJobs: a's device fails until b's
+// job, produced after a's first failure to a's partition, has been sent.
+// A pusher that waited for a's retry in the partition would never get to
+// b, and a would never succeed.
+func TestPusherWaitingJobDoesNotHoldLaterJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pusherTopics()
+	a, b := sharedPartitionUsers()
+	e.device(a, "ios", "gated-a")
+	e.device(b, "ios", "opener-b")
+	s := newFakeSender()
+	cfg := e.pusherConfig(s)
+	cfg.Backoff.MaxAttempts = 1000
+	p, _ := e.startPusher(cfg)
+	e.pushJobs(e.notify(a, "ea", herald.PriorityNormal))
+	e.eventually("a failed once", func() bool { return value(p.m.retries.WithLabelValues("transient")) >= 1 })
+	e.pushJobs(e.notify(b, "eb", herald.PriorityNormal))
+	e.eventually("both delivered", func() bool { return len(s.delivered()) == 2 })
+	sends := s.all()
+	if last := sends[len(sends)-1]; last.token != "gated-a" || !last.ok {
+		t.Fatalf("a's success is not the last send: %+v", sends)
 	}
 }
 
