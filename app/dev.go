@@ -1,16 +1,20 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/heraldhq/herald/app/config"
+	"github.com/heraldhq/herald/delivery/push"
+	"github.com/heraldhq/herald/delivery/push/pushfake"
 	"github.com/heraldhq/herald/store/embedded"
 	"github.com/heraldhq/herald/topics"
 )
@@ -65,6 +69,7 @@ type Dev struct {
 	cfg     DevConfig
 	secrets DevSecrets
 	cluster *kfake.Cluster
+	fakes   *pushfake.Fakes
 	p       *Process
 }
 
@@ -129,6 +134,15 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 	if err = topics.Apply(ctx, kadm.NewClient(admin), dc.TopicPrefix, -1); err != nil {
 		return nil, fmt.Errorf("creating topics: %w", err)
 	}
+	if _, err = topics.Ensure(ctx, kadm.NewClient(admin), topics.PushRetrySpecs(d.p.names, devRetryTiers), -1); err != nil {
+		return nil, fmt.Errorf("creating topics: %w", err)
+	}
+	if d.fakes, err = pushfake.Start(ctx, pushfake.Config{Logger: dc.Logger}); err != nil {
+		return nil, fmt.Errorf("fake push providers: %w", err)
+	}
+	d.p.mu.Lock()
+	d.p.onClose(func() { _ = d.fakes.Close() })
+	d.p.mu.Unlock()
 	gw, err := d.p.AddGateway(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +150,11 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 	if err = d.p.AddEnricher(ctx); err != nil {
 		return nil, err
 	}
-	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, Unread: gw, APIKeys: []string{d.secrets.APIKey}})
+	if err = d.p.AddPusher(ctx, PusherOptions{Apps: []push.App{DevApp(d.fakes)}, RetryTiers: devRetryTiers, FetchMaxWait: 250 * time.Millisecond}); err != nil {
+		return nil, err
+	}
+	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, Unread: gw, APIKeys: []string{d.secrets.APIKey},
+		DefaultAppID: cmp.Or(cfg.PushSettings().DefaultApp, config.DevApp), DevPushes: d.fakes.Handler()})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +163,26 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 	}
 	return d, nil
 }
+
+// devRetryTiers are herald dev's push retry topics: short, so that a
+// retry (about a second of backoff, or a provider's Retry-After: 1) is
+// seen within seconds.
+var devRetryTiers = []time.Duration{time.Second, 5 * time.Second}
+
+// DevApp is herald dev's own app (config.DevApp, "dev"): the first key and
+// service account of the fakes, their endpoints and CA.
+func DevApp(f *pushfake.Fakes) push.App {
+	k, sa := f.APNsKeys[0], f.FCMAccounts[0]
+	return push.App{
+		ID: config.DevApp,
+		APNs: &push.APNsApp{Key: k.KeyPEM, KeyID: k.KeyID, TeamID: k.TeamID, Topic: k.Topic,
+			Endpoint: f.APNsURL, CA: f.CAPEM},
+		FCM: &push.FCMApp{Credentials: sa.CredentialsJSON, ProjectID: sa.ProjectID, Endpoint: f.FCMURL},
+	}
+}
+
+// Fakes are the in-process fake APNs and FCM the dev app pushes to.
+func (d *Dev) Fakes() *pushfake.Fakes { return d.fakes }
 
 // URL is the base HTTP URL of the running server.
 func (d *Dev) URL() string {
@@ -162,9 +200,10 @@ func (d *Dev) KafkaAddrs() []string { return d.cluster.ListenAddrs() }
 func (d *Dev) Secrets() DevSecrets { return d.secrets }
 
 // Shutdown stops the process in order: stop intake (HTTP listener), stop
-// the enricher (its open transaction ends) and the router (it commits what
-// it delivered), close the WebSockets with 1012, then close Kafka clients,
-// the store and the embedded Kafka. It is idempotent; later calls return
+// the enricher (its open transaction ends), the router (it commits what
+// it delivered) and the pusher (it commits what it settled), close the
+// WebSockets with 1012, then close Kafka clients, the fake providers, the
+// store and the embedded Kafka. It is idempotent; later calls return
 // the first result.
 func (d *Dev) Shutdown(ctx context.Context) error { return d.p.Shutdown(ctx) }
 
@@ -180,6 +219,12 @@ Try it:
   %[7]s token u-1                                   # mint a user token
   %[7]s send --user u-1 --type mention --title Hi   # post an event
   curl -H "Authorization: Bearer $(%[7]s token u-1)" %[1]s/v1/notifications
+
+Push (app_id "dev", to the in-process fake APNs and FCM):
+  curl -H "Authorization: Bearer $(%[7]s token u-2)" -d '{"platform":"ios","token":"ok-1"}' %[1]s/v1/devices
+  %[7]s send --user u-2 --type mention --title Hi   # u-2 has no socket open: pushed
+  curl %[1]s/v1/dev/pushes                          # what the fakes received
+  (tokens unregistered-…, bad-…, flaky-…, down-… take the failure paths)
 `, d.URL(), "ws"+d.URL()[len("http"):], d.cluster.ListenAddrs()[0], orDefault(d.cfg.TopicPrefix, topics.DefaultPrefix),
 		d.cfg.DataDir, d.secrets.APIKey, self)
 }

@@ -32,6 +32,7 @@ import (
 const (
 	phaseEnricher = iota // end the open transaction
 	phaseRouter          // commit what was delivered
+	phasePusher          // finish the sends in flight, commit what was settled
 	phaseSockets         // close WebSockets with 1012
 	phaseCluster         // leave the Redis cluster (presence, unread fan-out)
 	numPhases
@@ -59,8 +60,8 @@ type Deps struct {
 
 // Process is one herald process: the dependencies its roles share,
 // opened once on first use, the goroutines they run and the ordered
-// shutdown. Build roles with AddAPI, AddEnricher and AddGateway, then
-// Serve; stop with Shutdown.
+// shutdown. Build roles with AddAPI, AddEnricher, AddGateway and
+// AddPusher, then Serve; stop with Shutdown.
 type Process struct {
 	cfg    *config.Config
 	log    *slog.Logger
@@ -370,8 +371,8 @@ func (p *Process) Addr() net.Addr {
 }
 
 // Shutdown stops the process in order: stop intake (the HTTP listener),
-// then each phase's stops (enricher, router, sockets with 1012, cluster),
-// waits for every goroutine, then closes clients and stores. It is
+// then each phase's stops (enricher, router, pusher, sockets with 1012,
+// cluster), waits for every goroutine, then closes clients and stores. It is
 // idempotent; later calls return the first result. ctx bounds the HTTP
 // drain and the sockets' close.
 func (p *Process) Shutdown(ctx context.Context) error {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -146,6 +147,11 @@ type APIOptions struct {
 	Unread api.UnreadPublisher
 	// APIKeys are accepted besides the Config's (herald dev's own key).
 	APIKeys []string
+	// DefaultAppID is the app_id of a device registration that omits it;
+	// "" means the push section's default_app (none: app_id is required).
+	DefaultAppID string
+	// DevPushes, when set, serves GET /v1/dev/pushes (herald dev's fakes).
+	DevPushes http.Handler
 }
 
 // AddAPI builds the HTTP API: event intake to Kafka and the user
@@ -192,6 +198,7 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		Unread: unread, WebSocket: o.WebSocket, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
 		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
 		ProduceTimeout: p.cfg.ProduceTimeout, MaxInflightBytes: int64(p.cfg.IntakeMaxInflight),
+		DefaultAppID: cmp.Or(o.DefaultAppID, p.cfg.PushSettings().DefaultApp), DevPushes: o.DevPushes,
 		Ready: p.Checks(),
 	})
 }

@@ -37,6 +37,7 @@ var commands = []command{
 	{"api", "serve the HTTP API (event intake, inbox, preferences, devices)", role("api", app.RunAPI)},
 	{"enricher", "consume herald.events, enrich, store, produce herald.deliveries", role("enricher", app.RunEnricher)},
 	{"gateway", "serve WebSockets and deliver herald.deliveries", role("gateway", app.RunGateway)},
+	{"pusher", "consume herald.push, send to APNs and FCM (apps: push section of --config)", role("pusher", app.RunPusher)},
 	{"dlq", "list or replay herald.events.dlq and herald.push.dlq: herald dlq list|replay --topic events|push", runDLQ},
 }
 
