@@ -269,9 +269,15 @@ func (b *batch) emit() error {
 				b.st.duplicate++
 				continue
 			}
+			// A push-only notification has no inbox row, hence no seq; its
+			// id derives from the source record like an inbox one's, so a
+			// replayed record yields the same job id (the pusher's
+			// per-device progress key) and the same collapse id.
+			n := herald.NewNotification(&en.ev)
+			n.ID = herald.SourceID(en.ev.CreatedAt, sourceToken(en.rec))
 			job := herald.PushJob{
 				UserID:       en.ev.UserID,
-				Notification: herald.NewNotification(&en.ev),
+				Notification: n,
 				CollapseKey:  en.ev.CollapseKey,
 				ExpiresAt:    en.ev.ExpiresAt(),
 			}

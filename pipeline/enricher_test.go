@@ -117,6 +117,12 @@ func TestEnricherPushOnly(t *testing.T) {
 	if string(jobs[0].Key) != "u-phone" || job.UserID != "u-phone" || job.Notification.EventID != "p1" || job.CollapseKey != "thread:1" || job.Attempt != 0 {
 		t.Fatalf("push job = %+v", job)
 	}
+	// The job's id derives from its source record, so a replay of the same
+	// record gives the same id (the pusher's progress key).
+	evs := e.readAll(ev)
+	if want := herald.SourceID(job.Notification.CreatedAt, sourceToken(evs[0])); job.Notification.ID != want {
+		t.Fatalf("push-only notification id %s, want the source-derived %s", job.Notification.ID, want)
+	}
 	if dels := e.readAll(e.names.Deliveries); len(dels) != 0 {
 		t.Fatalf("push-only event went to deliveries:%s", fmtRecords(dels))
 	}
