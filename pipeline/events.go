@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	herald "github.com/heraldhq/herald"
@@ -43,8 +44,38 @@ func (w *EventWriter) SendEvents(ctx context.Context, events []herald.Event) err
 		}
 		rs[i] = r
 	}
-	if err := w.cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, err)
+	// Not ProduceSync: an idempotent producer does not fail a record
+	// through its context once the record was sent, so during an outage
+	// ProduceSync outlives any deadline. Waiting on the promises or ctx,
+	// whichever comes first, keeps the caller's deadline; records acked
+	// after it are harmless duplicates the enricher drops by event id.
+	var (
+		mu      sync.Mutex
+		first   error
+		pending = len(rs)
+		done    = make(chan struct{})
+	)
+	for _, r := range rs {
+		w.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			if pending--; pending == 0 {
+				close(done)
+			}
+		})
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, context.Cause(ctx))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if first != nil {
+		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, first)
 	}
 	return nil
 }
