@@ -220,11 +220,11 @@ Try it:
   %[7]s send --user u-1 --type mention --title Hi   # post an event
   curl -H "Authorization: Bearer $(%[7]s token u-1)" %[1]s/v1/notifications
 
-Push (app_id "dev", to the in-process fake APNs and FCM):
+Push to a phone (app_id "dev": an in-process fake APNs and FCM):
   curl -H "Authorization: Bearer $(%[7]s token u-2)" -d '{"platform":"ios","token":"ok-1"}' %[1]s/v1/devices
   %[7]s send --user u-2 --type mention --title Hi   # u-2 has no socket open: pushed
-  curl %[1]s/v1/dev/pushes                          # what the fakes received
-  (tokens unregistered-…, bad-…, flaky-…, down-… take the failure paths)
+  curl %[1]s/v1/dev/pushes   # what the fakes received
+  Tokens unregistered-…, bad-…, flaky-… and down-… take the failure paths.
 `, d.URL(), "ws"+d.URL()[len("http"):], d.cluster.ListenAddrs()[0], orDefault(d.cfg.TopicPrefix, topics.DefaultPrefix),
 		d.cfg.DataDir, d.secrets.APIKey, self)
 }
