@@ -141,7 +141,9 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 		return nil, fmt.Errorf("fake push providers: %w", err)
 	}
 	d.p.mu.Lock()
-	d.p.onClose(func() { _ = d.fakes.Close() })
+	// Closed after the pusher has stopped; Close takes no context (it
+	// closes the fakes' listeners and connections at once).
+	d.p.onClose(func() { _ = d.fakes.Close() }) //nolint:contextcheck // see above
 	d.p.mu.Unlock()
 	gw, err := d.p.AddGateway(ctx)
 	if err != nil {

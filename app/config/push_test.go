@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,7 @@ func TestPusherHelpListsItsSettingsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if _, err := c.Parse([]string{"-h"}, envOf(nil), &out); err != ErrHelp {
+	if _, err := c.Parse([]string{"-h"}, envOf(nil), &out); !errors.Is(err, ErrHelp) {
 		t.Fatal(err)
 	}
 	h := out.String()
