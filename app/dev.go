@@ -21,7 +21,8 @@ import (
 
 // DevConfig configures `herald dev`: every role in one process on the
 // embedded defaults (kfake with a data dir, the bbolt store, in-memory
-// presence).
+// presence), the pusher sending to in-process fake APNs and FCM (the
+// dev app, DevApp, besides any app of the Settings' push section).
 type DevConfig struct {
 	// Settings are herald dev's parsed settings (DevConfigFrom): every
 	// setting the dev role registers reaches the roles through them, and
