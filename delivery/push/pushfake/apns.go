@@ -266,7 +266,7 @@ func (s *apnsServer) check(r *http.Request, now time.Time, reqID string, rec *Re
 	if !tokenOK(token, s.f.cfg.StrictTokens) {
 		return http.StatusBadRequest, ReasonBadDeviceToken, false
 	}
-	behaviour, _ := BehaviourOf(token)
+	behaviour := s.f.behaviourOf(token)
 	switch behaviour {
 	case Unregistered:
 		return http.StatusGone, ReasonUnregistered, false

@@ -367,7 +367,7 @@ func (s *fcmServer) send(r *http.Request, now time.Time, rec *Record) (string, f
 		if !tokenOK(m.Token, s.f.cfg.StrictTokens) {
 			return "", badRequest("The registration token is not a valid FCM registration token", "message.token")
 		}
-		behaviour, _ := BehaviourOf(m.Token)
+		behaviour := s.f.behaviourOf(m.Token)
 		switch behaviour {
 		case Unregistered:
 			return "", fcmAnswer{status: http.StatusNotFound, statusName: "NOT_FOUND", msg: "Requested entity was not found.", fcmCode: FCMUnregistered}

@@ -136,6 +136,7 @@ type Fakes struct {
 	apns    *apnsServer
 	fcm     *fcmServer
 	outages [2]atomic.Bool
+	healed  sync.Map // token -> struct{}: answers as Deliver (Heal)
 	servers []*http.Server
 	wg      sync.WaitGroup
 	tmpDir  string
@@ -385,6 +386,20 @@ func (f *Fakes) outage(p Provider) bool {
 }
 
 func (f *Fakes) now() time.Time { return f.cfg.Now() }
+
+// Heal makes token behave as a plain token (delivered, 200) from now on,
+// whatever its prefix: a test flips a down- token once "the provider
+// recovers", e.g. to replay its dead letter.
+func (f *Fakes) Heal(token string) { f.healed.Store(token, struct{}{}) }
+
+// behaviourOf is BehaviourOf, but Deliver for a healed token.
+func (f *Fakes) behaviourOf(token string) Behaviour {
+	if _, ok := f.healed.Load(token); ok {
+		return Deliver
+	}
+	b, _ := BehaviourOf(token)
+	return b
+}
 
 // Pushes returns every kept record, oldest first.
 func (f *Fakes) Pushes() []Record { return f.rec.snapshot(nil) }
