@@ -180,7 +180,7 @@ func DevApp(f *pushfake.Fakes) push.App {
 		ID: config.DevApp,
 		APNs: &push.APNsApp{Key: k.KeyPEM, KeyID: k.KeyID, TeamID: k.TeamID, Topic: k.Topic,
 			Endpoint: f.APNsURL, CA: f.CAPEM},
-		FCM: &push.FCMApp{Credentials: sa.CredentialsJSON, ProjectID: sa.ProjectID, Endpoint: f.FCMURL},
+		FCM: &push.FCMApp{Credentials: sa.CredentialsJSON, ProjectID: sa.ProjectID, Endpoint: f.FCMURL, CA: f.CAPEM},
 	}
 }
 
