@@ -292,3 +292,32 @@ func TestErrorShape(t *testing.T) {
 		}
 	}
 }
+
+// Defects 4, 9 and 10 through the intake: the event decoder's refusals
+// reach the caller as 400s naming the field, and nothing is produced.
+func TestIntakeRefusesHostileEvents(t *testing.T) {
+	sink := &countingSink{}
+	f := hardServer(t, Config{Events: sink})
+	deep := `{"id":"d","user_id":"u1","type":"t","data":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`
+	cases := []struct{ name, body, field string }{
+		{"repeated user_id", `{"id":"e1","user_id":"u1","type":"t","user_id":"u2"}`, "user_id"},
+		{"invalid UTF-8", "{\"id\":\"e1\",\"user_id\":\"u1\",\"type\":\"t\",\"title\":\"\xff\"}", "title"},
+		{"ttl as a string", `{"id":"e1","user_id":"u1","type":"t","ttl":"10"}`, "ttl"},
+		{"ttl of 300 years", `{"id":"e1","user_id":"u1","type":"t","ttl":9467280000}`, "ttl"},
+		{"data 40 deep", deep, "data"},
+		{"in a batch", `{"events":[{"id":"ok","user_id":"u1","type":"t"},` + deep + `]}`, "events[1].data"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := f.do(t, "POST", "/v1/events", "key-1", c.body)
+			if field, _ := body["field"].(string); code != 400 || field != c.field {
+				t.Fatalf("got %d %v; want 400 naming %q", code, body, c.field)
+			}
+		})
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if sink.n != 0 {
+		t.Fatalf("%d events produced, want none", sink.n)
+	}
+}
