@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -271,5 +272,31 @@ func TestWebSocketOutlivesServerTimeouts(t *testing.T) {
 	}
 	if err := ws.ReadJSON(&f); err != nil || f["type"] != "unread" {
 		t.Fatalf("after the server timeouts: %v %v", f, err)
+	}
+}
+
+// The attack replay: 4,000 connections that send headers announcing a
+// body and then withhold it. Under the cap they are all accepted and held
+// at most the read timeout; meanwhile the server keeps answering /healthz,
+// and the listener's own accounting shows every one released.
+func TestHeldConnections4000(t *testing.T) {
+	const n = 4000
+	addr, l := served(t, apiServer(t, nil), HTTPConfig{MaxConns: n + 100, ReadTimeout: 2 * time.Second, Registerer: prometheus.NewRegistry()})
+	held := make([]net.Conn, n)
+	for i := range held {
+		held[i] = dial(t, addr)
+		if _, err := fmt.Fprintf(held[i], "POST /v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-u1\r\nContent-Length: 100000\r\n\r\n{"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all held connections open", func() bool { return l.Open() >= n })
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz while %d connections are held: %v %v", n, resp, err)
+	}
+	resp.Body.Close()
+	waitFor(t, "held connections cut by the read timeout", func() bool { return l.Open() == 0 })
+	if l.Refused() != 0 {
+		t.Fatalf("%d refused under the cap", l.Refused())
 	}
 }
