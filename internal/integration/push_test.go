@@ -552,6 +552,7 @@ func (pe *pushEnv) outage(t *testing.T) {
 		return metric(t, pe.pusher, "herald_push_circuit_state", open, `app="`+pushApp+`"`) == 2
 	})
 	openedAt := time.Now()
+	rssOpen := rssKiB(pid)
 	sentAtOpen := 0
 	for _, tok := range toks {
 		sentAtOpen += len(pe.fakes.Received(tok))
@@ -559,6 +560,7 @@ func (pe *pushEnv) outage(t *testing.T) {
 	// Hold the outage past a cool-down, so half-open probes fail and the
 	// jobs wait in the retry topics.
 	time.Sleep(8 * time.Second)
+	rssHeld := rssKiB(pid)
 	during := 0
 	for _, tok := range toks {
 		during += len(pe.fakes.Received(tok))
@@ -583,7 +585,8 @@ func (pe *pushEnv) outage(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("outage: %d jobs; %d sends when the circuit opened, %d after 8 s open (probes only); all delivered %s after it opened; "+
-		"pusher RSS %d KiB before, peak %d KiB during", users, sentAtOpen, during, closedIn.Round(100*time.Millisecond), before, peak)
+		"pusher RSS (a -race build) %d KiB before, %d KiB when the circuit opened, %d KiB after 8 s open, peak %d KiB",
+		users, sentAtOpen, during, closedIn.Round(100*time.Millisecond), before, rssOpen, rssHeld, peak)
 }
 
 // kill9: 200 offline users × 10 events, one phone each, produced to
