@@ -39,9 +39,11 @@ const (
 	pushMaxAttempts = 4
 	delayedType     = "delayed"
 	pushDelay       = 4 * time.Second
-	// pusherMaxPollRecords and pushPartitions are the pusher's batch bound
-	// (pipeline.PusherConfig.MaxPollRecords, default) and herald.push's
-	// partitions (topics.Specs).
+	// pusherMaxPollRecords is the pusher's batch bound
+	// (pipeline.PusherConfig.MaxPollRecords, default): one poll of at most
+	// that many records, over all its partitions, is worked at a time, so
+	// at most that many jobs are sent and not yet recorded as sent.
+	// pushPartitions is herald.push's partition count (topics.Specs).
 	pusherMaxPollRecords = 500
 	pushPartitions       = 6
 )
@@ -595,7 +597,8 @@ func (pe *pushEnv) outage(t *testing.T) {
 // least once; the resends (a second 200 for the same notification and
 // token) are counted and bounded by what had been sent before the kill
 // (only a send made before the crash can be made again) and by what the
-// crashed pusher could hold in flight: MaxPollRecords per partition.
+// crashed pusher could have in flight: one poll, MaxPollRecords jobs of
+// one device each (a batch whose progress was written is not resent).
 func (pe *pushEnv) kill9(t *testing.T) {
 	const users, per = 200, 10
 	toks := map[string]bool{}
@@ -650,7 +653,7 @@ func (pe *pushEnv) kill9(t *testing.T) {
 	for _, n := range pairs {
 		dup += n - 1
 	}
-	bound := min(atKill, pusherMaxPollRecords*pushPartitions)
+	bound := min(atKill, pusherMaxPollRecords)
 	if dup > bound {
 		t.Errorf("%d notifications resent after the crash, more than the %d that could have been in flight", dup, bound)
 	}
