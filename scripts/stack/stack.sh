@@ -13,7 +13,7 @@
 #   stack.sh kill9 NAME...   SIGKILL the named components (a crash); up starts them again
 #
 # Cassandra's commit log is durable (STACK_CASSANDRA_COMMITLOG_SYNC=group, window
-# STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW=15ms; batch and periodic can be chosen).
+# STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW=2ms; batch and periodic can be chosen).
 #
 # Secured by default: Kafka SASL_SSL (SCRAM), Cassandra PasswordAuthenticator + TLS,
 # Redis requirepass + TLS, all with a CA and secrets generated under $STACK_DIR.
@@ -81,7 +81,7 @@ MODE_FILE=$STACK_DIR/mode
 STACK_SECURE=${STACK_SECURE:-1}
 # Cassandra's commit log sync (group, batch or periodic) and the group window.
 STACK_CASSANDRA_COMMITLOG_SYNC=${STACK_CASSANDRA_COMMITLOG_SYNC:-group}
-STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW=${STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW:-15ms}
+STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW=${STACK_CASSANDRA_COMMITLOG_GROUP_WINDOW:-2ms}
 case $STACK_CASSANDRA_COMMITLOG_SYNC in
 group | batch | periodic) ;;
 *) die "STACK_CASSANDRA_COMMITLOG_SYNC=$STACK_CASSANDRA_COMMITLOG_SYNC: want group (the default), batch or periodic" ;;
