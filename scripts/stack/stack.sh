@@ -366,7 +366,7 @@ build_probe() {
 	local bin=$BIN_DIR/probe newer
 	# Rebuilt when its source, or a package of ours it uses, is newer.
 	newer=$(find "$SCRIPT_DIR/probe" "$REPO_ROOT/internal/stacktest" "$REPO_ROOT/internal/conn" \
-		-name '*.go' ! -name '*_test.go' -newer "$bin" 2>/dev/null | head -n 1)
+		-name '*.go' ! -name '*_test.go' -newer "$bin" 2>/dev/null | head -n 1 || true)
 	if [[ -x $bin && -z $newer ]]; then
 		PROBE=$bin
 		return 0
