@@ -44,13 +44,14 @@ func stackSh(limit time.Duration, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// faultableStack skips the test unless the stack is stack.sh's (a stack
-// started some other way cannot be crashed from here), and registers the
-// cleanup that brings every component back up.
+// faultableStack fails the test unless the stack is stack.sh's (a stack
+// started some other way cannot be crashed from here: like every
+// integration test, it fails rather than skips without its servers), and
+// registers the cleanup that brings every component back up.
 func faultableStack(t *testing.T) {
 	t.Helper()
 	if _, err := stackSh(30*time.Second, "status"); err != nil {
-		t.Skipf("needs the stack run by scripts/stack/stack.sh (fault injection): %v", err)
+		t.Fatalf("needs the stack run by scripts/stack/stack.sh (fault injection): %v", err)
 	}
 	t.Cleanup(func() {
 		if out, err := stackSh(5*time.Minute, "up"); err != nil {
