@@ -6,7 +6,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 15s
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all build run test test-integration fuzz bench lint vet fmt stack-up stack-down stack-status clean
+.PHONY: all build run test test-integration fuzz bench bench-e2e lint vet fmt stack-up stack-down stack-status clean
 
 all: build
 
@@ -32,6 +32,12 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The durable path end to end on the real stack (scripts/bench/e2e.sh): the
+# roles on a fresh keyspace and topic prefix, fixed burst and steady runs,
+# one table (docs/BENCHMARKS.md). Starts the stack if down and stops it after.
+bench-e2e:
+	GO=$(GO) bash scripts/bench/e2e.sh
 
 lint:
 	$(GO) run $(GOLANGCI) run ./...

@@ -2,20 +2,34 @@
 // clients to one or more gateways, produces events to Kafka (keyed by user
 // id, as upstream services do) at a target rate, and reports the produce
 // rate, the delivery rate and the latency from produce to WebSocket receipt.
-// It stops by itself when every notification arrived or -timeout passed.
 //
-//	herald-load -brokers 127.0.0.1:9092 -gateways ws://127.0.0.1:8081,ws://127.0.0.1:8082 \
+// It counts deliveries by (user, event id), so a duplicate cannot stand in
+// for a lost notification: it stops when every produced event was delivered
+// once (then waits -settle for late duplicates), or -drain after the last
+// produce was acknowledged, and reports produced, delivered (unique),
+// missing, duplicate, unexpected and out-of-order (a user's seq not
+// increasing) counts. It exits with status 1 when any notification is
+// missing, doubled or unexpected. The last line of its output is a
+// machine-readable summary starting with "RESULT".
+//
+// Kafka is reached with the HERALD_* connection variables of the
+// environment (HERALD_BROKERS, HERALD_KAFKA_TLS*, HERALD_KAFKA_SASL, …, as
+// for the roles; parsed by internal/stacktest), plaintext 127.0.0.1:9092
+// when none is set; -brokers overrides HERALD_BROKERS only.
+//
+//	set -a; . .stack/herald.env; set +a
+//	herald-load -topic bench.events -gateways ws://127.0.0.1:8081,ws://127.0.0.1:8082 \
 //	    -jwt-secret … -users 200 -events 20000 -rate 2000
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,62 +39,103 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/stacktest"
 )
 
+type options struct {
+	brokers, topic, secret, run, label string
+	gateways                           []string
+	users, events, rate                int
+	timeout, drain, settle             time.Duration
+}
+
 func main() {
-	brokers := flag.String("brokers", "127.0.0.1:9092", "Kafka brokers")
-	topic := flag.String("topic", "herald.events", "events topic")
+	var o options
+	flag.StringVar(&o.brokers, "brokers", "", "Kafka brokers, comma separated (default: HERALD_BROKERS)")
+	flag.StringVar(&o.topic, "topic", "herald.events", "events topic")
 	gateways := flag.String("gateways", "ws://127.0.0.1:8080", "gateway base URLs, comma separated")
-	secret := flag.String("jwt-secret", os.Getenv("HERALD_JWT_SECRET"), "HS256 secret to mint user tokens")
-	users := flag.Int("users", 100, "users (one WebSocket each)")
-	events := flag.Int("events", 10000, "events to produce")
-	rate := flag.Int("rate", 1000, "target events/s (0: as fast as possible)")
-	timeout := flag.Duration("timeout", 5*time.Minute, "give up after")
-	run := flag.String("run", fmt.Sprintf("load-%d", time.Now().UnixNano()), "user id prefix of this run")
+	flag.StringVar(&o.secret, "jwt-secret", os.Getenv("HERALD_JWT_SECRET"), "HS256 secret to mint user tokens")
+	flag.IntVar(&o.users, "users", 100, "users (one WebSocket each)")
+	flag.IntVar(&o.events, "events", 10000, "events to produce")
+	flag.IntVar(&o.rate, "rate", 1000, "target events/s (0: as fast as possible)")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after, in all")
+	flag.DurationVar(&o.drain, "drain", 30*time.Second, "after the last produce, wait at most this long for the deliveries")
+	flag.DurationVar(&o.settle, "settle", time.Second, "after the last expected delivery, keep listening this long for duplicates")
+	flag.StringVar(&o.run, "run", fmt.Sprintf("load-%d", time.Now().UnixNano()), "user id prefix of this run")
+	flag.StringVar(&o.label, "label", "", "name of this run in the RESULT line (default: the -run prefix)")
 	flag.Parse()
-	if err := load(*brokers, *topic, strings.Split(*gateways, ","), *secret, *run, *users, *events, *rate, *timeout); err != nil {
+	o.gateways = strings.Split(*gateways, ",")
+	if o.label == "" {
+		o.label = o.run
+	}
+	s, err := load(o)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "herald-load:", err)
+		os.Exit(1)
+	}
+	if !s.ok() {
+		fmt.Fprintf(os.Stderr, "herald-load: %d missing, %d duplicate, %d unexpected of %d produced\n",
+			s.Missing, s.Duplicate, s.Unexpected, s.Produced)
 		os.Exit(1)
 	}
 }
 
-type result struct {
-	mu        sync.Mutex
-	latencies []time.Duration
-	received  atomic.Int64
-	first     time.Time
-	last      time.Time
-}
-
-func (r *result) add(d time.Duration, now time.Time) {
-	r.mu.Lock()
-	r.latencies = append(r.latencies, d)
-	if r.first.IsZero() {
-		r.first = now
+// kafkaOpts are the franz-go options reaching Kafka as the HERALD_*
+// connection variables in the environment say (plaintext 127.0.0.1:9092
+// when none is set), with brokers, when given, instead of HERALD_BROKERS.
+func kafkaOpts(brokers string) ([]kgo.Opt, error) {
+	vars := map[string]string{}
+	for _, k := range stacktest.Vars {
+		vars[k] = os.Getenv(k)
 	}
-	r.last = now
-	r.mu.Unlock()
-	r.received.Add(1)
+	if brokers != "" {
+		vars[stacktest.VarBrokers] = brokers
+	}
+	st, err := stacktest.Parse(vars)
+	if err != nil {
+		return nil, err
+	}
+	return st.Kafka.Opts()
 }
 
-func load(brokers, topic string, gateways []string, secret, run string, users, events, rate int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+// frame is the part of a gateway frame herald-load reads.
+type frame struct {
+	Type         string `json:"type"`
+	Notification struct {
+		Seq       uint64    `json:"seq"`
+		EventID   string    `json:"event_id"`
+		CreatedAt time.Time `json:"created_at"`
+	} `json:"notification"`
+}
+
+func load(o options) (summary, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	res := &result{latencies: make([]time.Duration, 0, events)}
+	opts, err := kafkaOpts(o.brokers)
+	if err != nil {
+		return summary{}, fmt.Errorf("kafka settings: %w", err)
+	}
+	t := newTally(o.events)
 	var wg sync.WaitGroup
-	conns := make([]*websocket.Conn, users)
-	for i := range users {
-		user := fmt.Sprintf("%s-%d", run, i)
-		tok, err := auth.Mint([]byte(secret), user, time.Hour)
-		if err != nil {
-			return err
+	conns := make([]*websocket.Conn, 0, o.users)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close() // ends its reader goroutine; the measurement is done
 		}
-		url := strings.TrimRight(gateways[i%len(gateways)], "/") + "/v1/ws?token=" + tok + "&after=0"
-		c, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+		wg.Wait()
+	}()
+	for i := range o.users {
+		user := fmt.Sprintf("%s-%d", o.run, i)
+		tok, err := auth.Mint([]byte(o.secret), user, time.Hour)
 		if err != nil {
-			return fmt.Errorf("dial %s: %w", url, err)
+			return summary{}, err
 		}
-		conns[i] = c
+		base := strings.TrimRight(o.gateways[i%len(o.gateways)], "/")
+		c, _, err := websocket.DefaultDialer.DialContext(ctx, base+"/v1/ws?token="+tok+"&after=0", nil)
+		if err != nil {
+			return summary{}, fmt.Errorf("dial %s: %w", base, err)
+		}
+		conns = append(conns, c)
 		synced := make(chan struct{})
 		wg.Add(1)
 		go func() {
@@ -92,12 +147,7 @@ func load(brokers, topic string, gateways []string, secret, run string, users, e
 					return
 				}
 				now := time.Now()
-				var f struct {
-					Type         string `json:"type"`
-					Notification struct {
-						CreatedAt time.Time `json:"created_at"`
-					} `json:"notification"`
-				}
+				var f frame
 				if json.Unmarshal(raw, &f) != nil {
 					continue
 				}
@@ -105,71 +155,90 @@ func load(brokers, topic string, gateways []string, secret, run string, users, e
 				case "synced":
 					once.Do(func() { close(synced) })
 				case "notification":
-					res.add(now.Sub(f.Notification.CreatedAt), now)
+					n := f.Notification
+					t.deliver(user, n.EventID, n.Seq, now.Sub(n.CreatedAt), now)
 				}
 			}
 		}()
 		select {
 		case <-synced:
 		case <-ctx.Done():
-			return ctx.Err()
+			return summary{}, ctx.Err()
 		}
 	}
-	fmt.Printf("connected %d clients to %d gateway(s)\n", users, len(gateways))
+	fmt.Printf("connected %d clients to %d gateway(s)\n", o.users, len(o.gateways))
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.ProducerLinger(2*time.Millisecond))
+	cl, err := kgo.NewClient(append(opts, kgo.ProducerLinger(2*time.Millisecond))...)
 	if err != nil {
-		return err
+		return summary{}, err
 	}
 	defer cl.Close()
 	var produceErr atomic.Value
 	start := time.Now()
-	for i := range events {
-		if rate > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+	for i := range o.events {
+		if o.rate > 0 {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(o.rate))); d > 0 {
 				time.Sleep(d)
 			}
 		}
-		user := fmt.Sprintf("%s-%d", run, rand.IntN(users))
-		v, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("%s-e%d", run, i), "user_id": user, "type": "load",
+		user := fmt.Sprintf("%s-%d", o.run, rand.IntN(o.users))
+		id := fmt.Sprintf("%s-e%d", o.run, i)
+		v, _ := json.Marshal(map[string]any{"id": id, "user_id": user, "type": "load",
 			"title": "load test", "created_at": time.Now().UTC().Format(time.RFC3339Nano)})
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(user), Value: v}, func(_ *kgo.Record, err error) {
+		t.produce(user, id)
+		cl.Produce(ctx, &kgo.Record{Topic: o.topic, Key: []byte(user), Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				produceErr.Store(err)
 			}
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return err
+		return summary{}, err
 	}
 	produced := time.Since(start)
 	if err, _ := produceErr.Load().(error); err != nil {
-		return err
+		return summary{}, err
 	}
-	for res.received.Load() < int64(events) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, c := range conns {
-		_ = c.Close() // ends its reader goroutine; the measurement is done
-	}
-	wg.Wait()
+	t.seal()
 
-	res.mu.Lock()
-	defer res.mu.Unlock()
-	lat := res.latencies
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+	drained := true
+	select {
+	case <-t.done:
+		select { // late duplicates
+		case <-time.After(o.settle):
+		case <-ctx.Done():
 		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	case <-time.After(o.drain):
+		drained = false
+	case <-ctx.Done():
+		drained = false
 	}
-	deliverSpan := res.last.Sub(start)
-	fmt.Printf("produced  %d events in %v: %.0f events/s in\n", events, produced.Round(time.Millisecond), float64(events)/produced.Seconds())
-	fmt.Printf("delivered %d/%d notifications in %v: %.0f notifications/s\n", len(lat), events, deliverSpan.Round(time.Millisecond), float64(len(lat))/deliverSpan.Seconds())
-	fmt.Printf("latency produce→WebSocket: p50 %v  p90 %v  p99 %v  max %v\n", pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
-	if len(lat) < events {
-		return fmt.Errorf("only %d of %d notifications arrived", len(lat), events)
+	s := t.summary()
+	report(o, s, start, produced, drained)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.Missing > 0 {
+		return s, fmt.Errorf("timeout %v passed with %d of %d notifications missing", o.timeout, s.Missing, s.Produced)
 	}
-	return nil
+	return s, nil
+}
+
+func report(o options, s summary, start time.Time, produced time.Duration, drained bool) {
+	inRate := float64(s.Produced) / produced.Seconds()
+	span := s.Last.Sub(start)
+	outRate := 0.0
+	if s.Delivered > 0 && span > 0 {
+		outRate = float64(s.Delivered) / span.Seconds()
+	}
+	r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	fmt.Printf("produced  %d events in %v: %.0f events/s in\n", s.Produced, produced.Round(time.Millisecond), inRate)
+	fmt.Printf("delivered %d/%d unique notifications in %v: %.0f notifications/s\n", s.Delivered, s.Produced, span.Round(time.Millisecond), outRate)
+	fmt.Printf("missing %d  duplicate %d  unexpected %d  out-of-order %d", s.Missing, s.Duplicate, s.Unexpected, s.OutOfOrder)
+	if !drained {
+		fmt.Printf("  (stopped after the %v drain)", o.drain)
+	}
+	fmt.Println()
+	fmt.Printf("latency produce→WebSocket: p50 %v  p90 %v  p99 %v  max %v\n", r(s.P50), r(s.P90), r(s.P99), r(s.Max))
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	fmt.Printf("RESULT label=%s produced=%d delivered=%d missing=%d duplicate=%d unexpected=%d out_of_order=%d rate_in=%.0f delivered_per_s=%.0f p50_ms=%.1f p90_ms=%.1f p99_ms=%.1f max_ms=%.1f\n",
+		o.label, s.Produced, s.Delivered, s.Missing, s.Duplicate, s.Unexpected, s.OutOfOrder, inRate, outRate,
+		ms(s.P50), ms(s.P90), ms(s.P99), ms(s.Max))
 }
