@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/app/config"
@@ -16,9 +15,7 @@ import (
 	"github.com/heraldhq/herald/delivery/push/apns"
 	"github.com/heraldhq/herald/delivery/push/fcm"
 	"github.com/heraldhq/herald/internal/lifecycle"
-	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/pipeline"
-	"github.com/heraldhq/herald/pipeline/dlq"
 )
 
 // PusherOptions are what AddPusher takes besides the Config's push
@@ -70,13 +67,6 @@ func (p *Process) AddPusher(ctx context.Context, o PusherOptions) error {
 	p.mu.Lock()
 	p.onClose(closeSenders)
 	p.mu.Unlock()
-	// The dead-letter depth of both DLQs, measured at scrape time on the
-	// shared client.
-	cl, err := p.Kafka()
-	if err != nil {
-		return err
-	}
-	metrics.Register(p.reg, dlq.NewDepthCollector(dlq.DepthConfig{Admin: kadm.NewClient(cl), Topics: p.names, Logger: log}))
 	if len(apps) == 0 {
 		log.Warn("no push apps configured (push.apps in --config): every push job will be dead-lettered as UnknownApp")
 	}
