@@ -15,6 +15,10 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrFenced is returned by a Writer whose scope was fenced again since
+	// it was handed out: another writer owns the scope now. It is not
+	// retriable with the same Writer.
+	ErrFenced = errors.New("store: writer fenced: its scope has a newer writer")
 )
 
 // AppendResult is the outcome of appending one notification.
@@ -27,13 +31,10 @@ type AppendResult struct {
 	Created bool
 }
 
-// Inbox is the per-user durable list of notifications.
-//
-// Sequencing: Append assigns Seq = last seq of the user + 1 and Prev = last
-// seq. Callers guarantee a single writer per user at a time (the enricher
-// owning the user's Kafka partition); implementations must still be safe for
-// concurrent use.
-type Inbox interface {
+// Writer appends to the inboxes of the users of one scope, obtained from
+// Inbox.Fence. It is safe for concurrent use; appends of one user through
+// one Writer are serialised.
+type Writer interface {
 	// Append stores each notification in its UserID's inbox unless one with
 	// the same EventID is already there, in which case the stored one is
 	// returned with Created=false. Notifications of the same user in one call
@@ -41,7 +42,32 @@ type Inbox interface {
 	// ignored. The results are in input order. The call is atomic per
 	// notification, and idempotent: replaying the same batch after a crash
 	// returns the same seqs.
+	//
+	// It returns ErrFenced, and changes nothing, when the scope was fenced
+	// again (by Fence, in this process or another) before the call started.
 	Append(ctx context.Context, ns []herald.Notification) ([]AppendResult, error)
+	// Scope is the scope the Writer was fenced for.
+	Scope() string
+}
+
+// Inbox is the per-user durable list of notifications.
+//
+// Writing: every user belongs to one scope (the enricher's scope is the
+// source Kafka partition, "topic/partition", which the user id keys), and
+// a user is written only through a Writer of its scope. Fence hands out
+// that Writer and makes it the scope's only one: a writer fenced earlier
+// (a zombie enricher that lost its partition but still runs, a batch left
+// in flight by a rebalance) fails with ErrFenced, and an append of it
+// already in flight when the fence happened cannot change what readers see
+// once the new Writer wrote (each implementation documents how). Seqs are
+// dense per user: Append assigns Seq = last seq of the user + 1 and Prev =
+// last seq. Readers (List, MarkRead...) may run concurrently with writers.
+type Inbox interface {
+	// Fence makes the caller the writer of scope and returns its Writer.
+	// scope is 1 to MaxScopeBytes bytes; an invalid one returns a
+	// *herald.ValidationError naming "scope". The Writer of the previous
+	// Fence of the same scope is fenced.
+	Fence(ctx context.Context, scope string) (Writer, error)
 
 	// List returns up to limit notifications of userID with seq > after, in
 	// ascending seq; only unread ones when unreadOnly. limit <= 0 means no limit.
@@ -77,6 +103,20 @@ type Preferences interface {
 	GetPreferences(ctx context.Context, userID string) (herald.Preferences, error)
 	// PutPreferences replaces the user's preferences. p must be valid.
 	PutPreferences(ctx context.Context, userID string, p herald.Preferences) error
+}
+
+// MaxScopeBytes bounds the scopes of Inbox.Fence.
+const MaxScopeBytes = 256
+
+// ValidateScope checks a scope of Inbox.Fence.
+func ValidateScope(scope string) error {
+	if scope == "" {
+		return &herald.ValidationError{Field: "scope", Reason: "must not be empty"}
+	}
+	if len(scope) > MaxScopeBytes {
+		return &herald.ValidationError{Field: "scope", Reason: fmt.Sprintf("is longer than %d bytes", MaxScopeBytes)}
+	}
+	return nil
 }
 
 // TouchInterval bounds how often TouchDevice writes: it refreshes a
