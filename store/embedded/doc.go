@@ -4,9 +4,10 @@
 // Why bbolt:
 //   - One file, pure Go, no server and no cgo: `herald dev` needs nothing
 //     installed.
-//   - ACID transactions. Append runs a whole batch in one write transaction,
-//     so the dedup lookup, the seq assignment, the inbox row, the unread index
-//     and the per-user counters commit together or not at all: a crash
+//   - ACID transactions. Writer.Append runs a whole batch in one write
+//     transaction, so the fence check, the dedup lookup, the seq
+//     assignment, the inbox row, the unread index and the per-user
+//     counters commit together or not at all: a crash
 //     mid-batch leaves either the whole batch or none of it, and the replay
 //     the enricher does after a crash finds every event id it already stored.
 //   - One fsync per transaction, hence per polled batch, not per notification.
@@ -18,6 +19,19 @@
 // The tradeoff is a single writer: write transactions are serialised. That
 // fits Herald, whose enricher writes one batch per poll; readers (List,
 // UnreadCount, Devices) run concurrently with the writer on MVCC snapshots.
+//
+// Fencing. bbolt holds an exclusive lock on the file, so every writer of a
+// database lives in the one process that opened it (Open fails with
+// ErrLocked in any other). Fence therefore needs no state on disk: the
+// Store keeps the current epoch of each scope in memory (store.Fences),
+// Fence takes a new one (no transaction, no fsync), and Writer.Append
+// checks its epoch as the first step of its write transaction. bbolt runs
+// one write transaction at a time, so a fenced writer's batch fails with
+// store.ErrFenced before it writes anything, and a batch that passed the
+// check before the fence commits before the new writer's first
+// transaction starts: the new writer continues the user's seqs after it.
+// Epochs do not survive Close; a Writer of a closed Store gets
+// store.ErrClosed, and a reopened Store hands out new Writers.
 //
 // Layout. Every per-user key starts with userKey(u) = len(u) as one byte,
 // then u, so one user's keys are a contiguous range and no user's prefix is

@@ -65,9 +65,9 @@ type Config struct {
 // write calls are serialised (see the package doc).
 //
 // Every method checks ctx before it starts. A bbolt transaction cannot be
-// interrupted, so once started a call runs to completion, except Append,
-// which also checks ctx between notifications and then rolls back the
-// whole batch. Write calls may block waiting for the single writer slot
+// interrupted, so once started a call runs to completion, except
+// Writer.Append, which also checks ctx between notifications and then
+// rolls back the whole batch. Write calls may block waiting for the single writer slot
 // without watching ctx.
 type Store struct {
 	db      *bolt.DB
@@ -76,6 +76,7 @@ type Store struct {
 	closed  atomic.Bool
 	now     func() time.Time
 	pushTTL time.Duration
+	fences  store.Fences // epochs of Fence; checked inside Append's transaction
 
 	closeOnce sync.Once
 	closeErr  error
@@ -221,98 +222,6 @@ func loadMeta(tx *bolt.Tx, userID string) (userMeta, error) {
 		return userMeta{}, nil
 	}
 	return decodeMeta(v)
-}
-
-// Append implements store.Inbox. The whole batch is one transaction: on
-// error (including ctx cancelled mid-batch) nothing of it is stored. An
-// input without ID gets a fresh ULID.
-func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
-	for i := range ns {
-		if err := checkUserID(ns[i].UserID); err != nil {
-			return nil, fmt.Errorf("embedded: notification %d: %w", i, err)
-		}
-		if ns[i].EventID == "" {
-			return nil, fmt.Errorf("embedded: notification %d: %w", i, &herald.ValidationError{Field: "event_id", Reason: "must not be empty"})
-		}
-		if len(ns[i].EventID) > maxEventIDBytes {
-			return nil, fmt.Errorf("embedded: notification %d: %w", i, &herald.ValidationError{Field: "event_id", Reason: fmt.Sprintf("is longer than %d bytes", maxEventIDBytes)})
-		}
-	}
-	if len(ns) == 0 {
-		if err := s.begin(ctx); err != nil {
-			return nil, err
-		}
-		return []store.AppendResult{}, nil
-	}
-	results := make([]store.AppendResult, len(ns))
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		inbox, unread, dedup := tx.Bucket(bInbox), tx.Bucket(bUnread), tx.Bucket(bDedup)
-		metas := make(map[string]*userMeta)
-		for i := range ns {
-			if i%64 == 63 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			in := &ns[i]
-			dk := suffixKey(in.UserID, in.EventID)
-			if v := dedup.Get(dk); v != nil {
-				if len(v) != 8 {
-					return fmt.Errorf("embedded: corrupt dedup entry for user %q event %q", in.UserID, in.EventID)
-				}
-				seq := seqOf(v)
-				sk := seqKey(in.UserID, seq)
-				rec := inbox.Get(sk)
-				if rec == nil {
-					return fmt.Errorf("embedded: dedup entry for user %q event %q points to missing seq %d", in.UserID, in.EventID, seq)
-				}
-				n, err := decodeNotification(rec, in.UserID, seq, unread.Get(sk) == nil)
-				if err != nil {
-					return err
-				}
-				results[i] = store.AppendResult{Notification: n}
-				continue
-			}
-			m := metas[in.UserID]
-			if m == nil {
-				loaded, err := loadMeta(tx, in.UserID)
-				if err != nil {
-					return err
-				}
-				m = &loaded
-				metas[in.UserID] = m
-			}
-			n := *in
-			n.Seq, n.Prev, n.Read = m.last+1, m.last, false
-			n.Data = bytes.Clone(in.Data)
-			if n.ID == "" {
-				n.ID = herald.NewID(n.CreatedAt)
-			}
-			sk := seqKey(n.UserID, n.Seq)
-			if err := inbox.Put(sk, encodeNotification(&n)); err != nil {
-				return err
-			}
-			if err := unread.Put(sk, unreadVal); err != nil {
-				return err
-			}
-			if err := dedup.Put(dk, encodeSeq(n.Seq)); err != nil {
-				return err
-			}
-			m.last, m.unread = n.Seq, m.unread+1
-			results[i] = store.AppendResult{Notification: n, Created: true}
-		}
-		users := tx.Bucket(bUsers)
-		for u, m := range metas {
-			if err := users.Put(userKey(u), m.encode()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return results, nil
 }
 
 // List implements store.Inbox. It reads one consistent snapshot. With

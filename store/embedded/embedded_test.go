@@ -56,6 +56,17 @@ func BenchmarkStoreNoSync(b *testing.B) {
 	})
 }
 
+// fence returns the writer of scope "test" of s: these tests have one
+// writer per store, as `herald dev` has one enricher.
+func fence(t *testing.T, s *Store) store.Writer {
+	t.Helper()
+	w, err := s.Fence(t.Context(), "test")
+	if err != nil {
+		t.Fatalf("Fence: %v", err)
+	}
+	return w
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	t.Cleanup(cancel)
@@ -77,8 +88,9 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := fence(t, s)
 	batch := []herald.Notification{note("u1", "a"), note("u2", "a"), note("u1", "b"), note("u1", "c")}
-	first, err := s.Append(ctx, batch)
+	first, err := w.Append(ctx, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +113,13 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Epochs live in the Store, not in the file: the old writer is done.
+	if _, err := w.Append(ctx, []herald.Notification{note("u1", "z")}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Append through a writer of the closed Store = %v, want ErrClosed", err)
+	}
+
 	s = open(t, path, false)
+	w = fence(t, s)
 	l, err := s.List(ctx, "u1", 0, 0, false)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +157,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 
 	// Dedup survives and seqs continue.
-	res, err := s.Append(ctx, []herald.Notification{note("u1", "b"), note("u1", "d")})
+	res, err := w.Append(ctx, []herald.Notification{note("u1", "b"), note("u1", "d")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +229,8 @@ func (c *cancelAfter) Err() error {
 func TestAppendIsAtomicPerBatch(t *testing.T) {
 	ctx := testCtx(t)
 	s := open(t, filepath.Join(t.TempDir(), "h.db"), true)
-	if _, err := s.Append(ctx, []herald.Notification{note("u", "before")}); err != nil {
+	w := fence(t, s)
+	if _, err := w.Append(ctx, []herald.Notification{note("u", "before")}); err != nil {
 		t.Fatal(err)
 	}
 	var batch []herald.Notification
@@ -220,7 +239,7 @@ func TestAppendIsAtomicPerBatch(t *testing.T) {
 	}
 	cctx := &cancelAfter{Context: ctx}
 	cctx.n.Store(1) // the check before the transaction passes, the first one inside fails
-	if _, err := s.Append(cctx, batch); !errors.Is(err, context.Canceled) {
+	if _, err := w.Append(cctx, batch); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append cancelled mid-batch = %v, want context.Canceled", err)
 	}
 	for u, want := range map[string]uint64{"u": 1, "v": 0} {
@@ -232,7 +251,7 @@ func TestAppendIsAtomicPerBatch(t *testing.T) {
 		}
 	}
 	// The same batch then goes in whole, as a replay after a crash would.
-	res, err := s.Append(ctx, batch)
+	res, err := w.Append(ctx, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +261,7 @@ func TestAppendIsAtomicPerBatch(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.Append(cancelled, batch[:1]); !errors.Is(err, context.Canceled) {
+	if _, err := w.Append(cancelled, batch[:1]); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append with a cancelled ctx = %v", err)
 	}
 	if _, err := s.List(cancelled, "u", 0, 0, false); !errors.Is(err, context.Canceled) {
@@ -253,13 +272,14 @@ func TestAppendIsAtomicPerBatch(t *testing.T) {
 func TestRejectsBadInput(t *testing.T) {
 	ctx := testCtx(t)
 	s := open(t, filepath.Join(t.TempDir(), "h.db"), true)
+	w := fence(t, s)
 	long := string(make([]byte, 256))
 	for _, batch := range [][]herald.Notification{
 		{note("ok", "e"), note("", "e")},
 		{note("ok", "e"), note("ok", "")},
 		{note(long, "e")},
 	} {
-		_, err := s.Append(ctx, batch)
+		_, err := w.Append(ctx, batch)
 		if _, ok := herald.AsValidationError(err); !ok {
 			t.Fatalf("Append(%q/%q) = %v, want a ValidationError", batch[len(batch)-1].UserID, batch[len(batch)-1].EventID, err)
 		}
@@ -302,13 +322,14 @@ func TestPutPreferencesDoesNotMutateInput(t *testing.T) {
 func TestMarkAllReadMany(t *testing.T) {
 	ctx := testCtx(t)
 	s := open(t, filepath.Join(t.TempDir(), "h.db"), true)
+	w := fence(t, s)
 	const total = 5000
 	for b := 0; b < total; b += 500 {
 		var batch []herald.Notification
 		for i := b; i < b+500; i++ {
 			batch = append(batch, note("big", fmt.Sprintf("e%d", i)), note("other", fmt.Sprintf("e%d", i)))
 		}
-		if _, err := s.Append(ctx, batch); err != nil {
+		if _, err := w.Append(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,11 +358,12 @@ func TestMarkAllReadMany(t *testing.T) {
 func TestCloseWaitsAndThenRefuses(t *testing.T) {
 	ctx := testCtx(t)
 	s := open(t, filepath.Join(t.TempDir(), "h.db"), true)
+	w := fence(t, s)
 	done := make(chan error, 1)
 	go func() {
 		var err error
 		for i := 0; err == nil; i++ {
-			_, err = s.Append(ctx, []herald.Notification{note("u", fmt.Sprint(i))})
+			_, err = w.Append(ctx, []herald.Notification{note("u", fmt.Sprint(i))})
 		}
 		done <- err
 	}()

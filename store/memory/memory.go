@@ -4,10 +4,19 @@
 // It refuses every input one of the real stores (embedded, cassandra)
 // refuses, with the same error types, so that a test passing against it
 // does not rely on something production rejects: user ids of 1 to
-// MaxUserIDBytes bytes, event ids of 1 to MaxEventIDBytes bytes in Append
-// (non-empty in Claim), preferences and devices that pass their Validate
+// MaxUserIDBytes bytes, event ids of 1 to MaxEventIDBytes bytes in
+// Writer.Append (non-empty in Claim), scopes that store.ValidateScope
+// accepts, preferences and devices that pass their Validate
 // (stored normalised). The conformance suite (store/storetest) holds all
 // three to it.
+//
+// Fencing uses in-process epochs (store.Fences): every writer of a memory
+// store lives in the process that created it, so an epoch counter per
+// scope is all a fence needs. Fence takes a new epoch of the scope under
+// the store's mutex, and Writer.Append checks its epoch under that same
+// mutex before it touches anything: an append of a fenced writer changes
+// nothing, and one already running when Fence is called has finished
+// before Fence returns, so the new writer sees its notifications.
 //
 // Push progress expires Options.PushProgressTTL after it is marked: every
 // MarkPushSent first drops the expired entries (a min-heap by expiry, no
@@ -48,6 +57,7 @@ type Store struct {
 	pushed  map[pushKey]time.Time      // → expiry
 	jobs    map[jobKey]map[string]bool // → tokens marked
 	expiry  expiryHeap
+	fences  store.Fences // epochs of Fence; taken and checked under mu
 }
 
 // Options configures NewWith. Zero values mean the documented default.
@@ -89,7 +99,7 @@ func NewWith(o Options) *Store {
 const (
 	// MaxUserIDBytes is the embedded store's limit (Cassandra's is 1024).
 	MaxUserIDBytes = 255
-	// MaxEventIDBytes is the limit of both real stores' Append.
+	// MaxEventIDBytes is the limit of both real stores' Writer.Append.
 	MaxEventIDBytes = 1024
 )
 
@@ -135,45 +145,6 @@ func (s *Store) lock(ctx context.Context) error {
 		return store.ErrClosed
 	}
 	return nil
-}
-
-// Append implements store.Inbox. An invalid notification fails the whole
-// call before anything is stored. An input without ID gets a fresh ULID.
-func (s *Store) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
-	for i := range ns {
-		if err := checkNotification(&ns[i]); err != nil {
-			return nil, fmt.Errorf("memory: notification %d: %w", i, err)
-		}
-	}
-	if err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	out := make([]store.AppendResult, len(ns))
-	for i, n := range ns {
-		u := s.user(n.UserID)
-		if seq, ok := u.byEvt[n.EventID]; ok {
-			out[i] = store.AppendResult{Notification: u.items[seq-1]}
-			continue
-		}
-		n.Prev = uint64(len(u.items))
-		n.Seq = n.Prev + 1
-		n.Read = false
-		n.Data = slices.Clone(n.Data)
-		if n.ID == "" {
-			// The real stores use CreatedAt, and panic on a zero one.
-			at := n.CreatedAt
-			if at.IsZero() {
-				at = time.Now()
-			}
-			n.ID = herald.NewID(at)
-		}
-		u.items = append(u.items, n)
-		u.byEvt[n.EventID] = n.Seq
-		u.unread++
-		out[i] = store.AppendResult{Notification: n, Created: true}
-	}
-	return out, nil
 }
 
 // List implements store.Inbox.

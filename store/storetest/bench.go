@@ -12,7 +12,7 @@ import (
 
 // Bench runs the store benchmarks as sub-benchmarks of b:
 //
-//   - Append: one Append of a batch of 100 notifications spread over 10
+//   - Append: one Writer.Append of a batch of 100 notifications spread over 10
 //     users (the shape of an enricher poll); reports notifications/s.
 //   - List: List(limit 50) at varying offsets of a 1000-notification inbox;
 //     reports notifications/s.
@@ -25,10 +25,16 @@ func Bench(b *testing.B, newStore func(b *testing.B) store.Store) {
 	b.Run("UnreadCount", func(b *testing.B) { benchUnreadCount(b, newStore) })
 }
 
-func openBench(b *testing.B, newStore func(b *testing.B) store.Store) store.Store {
+// openBench returns a fresh store, closed when b ends, and the Writer of
+// a scope of its own (Fence is not measured).
+func openBench(b *testing.B, newStore func(b *testing.B) store.Store) (store.Store, store.Writer) {
 	st := newStore(b)
 	b.Cleanup(func() { _ = st.Close() })
-	return st
+	w, err := st.Fence(b.Context(), "bench-"+runID()+"/0")
+	if err != nil {
+		b.Fatalf("Fence: %v", err)
+	}
+	return st, w
 }
 
 // benchNotif is notif without the random ULID, so the loop measures the store.
@@ -41,20 +47,20 @@ func benchNotif(userID, eventID string) herald.Notification {
 }
 
 // fill appends n notifications for userID in batches of 100.
-func fill(b *testing.B, ctx context.Context, st store.Store, userID string, n int) {
+func fill(b *testing.B, ctx context.Context, w store.Writer, userID string, n int) {
 	for i := 0; i < n; i += 100 {
 		batch := make([]herald.Notification, 0, 100)
 		for j := i; j < i+100 && j < n; j++ {
 			batch = append(batch, benchNotif(userID, "fill-"+strconv.Itoa(j)))
 		}
-		if _, err := st.Append(ctx, batch); err != nil {
+		if _, err := w.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func benchAppend(b *testing.B, newStore func(b *testing.B) store.Store) {
-	st := openBench(b, newStore)
+	_, w := openBench(b, newStore)
 	ctx := b.Context()
 	run := runID()
 	users := make([]string, 10)
@@ -70,7 +76,7 @@ func benchAppend(b *testing.B, newStore func(b *testing.B) store.Store) {
 			batch[j] = benchNotif(users[j%len(users)], "e-"+strconv.Itoa(n))
 			n++
 		}
-		if _, err := st.Append(ctx, batch); err != nil {
+		if _, err := w.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -78,10 +84,10 @@ func benchAppend(b *testing.B, newStore func(b *testing.B) store.Store) {
 }
 
 func benchList(b *testing.B, newStore func(b *testing.B) store.Store) {
-	st := openBench(b, newStore)
+	st, w := openBench(b, newStore)
 	ctx := b.Context()
 	u := "bench-list-" + runID()
-	fill(b, ctx, st, u, 1000)
+	fill(b, ctx, w, u, 1000)
 	b.ReportAllocs()
 	listed := 0
 	for i := 0; b.Loop(); i++ {
@@ -95,10 +101,10 @@ func benchList(b *testing.B, newStore func(b *testing.B) store.Store) {
 }
 
 func benchUnreadCount(b *testing.B, newStore func(b *testing.B) store.Store) {
-	st := openBench(b, newStore)
+	st, w := openBench(b, newStore)
 	ctx := b.Context()
 	u := "bench-unread-" + runID()
-	fill(b, ctx, st, u, 1000)
+	fill(b, ctx, w, u, 1000)
 	seqs := make([]uint64, 0, 500)
 	for s := uint64(1); s <= 1000; s += 2 {
 		seqs = append(seqs, s)

@@ -9,35 +9,41 @@ import (
 	herald "github.com/heraldhq/herald"
 )
 
-// concurrentAppendDifferentUsers runs several writers at once, each the
-// single writer of its own users (the contract's assumption), each batch
-// interleaving two users.
-func (s *suite) concurrentAppendDifferentUsers(t *testing.T) {
-	st, ctx := s.open(t)
-	const writers, batches, perUser = 4, 10, 5
-	users := make([][2]string, writers)
-	for w := range users {
-		users[w] = [2]string{s.user(fmt.Sprintf("cw%d-a", w)), s.user(fmt.Sprintf("cw%d-b", w))}
+// concurrentSharedWriter shares ONE Writer between several
+// goroutines, as the enricher shares the Writer of a partition between the
+// batches it has in flight: each goroutine appends for its own users (so
+// the seqs it gets are predictable), each batch interleaving two users.
+// Writer is documented safe for concurrent use.
+func (s *suite) concurrentSharedWriter(t *testing.T) {
+	st, w, ctx := s.openWriter(t)
+	const goroutines, batches, perUser = 4, 10, 5
+	users := make([][2]string, goroutines)
+	for g := range users {
+		users[g] = [2]string{s.user(fmt.Sprintf("cw%d-a", g)), s.user(fmt.Sprintf("cw%d-b", g))}
 	}
 	var wg sync.WaitGroup
-	for w := range writers {
+	for g := range goroutines {
 		wg.Go(func() {
-			a, b := users[w][0], users[w][1]
+			a, b := users[g][0], users[g][1]
 			for i := range batches {
 				var batch []herald.Notification
 				for j := range perUser {
 					batch = append(batch, notif(a, fmt.Sprintf("a-%d-%d", i, j)), notif(b, fmt.Sprintf("b-%d-%d", i, j)))
 				}
-				res, err := st.Append(ctx, batch)
+				res, err := w.Append(ctx, batch)
 				if err != nil {
-					t.Errorf("writer %d batch %d: %v", w, i, err)
+					t.Errorf("goroutine %d batch %d: %v", g, i, err)
+					return
+				}
+				if len(res) != len(batch) {
+					t.Errorf("goroutine %d batch %d: %d results for %d notifications", g, i, len(res), len(batch))
 					return
 				}
 				for k, r := range res {
 					want := uint64(i*perUser + k/2 + 1)
 					if !r.Created || r.Notification.Seq != want || r.Notification.UserID != batch[k].UserID {
-						t.Errorf("writer %d batch %d result %d: created=%v seq %d user %s, want seq %d",
-							w, i, k, r.Created, r.Notification.Seq, r.Notification.UserID, want)
+						t.Errorf("goroutine %d batch %d result %d: created=%v seq %d user %s, want seq %d",
+							g, i, k, r.Created, r.Notification.Seq, r.Notification.UserID, want)
 						return
 					}
 				}
@@ -66,7 +72,7 @@ func (s *suite) concurrentAppendDifferentUsers(t *testing.T) {
 // notifications read, then checks that the unread counter agrees with the
 // rows.
 func (s *suite) concurrentMarkReadVsAppend(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	users := []string{s.user("race1"), s.user("race2")}
 	const batches, perBatch = 20, 5
 
@@ -79,7 +85,7 @@ func (s *suite) concurrentMarkReadVsAppend(t *testing.T) {
 			for _, u := range users {
 				batch = append(batch, notifs(u, fmt.Sprintf("b%d", i), perBatch)...)
 			}
-			if _, err := st.Append(ctx, batch); err != nil {
+			if _, err := w.Append(ctx, batch); err != nil {
 				t.Errorf("Append batch %d: %v", i, err)
 				return
 			}

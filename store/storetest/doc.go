@@ -16,6 +16,31 @@
 // that are unique to the run, so a factory may hand out sessions on one
 // shared backend (a Cassandra keyspace that outlives the test) as long as
 // each call returns a store that can be closed independently: the suite
-// closes every store it opens. Timestamps are truncated to milliseconds so
+// closes every store it opens. Tests append through a Writer fenced for a
+// scope unique to the test, one per store, so no test fences another's
+// writer on a shared backend. Timestamps are truncated to milliseconds so
 // that backends with millisecond precision round-trip them exactly.
+//
+// The Fence group holds every implementation to the writer contract of
+// store.Inbox.Fence, through the interface only (so Cassandra's fencing,
+// which spans processes, is judged by the same tests as the in-process
+// epochs of memory and embedded):
+//   - RefusesOldWriter: after a second Fence of the scope the first Writer's
+//     appends (new events, a replay of its own batch, a new user) return
+//     errors.Is(err, store.ErrFenced), again on retry, and List, LastSeq
+//     and UnreadCount are unchanged;
+//   - NewWriterContinues: the new Writer continues each user's seqs densely,
+//     and replaying through it a batch the old one stored returns the
+//     stored seqs and ids with Created=false;
+//   - ScopesIndependent: fencing scope A leaves scope B's Writer working,
+//     and the other way round;
+//   - ValidatesScope: an empty scope and one of MaxScopeBytes+1 bytes are a
+//     *herald.ValidationError on "scope"; MaxScopeBytes bytes work;
+//   - AfterClose: Fence and Append through an earlier Writer return
+//     store.ErrClosed;
+//   - RacesAppends: a Fence while the old Writer keeps appending for a user:
+//     the old one ends with ErrFenced, nothing it stored lands after the new
+//     Writer's notifications, and the seqs stay dense;
+//   - SharedWriter: several goroutines append for different users through
+//     one Writer, with dense seqs per user.
 package storetest

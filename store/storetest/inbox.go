@@ -9,10 +9,10 @@ import (
 )
 
 func (s *suite) appendSequencesPerUser(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("seq")
 	first := notifs(u, "a", 5)
-	res := mustAppend(t, ctx, st, first)
+	res := mustAppend(t, ctx, w, first)
 	for i, r := range res {
 		if !r.Created {
 			t.Fatalf("result %d: Created=false for a new event id", i)
@@ -27,7 +27,7 @@ func (s *suite) appendSequencesPerUser(t *testing.T) {
 	}
 
 	second := notifs(u, "b", 3)
-	res = mustAppend(t, ctx, st, second)
+	res = mustAppend(t, ctx, w, second)
 	for i, r := range res {
 		if !r.Created || r.Notification.Seq != uint64(6+i) || r.Notification.Prev != uint64(5+i) {
 			t.Fatalf("second call, result %d: created=%v seq/prev %d/%d, want true %d/%d",
@@ -50,10 +50,10 @@ func (s *suite) appendSequencesPerUser(t *testing.T) {
 }
 
 func (s *suite) appendIndependentUsers(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u1, u2 := s.user("ind1"), s.user("ind2")
-	mustAppend(t, ctx, st, notifs(u1, "x", 3))
-	res := mustAppend(t, ctx, st, notifs(u2, "y", 2))
+	mustAppend(t, ctx, w, notifs(u1, "x", 3))
+	res := mustAppend(t, ctx, w, notifs(u2, "y", 2))
 	for i, r := range res {
 		if r.Notification.Seq != uint64(i+1) || r.Notification.Prev != uint64(i) {
 			t.Fatalf("second user, result %d: seq/prev %d/%d, want %d/%d", i, r.Notification.Seq, r.Notification.Prev, i+1, i)
@@ -76,13 +76,13 @@ func (s *suite) appendIndependentUsers(t *testing.T) {
 }
 
 func (s *suite) appendInterleavedBatch(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	a, b, c := s.user("ia"), s.user("ib"), s.user("ic")
 	batch := []herald.Notification{
 		notif(a, "a1"), notif(b, "b1"), notif(a, "a2"), notif(c, "c1"), notif(b, "b2"), notif(a, "a3"),
 	}
 	wantSeq := []uint64{1, 1, 2, 1, 2, 3}
-	res := mustAppend(t, ctx, st, batch)
+	res := mustAppend(t, ctx, w, batch)
 	for i, r := range res {
 		n := r.Notification
 		if !r.Created || n.Seq != wantSeq[i] || n.Prev != wantSeq[i]-1 {
@@ -106,14 +106,14 @@ func (s *suite) appendInterleavedBatch(t *testing.T) {
 }
 
 func (s *suite) appendDuplicateAcrossCalls(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("dup")
-	orig := mustAppend(t, ctx, st, []herald.Notification{notif(u, "e1"), notif(u, "e2")})
+	orig := mustAppend(t, ctx, w, []herald.Notification{notif(u, "e1"), notif(u, "e2")})
 
 	again := notif(u, "e1")
 	again.ID = herald.NewID(baseTime.Add(1e9)) // a different notification id
 	again.Title = "changed title"
-	res := mustAppend(t, ctx, st, []herald.Notification{again})
+	res := mustAppend(t, ctx, w, []herald.Notification{again})
 	r := res[0]
 	if r.Created {
 		t.Fatal("Created=true for an event id already in the inbox")
@@ -137,12 +137,12 @@ func (s *suite) appendDuplicateAcrossCalls(t *testing.T) {
 }
 
 func (s *suite) appendDuplicateWithinBatch(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("dupbatch")
 	dup := notif(u, "e1")
 	dup.ID = herald.NewID(baseTime.Add(2e9))
 	batch := []herald.Notification{notif(u, "e1"), notif(u, "e2"), dup, notif(u, "e3")}
-	res := mustAppend(t, ctx, st, batch)
+	res := mustAppend(t, ctx, w, batch)
 
 	want := []struct {
 		created   bool
@@ -168,29 +168,29 @@ func (s *suite) appendDuplicateWithinBatch(t *testing.T) {
 }
 
 func (s *suite) appendSameEventIDOtherUser(t *testing.T) {
-	st, ctx := s.open(t)
+	_, w, ctx := s.openWriter(t)
 	u1, u2 := s.user("same1"), s.user("same2")
-	res := mustAppend(t, ctx, st, []herald.Notification{notif(u1, "shared"), notif(u2, "shared")})
+	res := mustAppend(t, ctx, w, []herald.Notification{notif(u1, "shared"), notif(u2, "shared")})
 	for i, r := range res {
 		if !r.Created || r.Notification.Seq != 1 {
 			t.Fatalf("result %d: created=%v seq %d; dedup must be per user", i, r.Created, r.Notification.Seq)
 		}
 	}
-	res = mustAppend(t, ctx, st, []herald.Notification{notif(u2, "shared")})
+	res = mustAppend(t, ctx, w, []herald.Notification{notif(u2, "shared")})
 	if res[0].Created || res[0].Notification.UserID != u2 {
 		t.Fatalf("replay for u2: created=%v user %q", res[0].Created, res[0].Notification.UserID)
 	}
 }
 
 func (s *suite) appendReplayBatch(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	a, b, c := s.user("ra"), s.user("rb"), s.user("rc")
-	mustAppend(t, ctx, st, notifs(a, "pre", 2)) // a does not start at 1
+	mustAppend(t, ctx, w, notifs(a, "pre", 2)) // a does not start at 1
 	batch := []herald.Notification{
 		notif(a, "1"), notif(b, "1"), notif(c, "1"), notif(a, "2"), notif(b, "2"), notif(a, "3"),
 	}
-	first := mustAppend(t, ctx, st, batch)
-	second := mustAppend(t, ctx, st, batch)
+	first := mustAppend(t, ctx, w, batch)
+	second := mustAppend(t, ctx, w, batch)
 	for i := range batch {
 		f, g := first[i], second[i]
 		if !f.Created {
@@ -216,7 +216,7 @@ func (s *suite) appendReplayBatch(t *testing.T) {
 
 	// A replay that carries one more record than the crashed attempt.
 	extended := append(append([]herald.Notification{}, batch...), notif(b, "3"))
-	res := mustAppend(t, ctx, st, extended)
+	res := mustAppend(t, ctx, w, extended)
 	for i := range batch {
 		if res[i].Created || res[i].Notification.Seq != first[i].Notification.Seq {
 			t.Fatalf("extended replay, result %d: created=%v seq %d", i, res[i].Created, res[i].Notification.Seq)
@@ -229,14 +229,14 @@ func (s *suite) appendReplayBatch(t *testing.T) {
 }
 
 func (s *suite) appendReplayAfterRead(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("readreplay")
 	batch := notifs(u, "e", 2)
-	mustAppend(t, ctx, st, batch)
+	mustAppend(t, ctx, w, batch)
 	if got := mustMarkRead(t, ctx, st, u, 1); got != 1 {
 		t.Fatalf("MarkRead(1) = %d, want 1", got)
 	}
-	res := mustAppend(t, ctx, st, batch)
+	res := mustAppend(t, ctx, w, batch)
 	for i, r := range res {
 		if r.Created || r.Notification.Seq != uint64(i+1) {
 			t.Fatalf("replay result %d: created=%v seq %d", i, r.Created, r.Notification.Seq)
@@ -252,11 +252,11 @@ func (s *suite) appendReplayAfterRead(t *testing.T) {
 }
 
 func (s *suite) appendIgnoresInputSeqPrevRead(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("ignore")
 	n := notif(u, "e")
 	n.Seq, n.Prev, n.Read = 77, 76, true
-	r := mustAppend(t, ctx, st, []herald.Notification{n})[0]
+	r := mustAppend(t, ctx, w, []herald.Notification{n})[0]
 	if r.Notification.Seq != 1 || r.Notification.Prev != 0 || r.Notification.Read {
 		t.Fatalf("seq/prev/read %d/%d/%v, want 1/0/false", r.Notification.Seq, r.Notification.Prev, r.Notification.Read)
 	}
@@ -269,8 +269,8 @@ func (s *suite) appendIgnoresInputSeqPrevRead(t *testing.T) {
 }
 
 func (s *suite) appendEmpty(t *testing.T) {
-	st, ctx := s.open(t)
-	res, err := st.Append(ctx, nil)
+	_, w, ctx := s.openWriter(t)
+	res, err := w.Append(ctx, nil)
 	if err != nil {
 		t.Fatalf("Append(nil): %v", err)
 	}
@@ -280,9 +280,9 @@ func (s *suite) appendEmpty(t *testing.T) {
 }
 
 func (s *suite) listAfterAndLimit(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("list")
-	mustAppend(t, ctx, st, notifs(u, "e", 10))
+	mustAppend(t, ctx, w, notifs(u, "e", 10))
 	cases := []struct {
 		after uint64
 		limit int
@@ -313,10 +313,10 @@ func (s *suite) listAfterAndLimit(t *testing.T) {
 }
 
 func (s *suite) listPaging(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("paging")
 	for b := range 5 {
-		mustAppend(t, ctx, st, notifs(u, fmt.Sprintf("b%d", b), 7))
+		mustAppend(t, ctx, w, notifs(u, fmt.Sprintf("b%d", b), 7))
 	}
 	var got []herald.Notification
 	after := uint64(0)
@@ -338,9 +338,9 @@ func (s *suite) listPaging(t *testing.T) {
 }
 
 func (s *suite) listUnreadOnly(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("unreadonly")
-	mustAppend(t, ctx, st, notifs(u, "e", 6))
+	mustAppend(t, ctx, w, notifs(u, "e", 6))
 	if got := mustMarkRead(t, ctx, st, u, 2, 4, 5); got != 3 {
 		t.Fatalf("MarkRead(2,4,5) = %d, want 3", got)
 	}
@@ -383,9 +383,9 @@ func (s *suite) listUnknownUser(t *testing.T) {
 }
 
 func (s *suite) unreadMarkRead(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("markread")
-	mustAppend(t, ctx, st, notifs(u, "e", 5))
+	mustAppend(t, ctx, w, notifs(u, "e", 5))
 	if got := mustUnread(t, ctx, st, u); got != 5 {
 		t.Fatalf("UnreadCount = %d, want 5", got)
 	}
@@ -415,9 +415,9 @@ func (s *suite) unreadMarkRead(t *testing.T) {
 }
 
 func (s *suite) unreadMarkAllRead(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("markall")
-	mustAppend(t, ctx, st, notifs(u, "a", 4))
+	mustAppend(t, ctx, w, notifs(u, "a", 4))
 	mustMarkRead(t, ctx, st, u, 2)
 	if got := mustMarkAllRead(t, ctx, st, u); got != 0 {
 		t.Fatalf("MarkAllRead = %d, want 0", got)
@@ -437,7 +437,7 @@ func (s *suite) unreadMarkAllRead(t *testing.T) {
 		t.Fatalf("second MarkAllRead = %d, want 0", got)
 	}
 
-	mustAppend(t, ctx, st, notifs(u, "b", 2))
+	mustAppend(t, ctx, w, notifs(u, "b", 2))
 	if got := mustUnread(t, ctx, st, u); got != 2 {
 		t.Fatalf("UnreadCount after appending 2 = %d, want 2", got)
 	}
@@ -448,9 +448,9 @@ func (s *suite) unreadMarkAllRead(t *testing.T) {
 }
 
 func (s *suite) unreadPerUser(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u1, u2 := s.user("pu1"), s.user("pu2")
-	mustAppend(t, ctx, st, append(notifs(u1, "x", 3), notifs(u2, "y", 3)...))
+	mustAppend(t, ctx, w, append(notifs(u1, "x", 3), notifs(u2, "y", 3)...))
 	if got := mustMarkRead(t, ctx, st, u1, 1, 2); got != 1 {
 		t.Fatalf("MarkRead(u1, 1, 2) = %d, want 1", got)
 	}
@@ -467,7 +467,7 @@ func (s *suite) unreadPerUser(t *testing.T) {
 }
 
 func (s *suite) unreadUnknownUser(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("ghost")
 	if got := mustUnread(t, ctx, st, u); got != 0 {
 		t.Fatalf("UnreadCount(unknown) = %d", got)
@@ -482,7 +482,7 @@ func (s *suite) unreadUnknownUser(t *testing.T) {
 		t.Fatalf("UnreadCount(unknown) after marks = %d", got)
 	}
 	// Marking must not have created state that disturbs a later first append.
-	r := mustAppend(t, ctx, st, []herald.Notification{notif(u, "first")})[0]
+	r := mustAppend(t, ctx, w, []herald.Notification{notif(u, "first")})[0]
 	if r.Notification.Seq != 1 || mustUnread(t, ctx, st, u) != 1 {
 		t.Fatalf("first append after marks: seq %d, unread %d; want 1, 1", r.Notification.Seq, mustUnread(t, ctx, st, u))
 	}

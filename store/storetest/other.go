@@ -12,7 +12,7 @@ import (
 )
 
 func (s *suite) claim(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u1, u2 := s.user("claim1"), s.user("claim2")
 	steps := []struct {
 		user, event, token string
@@ -36,7 +36,7 @@ func (s *suite) claim(t *testing.T) {
 		}
 	}
 	// Claims and the inbox are independent: a claimed event can still be appended.
-	if r := mustAppend(t, ctx, st, []herald.Notification{notif(u1, "e1")})[0]; !r.Created {
+	if r := mustAppend(t, ctx, w, []herald.Notification{notif(u1, "e1")})[0]; !r.Created {
 		t.Fatal("Append of a claimed event id: Created=false")
 	}
 }
@@ -232,9 +232,9 @@ func (s *suite) ping(t *testing.T) {
 }
 
 func (s *suite) close(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("closed")
-	mustAppend(t, ctx, st, []herald.Notification{notif(u, "e")})
+	mustAppend(t, ctx, w, []herald.Notification{notif(u, "e")})
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -244,9 +244,10 @@ func (s *suite) close(t *testing.T) {
 	dev := herald.Device{UserID: u, Platform: "ios", Token: s.token("c"), CreatedAt: baseTime}
 	calls := map[string]func() error{
 		"Append": func() error {
-			_, err := st.Append(ctx, []herald.Notification{notif(u, "after-close")})
+			_, err := w.Append(ctx, []herald.Notification{notif(u, "after-close")})
 			return err
 		},
+		"Fence":       func() error { _, err := st.Fence(ctx, w.Scope()); return err },
 		"List":        func() error { _, err := st.List(ctx, u, 0, 0, false); return err },
 		"LastSeq":     func() error { _, err := st.LastSeq(ctx, u); return err },
 		"UnreadCount": func() error { _, err := st.UnreadCount(ctx, u); return err },

@@ -35,6 +35,15 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run("IgnoresInputSeqPrevRead", s.appendIgnoresInputSeqPrevRead)
 		t.Run("Empty", s.appendEmpty)
 	})
+	t.Run("Fence", func(t *testing.T) {
+		t.Run("RefusesOldWriter", s.fenceRefusesOldWriter)
+		t.Run("NewWriterContinues", s.fenceNewWriterContinues)
+		t.Run("ScopesIndependent", s.fenceScopesIndependent)
+		t.Run("ValidatesScope", s.fenceValidatesScope)
+		t.Run("AfterClose", s.fenceAfterClose)
+		t.Run("RacesAppends", s.fenceRacesAppends)
+		t.Run("SharedWriter", s.concurrentSharedWriter)
+	})
 	t.Run("List", func(t *testing.T) {
 		t.Run("AfterAndLimit", s.listAfterAndLimit)
 		t.Run("Paging", s.listPaging)
@@ -71,7 +80,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Ping", s.ping)
 	t.Run("Close", s.close)
 	t.Run("Concurrent", func(t *testing.T) {
-		t.Run("AppendDifferentUsers", s.concurrentAppendDifferentUsers)
 		t.Run("MarkReadVsAppend", s.concurrentMarkReadVsAppend)
 		t.Run("TokenMoves", s.concurrentTokenMoves)
 	})
@@ -104,6 +112,36 @@ func (s *suite) open(t *testing.T) (store.Store, context.Context) {
 	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
 	t.Cleanup(cancel)
 	return st, ctx
+}
+
+// openWriter is open plus the Writer of a scope unique to the test, fenced
+// once: a test appends through one writer, as an enricher does for the
+// partitions it owns.
+func (s *suite) openWriter(t *testing.T) (store.Store, store.Writer, context.Context) {
+	t.Helper()
+	st, ctx := s.open(t)
+	return st, mustFence(t, ctx, st, s.scope("w")), ctx
+}
+
+// scope returns a scope unique to this run, shaped like the enricher's
+// "topic/partition".
+func (s *suite) scope(name string) string {
+	return fmt.Sprintf("st-%s-%s/%d", s.run, name, s.n.Add(1))
+}
+
+func mustFence(t *testing.T, ctx context.Context, st store.Store, scope string) store.Writer {
+	t.Helper()
+	w, err := st.Fence(ctx, scope)
+	if err != nil {
+		t.Fatalf("Fence(%s): %v", scope, err)
+	}
+	if w == nil {
+		t.Fatalf("Fence(%s) returned a nil Writer", scope)
+	}
+	if got := w.Scope(); got != scope {
+		t.Fatalf("Fence(%s): Writer.Scope() = %q", scope, got)
+	}
+	return w
 }
 
 // user returns a user id unique to this run, in the contract's alphabet.
@@ -145,9 +183,9 @@ func notifs(userID, prefix string, n int) []herald.Notification {
 	return out
 }
 
-func mustAppend(t *testing.T, ctx context.Context, st store.Store, ns []herald.Notification) []store.AppendResult {
+func mustAppend(t *testing.T, ctx context.Context, w store.Writer, ns []herald.Notification) []store.AppendResult {
 	t.Helper()
-	res, err := st.Append(ctx, ns)
+	res, err := w.Append(ctx, ns)
 	if err != nil {
 		t.Fatalf("Append(%d notifications): %v", len(ns), err)
 	}

@@ -31,7 +31,7 @@ var tooLongUserID = strings.Repeat("u", 1025)
 // Every method taking a user id refuses the empty one and one longer than
 // any store allows, with a *herald.ValidationError on user_id.
 func (s *suite) rejectsBadUserIDs(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	for _, u := range []string{"", tooLongUserID} {
 		name := "empty user id"
 		if u != "" {
@@ -39,7 +39,7 @@ func (s *suite) rejectsBadUserIDs(t *testing.T) {
 		}
 		calls := map[string]func() error{
 			"Append": func() error {
-				_, err := st.Append(ctx, []herald.Notification{notif(u, "e-1")})
+				_, err := w.Append(ctx, []herald.Notification{notif(u, "e-1")})
 				return err
 			},
 			"List":        func() error { _, err := st.List(ctx, u, 0, 10, false); return err },
@@ -68,11 +68,11 @@ func (s *suite) rejectsBadUserIDs(t *testing.T) {
 // Append refuses a notification without event id or with one longer than
 // 1024 bytes, and stores nothing of a batch holding one.
 func (s *suite) rejectsBadEventIDs(t *testing.T) {
-	st, ctx := s.open(t)
+	st, w, ctx := s.openWriter(t)
 	u := s.user("badevent")
 	for _, bad := range []string{"", strings.Repeat("e", 1025)} {
 		batch := []herald.Notification{notif(u, "fine-1"), notif(u, bad), notif(u, "fine-2")}
-		_, err := st.Append(ctx, batch)
+		_, err := w.Append(ctx, batch)
 		wantInvalid(t, "Append with a bad event id", err, "event_id")
 	}
 	if last, err := st.LastSeq(ctx, u); err != nil || last != 0 {
