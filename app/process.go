@@ -86,6 +86,8 @@ type Process struct {
 
 	http     *http.Server
 	ln       net.Listener
+	admin    *http.Server // --admin-addr (admin.go); nil when off
+	adminLn  net.Listener
 	shutOnce sync.Once
 	shutErr  error
 }
@@ -332,7 +334,8 @@ func (p *Process) supervise(phase int, name string, build func() (lifecycle.Runn
 	p.mu.Unlock()
 }
 
-// Serve starts the HTTP server on the Config's Addr with h.
+// Serve starts the HTTP server on the Config's Addr with h, and the admin
+// listener (pprof) on its AdminAddr when that is set.
 func (p *Process) Serve(h http.Handler) error {
 	ln, err := net.Listen("tcp", p.cfg.Addr)
 	if err != nil {
@@ -349,7 +352,7 @@ func (p *Process) Serve(h http.Handler) error {
 		return nil
 	})
 	p.log.Info("listening", "addr", ln.Addr().String())
-	return nil
+	return p.serveAdmin()
 }
 
 // HTTPConfig is the HTTP server bounds of the Config (--http-*), zero
@@ -372,9 +375,9 @@ func (p *Process) Addr() net.Addr {
 
 // Shutdown stops the process in order: stop intake (the HTTP listener),
 // then each phase's stops (enricher, router, pusher, sockets with 1012,
-// cluster), waits for every goroutine, then closes clients and stores. It is
-// idempotent; later calls return the first result. ctx bounds the HTTP
-// drain and the sockets' close.
+// cluster), closes the admin listener, waits for every goroutine, then
+// closes clients and stores. It is idempotent; later calls return the
+// first result. ctx bounds the HTTP drain and the sockets' close.
 func (p *Process) Shutdown(ctx context.Context) error {
 	p.shutOnce.Do(func() {
 		var errs []error
@@ -395,6 +398,7 @@ func (p *Process) Shutdown(ctx context.Context) error {
 		if err := <-httpDone; err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
+		p.closeAdmin()
 		p.cancel()
 		if err := p.g.Wait(); err != nil {
 			errs = append(errs, err)

@@ -38,6 +38,8 @@ type Config struct {
 	HTTPIdleTimeout  time.Duration // keep-alive connection idle that long is closed
 	HTTPMaxConns     int           // open connections of the listener; past it 503 + close
 
+	AdminAddr string // admin listener (net/http/pprof); "" = off. Never the public Addr
+
 	ProduceTimeout    time.Duration // POST /v1/events: Kafka acknowledgement deadline, then 503
 	IntakeMaxInflight int           // POST /v1/events: bytes of bodies held at once, then 503
 

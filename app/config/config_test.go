@@ -169,6 +169,10 @@ func TestValidationNamesTheSetting(t *testing.T) {
 			[]string{"$HERALD_REDIS_PASSWORD: set, but --redis ($HERALD_REDIS_URL) is empty"}},
 		{"negative rate", "api", []string{"--rate-user=-1"}, base, []string{"--rate-user: -1: must be 0"}},
 		{"no brokers", "topics", []string{"--brokers", ""}, nil, []string{"--brokers: empty"}},
+		{"admin address without port", "enricher", []string{"--admin-addr", "127.0.0.1"}, nil,
+			[]string{`--admin-addr: "127.0.0.1": want host:port`}},
+		{"admin address on the public listener", "pusher", []string{"--addr", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:8080"}, nil,
+			[]string{"--admin-addr: \"127.0.0.1:8080\": the same as --addr"}},
 	} {
 		_, err := parse(t, tc.role, tc.args, tc.env)
 		if err == nil {

@@ -27,6 +27,8 @@ const (
 	fLogLevel        = "log-level"
 	fLogFormat       = "log-format"
 
+	fAdminAddr = "admin-addr"
+
 	fHTTPReadTimeout  = "http-read-timeout"
 	fHTTPWriteTimeout = "http-write-timeout"
 	fHTTPIdleTimeout  = "http-idle-timeout"
@@ -116,6 +118,9 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.LogLevel })},
 			{flag: fLogFormat, env: "HERALD_LOG_FORMAT", def: "text", usage: "text or json",
 				bind: str(func(c *Config) *string { return &c.LogFormat })},
+
+			{flag: fAdminAddr, env: "HERALD_ADMIN_ADDR", usage: "admin listener serving net/http/pprof at /debug/pprof/, never the public --addr; bind it to loopback or a private interface, e.g. 127.0.0.1:6060 (empty: off)",
+				bind: str(func(c *Config) *string { return &c.AdminAddr })},
 
 			{flag: fHTTPReadTimeout, env: "HERALD_HTTP_READ_TIMEOUT", def: "30s", usage: "how long a client may take to send a whole request, headers (at most 10s of it) and body",
 				bind: func(c *Config) value { return durationValue{&c.HTTPReadTimeout} }},
@@ -229,7 +234,7 @@ func settings() ([]*setting, map[string]*setting) {
 // Groups of settings, composed into the roles below.
 var (
 	logging   = []string{fLogLevel, fLogFormat}
-	server    = []string{fAddr, fShutdownTimeout, fHTTPReadTimeout, fHTTPWriteTimeout, fHTTPIdleTimeout, fHTTPMaxConns}
+	server    = []string{fAddr, fShutdownTimeout, fHTTPReadTimeout, fHTTPWriteTimeout, fHTTPIdleTimeout, fHTTPMaxConns, fAdminAddr}
 	intake    = []string{fProduceTimeout, fIntakeInflight}
 	kafka     = []string{fBrokers, fKafkaTLS, fKafkaTLSCA, fKafkaTLSCert, fKafkaTLSKey, fKafkaSASL, fKafkaUser, fKafkaPassword}
 	cassandra = []string{fCassandra, fKeyspace, fConsistency, fCassandraUser, fCassandraPassword,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"time"
 
@@ -32,6 +33,16 @@ func (c *Command) validate() error {
 	}
 	if uses(fAddr) && strings.TrimSpace(cfg.Addr) == "" {
 		bad(fAddr, "empty: give host:port")
+	}
+	// The admin listener serves profiles and goroutine dumps: a typo must
+	// not leave it off unnoticed, and it may never share the public port.
+	if uses(fAdminAddr) && cfg.AdminAddr != "" {
+		// Port 0 (any free port, in tests) is never the same listener twice.
+		if _, port, err := net.SplitHostPort(cfg.AdminAddr); err != nil {
+			bad(fAdminAddr, "%q: want host:port, e.g. 127.0.0.1:6060", cfg.AdminAddr)
+		} else if cfg.AdminAddr == cfg.Addr && port != "0" {
+			bad(fAdminAddr, "%q: the same as %s; the admin listener must be a separate one", cfg.AdminAddr, c.name(fAddr))
+		}
 	}
 	if uses(fShutdownTimeout) && cfg.ShutdownTimeout <= 0 {
 		bad(fShutdownTimeout, "%s: must be positive", cfg.ShutdownTimeout)
