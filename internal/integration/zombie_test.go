@@ -51,12 +51,14 @@ var zombieNoticed = regexp.MustCompile(`(?i)fenc|rebalance|revoked|lost|epoch|ge
 // to two events, and the unread count must be n: none of the zombie's late
 // writes may land.
 //
-// The moment of the freeze, its length (on either side of franz-go's
-// 40 s transaction timeout, after which the broker aborts A's open
-// transaction itself) and whether B joins before the freeze or during it
-// are drawn from a seed that is logged; HERALD_IT_ZOMBIE_SEED replays one.
-// The test asserts no timing: every wait is on an observed state, bounded
-// by one deadline on the whole test.
+// The moment of the freeze, its least length (8 s to 44 s: on either side
+// of franz-go's 40 s transaction timeout, after which the broker aborts
+// A's open transaction itself) and whether B joins before the freeze or
+// during it are drawn from a seed that is logged; HERALD_IT_ZOMBIE_SEED
+// replays one. Whatever the draw, A stays frozen until the group has
+// evicted it and B has committed since. The test asserts no timing: it
+// waits on observed states (the group's members, the roles' counters,
+// the zombie's log), all bounded by one deadline on the whole test.
 func TestZombieEnricherFenced(t *testing.T) {
 	deadline := time.Now().Add(12 * time.Minute)
 	seed := uint64(time.Now().UnixNano())
