@@ -358,7 +358,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		}
 		ns = append(ns, herald.NewNotification(&e))
 	}
-	if _, err := f.store.Append(ctx, ns); err != nil {
+	if _, err := f.appendTo(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 
@@ -535,7 +535,7 @@ func TestOpenAPIWebSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	e := herald.Event{ID: "e1", UserID: "u1", Type: "t", Priority: herald.PriorityNormal, CreatedAt: time.Now()}
-	if _, err := f.store.Append(ctx, []herald.Notification{herald.NewNotification(&e)}); err != nil {
+	if _, err := f.appendTo(ctx, []herald.Notification{herald.NewNotification(&e)}); err != nil {
 		t.Fatal(err)
 	}
 	url := "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/v1/ws?after=0"

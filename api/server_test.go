@@ -19,6 +19,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/pipeline"
+	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/memory"
 	"github.com/heraldhq/herald/topics"
 )
@@ -53,6 +54,16 @@ type fixture struct {
 	store  *memory.Store
 	client *kgo.Client
 	unread *unreadLog
+}
+
+// appendTo stores ns through a writer of its own scope, as the enricher
+// would (each call fences a fresh scope, so calls never fence each other).
+func (f *fixture) appendTo(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
+	w, err := f.store.Fence(ctx, "test/"+herald.NewID(time.Now()))
+	if err != nil {
+		return nil, err
+	}
+	return w.Append(ctx, ns)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -183,7 +194,7 @@ func seed(t *testing.T, f *fixture, user string, n int) {
 		e := herald.Event{ID: fmt.Sprintf("%s-%d", user, i), UserID: user, Type: "t", Priority: herald.PriorityNormal, CreatedAt: time.Now()}
 		ns = append(ns, herald.NewNotification(&e))
 	}
-	if _, err := f.store.Append(context.Background(), ns); err != nil {
+	if _, err := f.appendTo(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 }

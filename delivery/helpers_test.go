@@ -213,8 +213,14 @@ func closeCode(t testing.TB, c *websocket.Conn) int {
 }
 
 // appendN stores n notifications for user and returns them as stored.
+// Each call fences a scope of its own, so calls never fence each other
+// (these tests are about delivery, not about which writer owns a user).
 func appendN(t testing.TB, st store.Inbox, user string, n int) []herald.Notification {
 	t.Helper()
+	w, err := st.Fence(context.Background(), "test/"+herald.NewID(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ns := make([]herald.Notification, n)
 	for i := range ns {
 		evt := herald.NewID(time.Now())
@@ -223,7 +229,7 @@ func appendN(t testing.TB, st store.Inbox, user string, n int) []herald.Notifica
 			Title: "hello", CreatedAt: time.Now().UTC(), UserID: user,
 		}
 	}
-	res, err := st.Append(context.Background(), ns)
+	res, err := w.Append(context.Background(), ns)
 	if err != nil {
 		t.Fatal(err)
 	}

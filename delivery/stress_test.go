@@ -17,6 +17,12 @@ import (
 func TestConcurrentResumeStress(t *testing.T) {
 	const users, clientsPerUser, perUser = 8, 3, 300
 	e := newEnv(t, func(c *Config) { c.ReplayPageSize = 7 })
+	// One writer shared by every router goroutine, as the enricher shares
+	// the writer of a partition between the users it keys.
+	w, err := e.store.Fence(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, users*(clientsPerUser+1))
 	for u := range users {
@@ -25,7 +31,7 @@ func TestConcurrentResumeStress(t *testing.T) {
 		go func() { // the router for this user: in order, some deliveries lost
 			defer wg.Done()
 			for i := range perUser {
-				res, err := e.store.Append(context.Background(), []herald.Notification{{
+				res, err := w.Append(context.Background(), []herald.Notification{{
 					ID: herald.NewID(time.Now()), EventID: fmt.Sprintf("evt-%d", i), Type: "t", UserID: user,
 				}})
 				if err != nil {

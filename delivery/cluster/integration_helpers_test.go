@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/stacktest"
+	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/memory"
 )
 
@@ -56,11 +57,17 @@ type fleet struct {
 	t      testing.TB
 	prefix string
 	store  *memory.Store
+	w      store.Writer  // the one writer of the fleet's inbox, as the enricher's
 	rc     *redis.Client // for inspecting Redis
 }
 
 func newFleet(t testing.TB) *fleet {
 	f := &fleet{t: t, prefix: randomID("t") + ":", store: memory.New(), rc: redisClient(t, "")}
+	w, err := f.store.Fence(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.w = w
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -193,7 +200,7 @@ func (f *fleet) waitListed(via *node, user string, n *node, listed bool) {
 // appendOne stores one notification for user, as the enricher would.
 func (f *fleet) appendOne(user string) herald.Notification {
 	f.t.Helper()
-	res, err := f.store.Append(context.Background(), []herald.Notification{{
+	res, err := f.w.Append(context.Background(), []herald.Notification{{
 		ID: herald.NewID(time.Now()), EventID: randomID("evt-"), Type: "mention", Priority: herald.PriorityNormal,
 		Title: "hi", CreatedAt: time.Now().UTC(), UserID: user,
 	}})
