@@ -31,6 +31,8 @@ type batch struct {
 	byID    map[string]*userBatch
 	out     []*kgo.Record // what the transaction produces
 	st      batchStats
+	// lapAt is when the current stage started (see lap).
+	lapAt time.Time
 }
 
 // entry is one valid event of the batch.
@@ -62,15 +64,26 @@ type userBatch struct {
 }
 
 func (e *Enricher) newBatch(recs []*kgo.Record) *batch {
-	return &batch{e: e, now: e.cfg.Now(), recs: recs, byID: map[string]*userBatch{}}
+	return &batch{e: e, now: e.cfg.Now(), recs: recs, byID: map[string]*userBatch{}, lapAt: time.Now()}
+}
+
+// lap records the time since the previous lap as the named stage.
+func (b *batch) lap(stage string) {
+	now := time.Now()
+	b.e.m.stageSeconds.WithLabelValues(stage).Observe(now.Sub(b.lapAt).Seconds())
+	b.lapAt = now
 }
 
 // run applies the stages in order; out is complete when it returns nil.
 func (b *batch) run(ctx context.Context) error {
+	if len(b.recs) > 0 {
+		b.e.m.stageSeconds.WithLabelValues("queue").Observe(b.lapAt.Sub(b.recs[0].Timestamp).Seconds())
+	}
 	b.decode()
 	if err := b.preferences(ctx); err != nil {
 		return err
 	}
+	b.lap("preferences")
 	b.route()
 	// Throttling and digest stages slot in here: they see the routed,
 	// kept entries and may hold them back or merge them before anything
@@ -78,9 +91,11 @@ func (b *batch) run(ctx context.Context) error {
 	if err := b.claim(ctx); err != nil {
 		return err
 	}
+	b.lap("claim")
 	if err := b.append(ctx); err != nil {
 		return err
 	}
+	b.lap("append")
 	return b.emit()
 }
 
@@ -219,16 +234,43 @@ func (b *batch) append(ctx context.Context) error {
 	})
 }
 
-// appendEntries appends the notifications of ens and records what the
-// store kept.
+// appendEntries appends the notifications of ens, through the Writer of
+// each one's source partition (the partitions in parallel), and records
+// what the store kept.
 func (b *batch) appendEntries(ctx context.Context, ens []*entry) error {
+	var scopes []string
+	byScope := map[string][]*entry{}
+	for _, en := range ens {
+		sc := scopeOf(en.rec)
+		if _, ok := byScope[sc]; !ok {
+			scopes = append(scopes, sc)
+		}
+		byScope[sc] = append(byScope[sc], en)
+	}
+	if len(scopes) == 1 {
+		return b.appendScope(ctx, scopes[0], ens)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, sc := range scopes {
+		g.Go(func() error { return b.appendScope(gctx, sc, byScope[sc]) })
+	}
+	return g.Wait()
+}
+
+// appendScope appends the notifications of ens, all from one source
+// partition, through that partition's Writer.
+func (b *batch) appendScope(ctx context.Context, scope string, ens []*entry) error {
+	w, err := b.e.writers.get(ctx, scope)
+	if err != nil {
+		return err
+	}
 	ns := make([]herald.Notification, len(ens))
 	for i, en := range ens {
 		ns[i] = en.n
 	}
-	res, err := b.e.cfg.Store.Append(ctx, ns)
+	res, err := w.Append(ctx, ns)
 	if err != nil {
-		return fmt.Errorf("append %d notifications: %w", len(ns), err)
+		return fmt.Errorf("append %d notifications of %s: %w", len(ns), scope, err)
 	}
 	if len(res) != len(ns) {
 		return fmt.Errorf("append returned %d results for %d notifications", len(res), len(ns))
@@ -305,6 +347,12 @@ func (b *batch) emit() error {
 func expired(ev *herald.Event, now time.Time) bool {
 	exp := ev.ExpiresAt()
 	return !exp.IsZero() && now.After(exp)
+}
+
+// scopeOf is the store scope of a record's user: its source partition,
+// whose owner is the user's one writer.
+func scopeOf(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition))
 }
 
 // sourceToken identifies a record for Claim: replays of one record share it.

@@ -148,6 +148,8 @@ type Enricher struct {
 	sess  *kgo.GroupTransactSession
 	codec Codec
 	m     *enricherMetrics
+	// writers are the store Writers of the partitions this member owns.
+	writers *writers
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -160,9 +162,14 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	ws := newWriters(cfg.Store)
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Group),
+		// Writers of partitions this member loses are forgotten, so that
+		// a partition that comes back is fenced anew.
+		kgo.OnPartitionsRevoked(ws.forget),
+		kgo.OnPartitionsLost(ws.forget),
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.TransactionalID(cfg.TransactionalID),
 		// Skip aborted upstream transactions. RequireStableFetchOffsets
@@ -179,11 +186,12 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 		return nil, fmt.Errorf("%w: enricher: %w", ErrInvalidConfig, err)
 	}
 	return &Enricher{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "enricher", "group", cfg.Group, "txn_id", cfg.TransactionalID),
-		sess:  sess,
-		codec: NewCodec(cfg.Topics),
-		m:     newEnricherMetrics(cfg.Registerer),
+		writers: ws,
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "enricher", "group", cfg.Group, "txn_id", cfg.TransactionalID),
+		sess:    sess,
+		codec:   NewCodec(cfg.Topics),
+		m:       newEnricherMetrics(cfg.Registerer),
 	}, nil
 }
 
@@ -252,6 +260,7 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	err := b.run(ctx)
 	if err == nil {
 		err = e.produce(ctx, b.out)
+		b.lap("produce")
 	}
 	if err == nil && e.cfg.beforeEnd != nil {
 		err = e.cfg.beforeEnd(ctx)
@@ -276,6 +285,7 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	if err != nil {
 		return errclass.Fatal(fmt.Errorf("end transaction: %w", err))
 	}
+	b.lap("commit")
 	if !committed {
 		// A rebalance revoked partitions mid-batch: the session aborted and
 		// rewound. Whoever owns the records now replays them; the store

@@ -204,11 +204,25 @@ type flakyStore struct {
 
 var errFlaky = errors.New("store unavailable")
 
-func (s *flakyStore) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
-	if s.fail.Add(-1) >= 0 {
+func (s *flakyStore) Fence(ctx context.Context, scope string) (store.Writer, error) {
+	w, err := s.EnricherStore.Fence(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	return &flakyWriter{Writer: w, s: s}, nil
+}
+
+// flakyWriter is a Writer of a flakyStore.
+type flakyWriter struct {
+	store.Writer
+	s *flakyStore
+}
+
+func (w *flakyWriter) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
+	if w.s.fail.Add(-1) >= 0 {
 		return nil, errFlaky
 	}
-	return s.EnricherStore.Append(ctx, ns)
+	return w.Writer.Append(ctx, ns)
 }
 
 func TestEnricherRetriesStoreErrors(t *testing.T) {

@@ -20,13 +20,27 @@ type refusingStore struct {
 	bad string
 }
 
-func (s *refusingStore) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
+func (s *refusingStore) Fence(ctx context.Context, scope string) (store.Writer, error) {
+	w, err := s.Store.Fence(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	return &refusingWriter{Writer: w, bad: s.bad}, nil
+}
+
+// refusingWriter is a Writer of a refusingStore.
+type refusingWriter struct {
+	store.Writer
+	bad string
+}
+
+func (w *refusingWriter) Append(ctx context.Context, ns []herald.Notification) ([]store.AppendResult, error) {
 	for _, n := range ns {
-		if n.UserID == s.bad {
-			return nil, &herald.ValidationError{Field: "title", Reason: "refused by the store for " + s.bad}
+		if n.UserID == w.bad {
+			return nil, &herald.ValidationError{Field: "title", Reason: "refused by the store for " + w.bad}
 		}
 	}
-	return s.Store.Append(ctx, ns)
+	return w.Writer.Append(ctx, ns)
 }
 
 // TestEnricherPermanentErrorDeadLettersOneUser: the store refuses one

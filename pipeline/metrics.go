@@ -39,6 +39,11 @@ type enricherMetrics struct {
 	in, rejected, dropped, suppressed, pushJobs *prometheus.CounterVec
 	out                                         prometheus.Counter
 	batchSeconds, latencySeconds                prometheus.Histogram
+	// stageSeconds is where a batch spends its time, by stage: queue (the
+	// oldest record's timestamp to the start of the batch: Kafka, the
+	// poll, the previous batch), preferences, claim, append, produce,
+	// commit.
+	stageSeconds *prometheus.HistogramVec
 }
 
 func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
@@ -61,6 +66,11 @@ func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
 			Namespace: "herald", Name: "enrich_latency_seconds", Help: "Time from the event record's timestamp to its transaction commit.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		})),
+		stageSeconds: metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "stage_seconds",
+			Help:    "Time one batch spent in each stage (queue: oldest record timestamp to batch start; preferences, claim, append, produce, commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"stage"})),
 	}
 }
 

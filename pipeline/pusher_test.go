@@ -151,7 +151,11 @@ func (e *env) notify(user, eventID string, prio herald.Priority) herald.PushJob 
 	e.tb.Helper()
 	n := herald.Notification{ID: herald.NewID(time.Now()), EventID: eventID, Type: "mention", Priority: prio,
 		Title: "t " + eventID, CreatedAt: time.Now().UTC(), UserID: user}
-	res, err := e.store.Append(e.ctx, []herald.Notification{n})
+	w, err := e.store.Fence(e.ctx, "pusher-test/"+user)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	res, err := w.Append(e.ctx, []herald.Notification{n})
 	if err != nil {
 		e.tb.Fatal(err)
 	}

@@ -33,7 +33,7 @@ var (
 )
 
 // tables Open requires; the migrations create them.
-var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress"}
+var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs"}
 
 // Store is a store.Store on Cassandra. It is safe for concurrent use.
 //
@@ -52,6 +52,9 @@ type Store struct {
 	// commitFn runs a conditional batch: s.commit, replaced by tests to
 	// simulate commits whose outcome is lost.
 	commitFn func(ctx context.Context, b *gocql.Batch) (bool, error)
+	// execFn runs an append's plain batch: execBatch, replaced by tests to
+	// hold a batch back and deliver it late.
+	execFn func(ctx context.Context, b *gocql.Batch) error
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -189,6 +192,7 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	}
 	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer)}
 	s.commitFn = s.commit
+	s.execFn = execBatch
 	s.log.Info("cassandra store opened", "hosts", st.Hosts, "keyspace", st.Keyspace,
 		"consistency", st.cons.String(), "serial", st.serial.String(), "retention", st.Retention)
 	return s, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -159,10 +160,12 @@ func TestMaybeApplied(t *testing.T) {
 
 func TestStatements(t *testing.T) {
 	q := newStatements("ks_test")
-	texts := []string{q.meta, q.metaAndEvents, q.commit, q.anchor, q.insertNotification, q.insertUnread, q.insertEvent, q.deleteUnread,
-		q.eventsIn, q.notificationsIn, q.unreadIn, q.listAfter, q.listAfterLimit, q.unreadBetween, q.unreadAfter,
-		q.unreadAfterLimit, q.claim, q.getPrefs, q.putPrefs, q.devices, q.deviceOne, q.putDevice, q.deleteDevice,
-		q.ownerGet, q.ownerIn, q.ownerInsert, q.ownerSet, q.ownerRelease, q.ownerTouch, q.markPushSent, q.pushSent, q.ping}
+	// Every field, so that a new statement cannot be left out.
+	var texts []string
+	v := reflect.ValueOf(q)
+	for i := range v.NumField() {
+		texts = append(texts, v.Field(i).String())
+	}
 	for _, s := range texts {
 		if s == "" || strings.ContainsAny(s, "{}") {
 			t.Fatalf("statement not fully built: %q", s)

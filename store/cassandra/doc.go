@@ -3,7 +3,7 @@
 // ADD IF NOT EXISTS) through github.com/apache/cassandra-gocql-driver/v2.
 // The schema lives in package migrations; Open only checks that it is there.
 //
-// # One partition per user, one conditional batch per change
+// # One partition per user: fenced writes for appends, transactions for reads
 //
 // Everything Append must change together lives in the user's partition of
 // one table, inbox, distinguished by a "kind" clustering column:
@@ -11,41 +11,96 @@
 //	inbox PRIMARY KEY ((user_id), kind, seq, event_key)
 //	  kind 0  anchor        (0, 0, "")             no TTL
 //	  kind 1  notification  (1, seq, "")           id, event_id, type, ..., data, created_at
-//	  kind 2  unread marker (2, seq, "")           exists iff seq is unread (above read_upto)
 //	  kind 3  event index   (3, 0, event_id)       target_seq: dedup by event id
-//	  static  rev, last_seq, unread, read_upto, op (per-user state, no TTL)
+//	  kind 4  read marker   (4, seq, "")           exists iff seq was marked read singly
+//	  static  last_seq                            the writer's
+//	  static  rev, read_upto, read_above, op      the readers'
 //
-// Cassandra applies a batch whose statements all target one partition
-// atomically and in isolation, and a batch with a condition (IF ...) runs as
-// one Paxos round: the condition is checked and the whole batch applied, or
-// nothing is. So every change of a user's inbox is one conditional batch
-// carrying
+// (kind 2, the unread markers of builds before migration 0006, is no
+// longer read or written.) Cassandra applies a batch whose statements all
+// target one partition atomically and in isolation on each replica, with
+// or without a condition. The cells of the partition have two owners that
+// never write each other's cells:
 //
-//	UPDATE inbox SET rev = r+1, last_seq = ..., unread = ..., read_upto = ..., op = <new id>
-//	WHERE user_id = ? IF rev = r
+//   - The writer (the enricher owning the user's Kafka partition) writes
+//     notification rows, event-index entries, the anchor and last_seq,
+//     with plain batches (one per user per part of a poll, no Paxos),
+//     stamped with timestamps of its epoch (next section).
+//   - The readers (MarkRead, MarkAllRead from the API) write rev, read_upto,
+//     read_above, op and the read markers with one conditional batch per
+//     change, UPDATE ... SET rev = r+1, ... IF rev = r: a compare-and-set
+//     loop, as in every build before.
 //
-// where r is the rev read at the start of the attempt (null for a new user).
-// A concurrent change in between makes the condition fail, nothing is
-// written, and the call starts over from a fresh read (a compare-and-set
-// loop, bounded by Config.MaxCASAttempts, ErrContention beyond).
+// No cell is thus ordered both by Paxos ballots and by the writer's
+// timestamps, which is what makes plain and conditional writes safe side
+// by side in one partition (mixing them on the same cells is what breaks
+// LWT tables).
 //
-// Notes on the layout:
-//   - The anchor row is the partition's first row and never expires, so
-//     reading the statics is a point read of (0, 0, "") that touches no
-//     other row, however many expired notifications precede it in storage.
-//   - Seqs are dense: Append gives seq = last_seq+1, +2, ... in the same
-//     batch that raises last_seq, so Prev = Seq-1 always and is not stored.
-//   - Notification rows are immutable; the read flag is derived: seq is read
-//     iff seq <= read_upto or it has no unread marker. MarkRead never
-//     rewrites a notification (no read-before-write of large rows, and no
-//     risk of resurrecting an expired row as a ghost by updating it).
-//   - Every write to inbox goes through Paxos, so all its cells carry
-//     ballot timestamps, monotonic per partition; mixing in plain writes
-//     (client timestamps) is what makes LWT tables misbehave, and there are
-//     none.
-//   - claims, preferences, devices, device_owner and push_progress are
-//     separate tables (see migrations); claims have a partition per (user,
-//     event id) so claims never contend with each other.
+// Seqs are dense: Append gives seq = last_seq+1, +2, ... in the same batch
+// that raises last_seq, so Prev = Seq-1 always and is not stored. A seq is
+// read iff seq <= read_upto or it has a read marker; read_above is the
+// number of read markers above read_upto, so the unread count is
+// last_seq - read_upto - read_above, one point read. Notification rows are
+// immutable and MarkRead never rewrites one.
+//
+// # Fencing: one transaction per partition assignment, not one per user
+//
+// A writer is handed out by Fence(scope), where the enricher's scope is
+// the source partition ("herald.events/3"). Fence runs one lightweight
+// transaction on the scope's row of writer_epochs:
+//
+//	writer_epochs PRIMARY KEY (scope)   epoch, base, op, claimed_at
+//	UPDATE ... SET epoch = e+1, base = max(now_us, base + 2^32) ... IF epoch = e
+//
+// The writer of epoch e stamps its batches USING TIMESTAMP base_e + 1,
+// base_e + 2, ... (one per batch, at most 2^32 - 1 of them), so every
+// timestamp of epoch e is below base_{e+1} and hence below every timestamp
+// of epoch e+1. Cassandra resolves each cell by its timestamp, so on every
+// cell both wrote, the newer epoch wins whatever the order in which the
+// writes reach the replicas. That is the whole fence: a zombie enricher
+// (paused past its session, its partition given to another member) whose
+// batches land late cannot overwrite anything its successor wrote.
+//
+// What a late write of epoch e can still leave is cells the successor has
+// not written (yet): rows and index entries at seqs past the successor's
+// last_seq, and index entries of events the successor never stored. Those
+// are never read as data:
+//
+//   - readers list rows only up to last_seq (it comes with every listed row
+//     as a static), so a row past it does not exist for them; when the
+//     successor reaches that seq it writes the whole row (every column,
+//     nulls included) with a higher timestamp;
+//   - an event-index entry counts only if it points at or below last_seq
+//     and the row there holds that event id; otherwise the event is new;
+//   - last_seq itself is written by every batch, so the successor's value
+//     wins from its first write on.
+//
+// A late write that lands before the successor's first read of that user
+// is simply the state the successor starts from: a whole batch (atomic per
+// partition), consistent, of the same source records (the successor
+// replays them from the last committed offset and finds them stored, with
+// the IDs derived from the records, Created=false, and delivers them).
+// The one interleaving a reader can observe is a late batch that lands
+// between the successor's read and write of one user: for those few
+// milliseconds List shows the late batch's rows, then the successor's
+// write replaces last_seq and they disappear again (and the successor
+// stores the same records at the same seqs unless their routing changed).
+// None of it is ever delivered: the zombie's Kafka transaction cannot
+// commit, so its deliveries never reach read_committed consumers.
+//
+// Each Append also reads the scope's epoch first and returns
+// store.ErrFenced if it moved on, so a zombie stops at its next call; the
+// timestamps are what makes the calls already past that check harmless.
+//
+// Correctness of the counters and seqs rests on one writer per user at a
+// time, which the epoch provides across processes and the Writer's
+// per-user lock within one; and on every user of a scope being written
+// only through that scope (the enricher's scope is the record's partition,
+// and Kafka keys events by user id: producers must use one partitioner,
+// see docs/ARCHITECTURE.md). Fence's base is at least the client's clock,
+// which keeps the new plain writes above the transaction-stamped last_seq
+// of builds before 0006 (clocks of the enricher and Cassandra within a few
+// seconds of each other).
 //
 // # Append: order of writes and crash safety
 //
@@ -53,74 +108,66 @@
 // for each part of at most Config.MaxBatch of its notifications:
 //
 //  1. read, in one query (kind IN (0, 3) AND seq = 0 AND event_key IN
-//     ("", ids...)), the anchor row with the statics (rev, last_seq, unread,
-//     read_upto, op) and the event-index entries of the part's event ids:
-//     one snapshot of the partition (a part of more than 100 ids reads the
-//     rest right after, which only sees more recent state);
-//  2. read the notifications the found entries point to (duplicates: they
+//     ("", ids...)), the anchor row with the statics and the event-index
+//     entries of the part's event ids;
+//  2. read the notifications the valid entries point to (duplicates: they
 //     are returned with Created=false, as stored);
 //  3. build one batch: for each new event, the notification row at
-//     last_seq+k, its unread marker and its event-index entry (all USING
-//     TTL retention), the anchor for a new user, and the commit above with
-//     last_seq+n, unread+n;
-//  4. execute it conditionally (IF rev = r).
+//     last_seq+k and its event-index entry (USING TTL retention), the
+//     anchor for a new user, and last_seq = last_seq+n;
+//  4. execute it, stamped with the epoch's next timestamp.
 //
 // There is no order of writes to get right because there is one write: the
-// rows, the dedup entries and the counters become visible together or not
-// at all. A crash (of the enricher, or a lost connection) at any point
-// leaves either the whole part or nothing; a replay of the same records
-// finds every event id of a committed part in the index and returns the
-// stored copies with their original seqs, and assigns fresh seqs, starting
-// at last_seq+1, to the rest, so no event gets two seqs and no seq is
-// skipped. A concurrent second writer of the same user (a zombie enricher
-// that lost its partition but still runs) cannot interleave: both read rev
-// r, Paxos lets one commit, the other's condition fails and it re-reads
-// (then finds the events already there). Because step 1 reads the dedup
-// entries and rev in one snapshot, an attempt that misses an event also
-// read a rev older than the commit that stored it, so its own commit fails.
+// rows, the dedup entries and last_seq become visible together or not at
+// all. A crash (of the enricher, or a lost connection) at any point leaves
+// either the whole part or nothing; a replay of the same records finds
+// every event id of a stored part in the index and returns the stored
+// copies with their original seqs, and assigns fresh seqs, starting at
+// last_seq+1, to the rest, so no event gets two seqs and no seq is
+// skipped. The batch is idempotent (the same cells, the same timestamp),
+// so the driver retries it; a batch whose answer was lost and that landed
+// after all is, for the next attempt (a fresh read, a later timestamp),
+// either already visible (its events are found) or overwritten, exactly
+// like a zombie's.
 //
-// The one case the client cannot decide alone is a commit whose answer is
-// lost (a timeout: Paxos may or may not have completed). Each attempt
-// writes a fresh random op id in the statics; after such an error the loop
-// re-reads the statics at SERIAL (LOCAL_SERIAL) consistency, which finishes
-// any Paxos round in flight on the partition, and the commit happened iff
-// op is the attempt's id. The call then returns what that attempt planned
-// (Created=true), not a misleading Created=false. Claim needs no such step:
-// re-running its INSERT ... IF NOT EXISTS finds its own token.
-//
-// Parts of one user are committed in order, and users independently, so an
+// Parts of one user are written in order, and users independently, so an
 // Append that fails half-way has stored a prefix of some users'
 // notifications; the contract (replay returns the same seqs) holds because
 // the replay finds each stored event by id.
 //
-// # Unread count: O(1) and idempotent
+// # Read state: O(1) and idempotent
 //
-// UnreadCount is the unread static: one point read. It is never a Cassandra
-// counter (counter updates are not idempotent: a retried increment may count
-// twice, and they cannot take part in a conditional batch). It is a plain
-// bigint set to an absolute value by the same conditional batch that changes
-// the markers, so it always equals the number of live markers above
-// read_upto, and a retried or replayed commit cannot apply twice (its
-// condition no longer holds):
-//   - Append: +n, with the n markers.
-//   - MarkRead(seqs): reads which of seqs have a marker (IN query), deletes
-//     those markers and sets unread - k. Read or unknown seqs cost one read
-//     and no write.
-//   - MarkAllRead: sets read_upto = last_seq and unread = 0; markers at or
-//     below read_upto become moot without being deleted (no tombstones) and
-//     expire with their notifications. O(1) whatever the number of unread.
-//   - List(unreadOnly) walks markers from max(after, read_upto).
+// The count is never a Cassandra counter (counter updates are not
+// idempotent: a retried increment may count twice, and they cannot take
+// part in a conditional batch). read_above is a plain bigint set to an
+// absolute value by the same conditional batch that writes the markers,
+// and a retried or replayed commit cannot apply twice (its condition no
+// longer holds). A commit whose answer is lost (a timeout: Paxos may or
+// may not have completed) is settled by re-reading the statics at SERIAL
+// (LOCAL_SERIAL), which finishes any round in flight: it happened iff op
+// is the attempt's random id.
+//   - MarkRead(seqs): reads which of seqs in (read_upto, last_seq] have a
+//     marker (only when read_above > 0), writes markers for the others and
+//     sets read_above + k. Read or unknown seqs cost one read, no write.
+//   - MarkAllRead: sets read_upto = last_seq and read_above = 0; markers at
+//     or below read_upto become moot without being deleted (no
+//     tombstones) and expire with their notifications. O(1).
+//   - List reads its page with the statics; it reads the markers of the
+//     page's range only when read_above > 0. List(unreadOnly) reads the
+//     read_above markers above read_upto and walks the rows from
+//     max(after, read_upto), skipping them.
 //
-// The cost is contention: MarkRead from the API and Append from the
-// enricher compete for the same rev, and a loser re-reads and retries (the
-// herald_cassandra_cas_conflicts_total metric counts it). Each change is a
-// Paxos round (about four replica round trips instead of one), which is the
-// price of counters that are exact under retries, concurrent writers and
-// crashes. Reads are plain LOCAL_QUORUM reads.
+// A MarkRead reads last_seq with a plain quorum read: a seq appended a
+// moment ago may not be seen and is then ignored as unknown, but a client
+// only learns a seq from a delivery, which the enricher produces after the
+// append's quorum write, so the seqs clients send are always seen. MarkRead
+// from two devices at once compete for rev; the loser re-reads and
+// retries (herald_cassandra_cas_conflicts_total). Appends never compete
+// with them.
 //
 // # Retention (TTL)
 //
-// Notification rows, their unread markers and event-index entries are
+// Notification rows, read markers and event-index entries are
 // written USING TTL Config.Retention (default 90 days; the table's
 // default_time_to_live is a safety net) and expire together. The statics
 // and the anchor are written with TTL 0, so last_seq never resets: seqs
@@ -128,7 +175,7 @@
 // What expiry does:
 //   - The oldest retained notification has a Prev whose notification is
 //     gone: a client listing from 0 sees a first "gap" that is retention.
-//   - An unread notification that expires stays counted in unread until
+//   - An unread notification that expires stays counted as unread until
 //     the user's next MarkAllRead (which sets the count to 0): nothing
 //     decrements a counter when a TTL fires. With a 90-day retention this
 //     only affects users who leave notifications unread for 90 days.
@@ -224,16 +271,19 @@
 // Config.Consistency (default LOCAL_QUORUM) with lightweight transactions at
 // Config.SerialConsistency (default LOCAL_SERIAL). Reads and plain writes
 // are marked idempotent and retried by the driver with backoff
-// (Config.MaxRetries); conditional batches are not (a retried commit is
-// handled by the compare-and-set loop, see above), except Claim, whose retry
-// is safe. Config.Timeout bounds each request.
+// (Config.MaxRetries), append batches included (same cells, same
+// timestamp); conditional batches are not (a retried commit is handled by
+// the compare-and-set loop, see above), except Claim, whose retry is safe. Config.Timeout bounds each request.
 //
 // # Known limits
 //
-//   - One user's changes are serialised through Paxos on one partition: a
-//     user receiving thousands of notifications per second, or reading
-//     from many devices at once, is bounded by LWT throughput on one
-//     replica set.
+//   - One user's appends are serialised (one writer, one read and one
+//     batch per part); a user's read-state changes go through Paxos on one
+//     partition: a user marking read from many devices at once is bounded
+//     by LWT throughput on one replica set.
+//   - Every user of a scope must be written through that scope only: two
+//     enrichers writing one user from two partitions (producers with
+//     different partitioners) would each believe it is the single writer.
 //   - A user's partition grows with retention (about 3 small rows per
 //     notification plus its content); keep notifications small.
 //   - Registering, deleting or moving a device token is a Paxos round on

@@ -15,6 +15,9 @@ type storeMetrics struct {
 	// casUnknown counts commits whose outcome the client did not learn
 	// (timeout, lost connection) and that were resolved by a serial read.
 	casUnknown *prometheus.CounterVec
+	// fences counts epochs taken by Fence; fencedAppends the appends
+	// refused because their writer's scope had a newer epoch.
+	fences, fencedAppends prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -27,5 +30,13 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 			Namespace: "herald", Subsystem: "cassandra", Name: "cas_unknown_total",
 			Help: "Conditional batches with an unknown outcome, resolved by a serial read, by operation.",
 		}, []string{"op"})),
+		fences: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "fences_total",
+			Help: "Writer epochs taken (one per scope, i.e. source partition, assigned to a writer).",
+		})),
+		fencedAppends: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "fenced_appends_total",
+			Help: "Appends refused because another writer had fenced their scope since.",
+		})),
 	}
 }

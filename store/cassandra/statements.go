@@ -9,9 +9,13 @@ import (
 const (
 	kindAnchor       = 0 // (0, 0, ""): makes the per-user statics a point read
 	kindNotification = 1 // (1, seq, "")
-	kindUnread       = 2 // (2, seq, ""): seq is unread (if above read_upto)
+	kindUnread       = 2 // (2, seq, ""): unread marker of builds before migration 0006, no longer read or written
 	kindEvent        = 3 // (3, 0, event_id) → target_seq
+	kindRead         = 4 // (4, seq, ""): seq is read (if above read_upto)
 )
+
+// staticColumns are the per-user statics, in meta.dest order.
+const staticColumns = `rev, last_seq, read_above, read_upto, op`
 
 // notifColumns are the columns of a notification row, in rowScan order.
 const notifColumns = `seq, id, event_id, type, priority, title, body, data, created_at`
@@ -29,20 +33,23 @@ type statements struct {
 	commit        string
 	anchor        string
 
+	setLastSeq string
+
 	insertNotification string
-	insertUnread       string
 	insertEvent        string
-	deleteUnread       string
+	insertRead         string
 
 	eventsIn        string
 	notificationsIn string
-	unreadIn        string
+	readIn          string
 
-	listAfter        string
-	listAfterLimit   string
-	unreadBetween    string
-	unreadAfter      string
-	unreadAfterLimit string
+	listAfter      string
+	listAfterLimit string
+	readBetween    string
+
+	epochGet    string
+	epochInsert string
+	epochSet    string
 
 	claim string
 
@@ -71,43 +78,50 @@ func newStatements(ks string) statements {
 		"{ks}", ks,
 		"{anchor}", fmt.Sprint(kindAnchor),
 		"{notif}", fmt.Sprint(kindNotification),
-		"{unread}", fmt.Sprint(kindUnread),
 		"{event}", fmt.Sprint(kindEvent),
+		"{read}", fmt.Sprint(kindRead),
 		"{cols}", notifColumns,
+		"{statics}", staticColumns,
 	)
 	f := r.Replace
 	return statements{
 		// Selecting kind (a clustering column) makes this a point read of the
 		// anchor row that returns the statics with it.
-		meta: f(`SELECT kind, rev, last_seq, unread, read_upto, op FROM {ks}.inbox
+		meta: f(`SELECT kind, {statics} FROM {ks}.inbox
 			WHERE user_id = ? AND kind = {anchor} AND seq = 0 AND event_key = ''`),
 		// The anchor (0, 0, "") and the event-index rows (3, 0, id): the
 		// statics and the dedup lookup of an Append in one read.
-		metaAndEvents: f(`SELECT kind, event_key, target_seq, rev, last_seq, unread, read_upto, op FROM {ks}.inbox
+		metaAndEvents: f(`SELECT kind, event_key, target_seq, {statics} FROM {ks}.inbox
 			WHERE user_id = ? AND kind IN ({anchor}, {event}) AND seq = 0 AND event_key IN ?`),
-		// Every change of a user's inbox is one conditional batch holding
-		// this statement; statics never expire.
-		commit: f(`UPDATE {ks}.inbox USING TTL 0 SET rev = ?, last_seq = ?, unread = ?, read_upto = ?, op = ?
+		// The readers' state: every MarkRead and MarkAllRead is one
+		// conditional batch holding this statement; statics never expire.
+		commit: f(`UPDATE {ks}.inbox USING TTL 0 SET rev = ?, read_upto = ?, read_above = ?, op = ?
 			WHERE user_id = ? IF rev = ?`),
-		anchor: f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key) VALUES (?, {anchor}, 0, '') USING TTL 0`),
+		// The writers' state and rows: plain writes in one batch per user,
+		// stamped with the writer epoch's timestamp (see doc.go, "Fencing").
+		setLastSeq: f(`UPDATE {ks}.inbox USING TTL 0 SET last_seq = ? WHERE user_id = ?`),
+		anchor:     f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key) VALUES (?, {anchor}, 0, '') USING TTL 0`),
 
 		insertNotification: f(`INSERT INTO {ks}.inbox (user_id, kind, event_key, {cols})
 			VALUES (?, {notif}, '', ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`),
-		insertUnread: f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key) VALUES (?, {unread}, ?, '') USING TTL ?`),
-		insertEvent:  f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key, target_seq) VALUES (?, {event}, 0, ?, ?) USING TTL ?`),
-		deleteUnread: f(`DELETE FROM {ks}.inbox WHERE user_id = ? AND kind = {unread} AND seq = ? AND event_key = ''`),
+		insertEvent: f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key, target_seq) VALUES (?, {event}, 0, ?, ?) USING TTL ?`),
+		insertRead:  f(`INSERT INTO {ks}.inbox (user_id, kind, seq, event_key) VALUES (?, {read}, ?, '') USING TTL ?`),
 
 		eventsIn: f(`SELECT event_key, target_seq FROM {ks}.inbox
 			WHERE user_id = ? AND kind = {event} AND seq = 0 AND event_key IN ?`),
 		notificationsIn: f(`SELECT {cols} FROM {ks}.inbox WHERE user_id = ? AND kind = {notif} AND seq IN ?`),
-		unreadIn:        f(`SELECT seq FROM {ks}.inbox WHERE user_id = ? AND kind = {unread} AND seq IN ?`),
+		readIn:          f(`SELECT seq FROM {ks}.inbox WHERE user_id = ? AND kind = {read} AND seq IN ?`),
 
-		listAfter:      f(`SELECT {cols}, read_upto FROM {ks}.inbox WHERE user_id = ? AND kind = {notif} AND seq > ?`),
-		listAfterLimit: f(`SELECT {cols}, read_upto FROM {ks}.inbox WHERE user_id = ? AND kind = {notif} AND seq > ? LIMIT ?`),
-		unreadBetween: f(`SELECT seq FROM {ks}.inbox
-			WHERE user_id = ? AND kind = {unread} AND seq > ? AND seq <= ?`),
-		unreadAfter:      f(`SELECT seq, read_upto FROM {ks}.inbox WHERE user_id = ? AND kind = {unread} AND seq > ?`),
-		unreadAfterLimit: f(`SELECT seq, read_upto FROM {ks}.inbox WHERE user_id = ? AND kind = {unread} AND seq > ? LIMIT ?`),
+		listAfter:      f(`SELECT {cols}, {statics} FROM {ks}.inbox WHERE user_id = ? AND kind = {notif} AND seq > ?`),
+		listAfterLimit: f(`SELECT {cols}, {statics} FROM {ks}.inbox WHERE user_id = ? AND kind = {notif} AND seq > ? LIMIT ?`),
+		readBetween: f(`SELECT seq FROM {ks}.inbox
+			WHERE user_id = ? AND kind = {read} AND seq > ? AND seq <= ?`),
+
+		// writer_epochs: one row per scope, changed only by lightweight
+		// transactions (Fence); read by every Append.
+		epochGet:    f(`SELECT epoch, base, op FROM {ks}.writer_epochs WHERE scope = ?`),
+		epochInsert: f(`INSERT INTO {ks}.writer_epochs (scope, epoch, base, op, claimed_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`),
+		epochSet:    f(`UPDATE {ks}.writer_epochs SET epoch = ?, base = ?, op = ?, claimed_at = ? WHERE scope = ? IF epoch = ?`),
 
 		claim: f(`INSERT INTO {ks}.claims (user_id, event_id, claimed_by) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?`),
 
