@@ -79,7 +79,9 @@ func (b *batch) run(ctx context.Context) error {
 	if len(b.recs) > 0 {
 		b.e.m.stageSeconds.WithLabelValues("queue").Observe(b.lapAt.Sub(b.recs[0].Timestamp).Seconds())
 	}
-	b.decode()
+	if err := b.decode(ctx); err != nil {
+		return err
+	}
 	if err := b.preferences(ctx); err != nil {
 		return err
 	}
@@ -99,14 +101,25 @@ func (b *batch) run(ctx context.Context) error {
 	return b.emit()
 }
 
-// decode validates every record; invalid ones go to the DLQ as received.
-func (b *batch) decode() {
+// decode validates every record; invalid ones go to the DLQ as received,
+// and valid ones found outside their user's partition are forwarded there
+// (forward.go).
+func (b *batch) decode(ctx context.Context) error {
 	b.entries = make([]*entry, 0, len(b.recs))
 	for _, r := range b.recs {
 		ev, err := DecodeEventRecord(r)
 		if err != nil {
 			b.st.rejected++
 			b.out = append(b.out, b.e.codec.EventDLQ(r, err))
+			continue
+		}
+		n, err := b.e.counts.get(ctx, r.Topic)
+		if err != nil {
+			return err
+		}
+		if userPartition(ev.UserID, n) != r.Partition {
+			b.st.forwarded++
+			b.out = append(b.out, forwardEvent(r, ev.UserID))
 			continue
 		}
 		u, ok := b.byID[ev.UserID]
@@ -119,6 +132,7 @@ func (b *batch) decode() {
 		u.entries = append(u.entries, en)
 		b.entries = append(b.entries, en)
 	}
+	return nil
 }
 
 // perUser runs fn for each user not yet failed, up to StoreConcurrency at

@@ -35,14 +35,16 @@ var badProducerEvents = []struct {
 func TestDecodeStageRejects(t *testing.T) {
 	t.Parallel()
 	names := topics.WithPrefix("")
-	en := &Enricher{codec: NewCodec(names)}
+	en := &Enricher{codec: NewCodec(names), counts: &partitionCounts{n: map[string]int{names.Events: 1}}}
 	var recs []*kgo.Record
 	for i, c := range badProducerEvents {
 		recs = append(recs, &kgo.Record{Topic: names.Events, Key: []byte("u1"), Value: []byte(c.value), Offset: int64(i)})
 	}
 	recs = append(recs, &kgo.Record{Topic: names.Events, Key: []byte("u1"), Value: eventJSON("ok", "u1", "t"), Offset: int64(len(recs))})
 	b := &batch{e: en, now: time.Now(), recs: recs, byID: map[string]*userBatch{}}
-	b.decode()
+	if err := b.decode(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 
 	if len(b.entries) != 1 || b.entries[0].ev.ID != "ok" {
 		t.Fatalf("entries = %d, want only the valid event", len(b.entries))

@@ -150,6 +150,8 @@ type Enricher struct {
 	m     *enricherMetrics
 	// writers are the store Writers of the partitions this member owns.
 	writers *writers
+	// counts are the partition counts of the consumed topics (forward.go).
+	counts *partitionCounts
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -163,13 +165,21 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 		return nil, err
 	}
 	ws := newWriters(cfg.Store)
+	counts := &partitionCounts{}
+	forget := func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+		ws.forget(ctx, cl, parts)
+		counts.forget(ctx, cl, parts)
+	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Group),
 		// Writers of partitions this member loses are forgotten, so that
 		// a partition that comes back is fenced anew.
-		kgo.OnPartitionsRevoked(ws.forget),
-		kgo.OnPartitionsLost(ws.forget),
+		kgo.OnPartitionsRevoked(forget),
+		kgo.OnPartitionsLost(forget),
+		// Forwards to a user's partition rely on this partitioner (see
+		// forward.go).
+		kgo.RecordPartitioner(eventsPartitioner),
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.TransactionalID(cfg.TransactionalID),
 		// Skip aborted upstream transactions. RequireStableFetchOffsets
@@ -185,8 +195,10 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: enricher: %w", ErrInvalidConfig, err)
 	}
+	counts.cl = sess.Client()
 	return &Enricher{
 		writers: ws,
+		counts:  counts,
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "enricher", "group", cfg.Group, "txn_id", cfg.TransactionalID),
 		sess:    sess,
@@ -330,7 +342,7 @@ func (e *Enricher) produce(ctx context.Context, rs []*kgo.Record) error {
 // batchStats are the metrics of one batch, published only once its
 // transaction committed so that replays are not counted twice.
 type batchStats struct {
-	rejected, muted, duplicate, noChannel, expired, out, push int
+	rejected, muted, duplicate, noChannel, expired, out, push, forwarded int
 }
 
 func (st *batchStats) publish(m *enricherMetrics, took time.Duration, committedAt time.Time, recs []*kgo.Record) {
@@ -346,6 +358,7 @@ func (st *batchStats) publish(m *enricherMetrics, took time.Duration, committedA
 	add(m.dropped.WithLabelValues(herald.DropNoChannel.String()), st.noChannel)
 	add(m.suppressed.WithLabelValues("expired"), st.expired)
 	add(m.out, st.out)
+	add(m.forwarded, st.forwarded)
 	add(m.pushJobs.WithLabelValues("enricher"), st.push)
 	m.batchSeconds.Observe(took.Seconds())
 	for _, r := range recs {

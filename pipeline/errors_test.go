@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -51,16 +52,18 @@ func TestEnricherPermanentErrorDeadLettersOneUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ev := e.names.Events
+	// Two users of one partition, interleaved, so both are in the same
+	// batches (a record outside its user's partition would be forwarded).
+	bad := userSharingPartition("u-ok", 12)
 	muted := herald.DefaultPreferences()
 	muted.MutedTypes = []string{"like"}
-	e.setPrefs("u-bad", muted)
+	e.setPrefs(bad, muted)
 
-	// One partition, interleaved, so both users are in the same batches.
 	part := partitionFor("u-ok", 12)
 	var sent []*kgo.Record
 	for _, v := range []struct{ user, id, typ string }{
-		{"u-ok", "ok-1", "mention"}, {"u-bad", "bad-1", "mention"}, {"u-ok", "ok-2", "mention"},
-		{"u-bad", "bad-like", "like"}, {"u-bad", "bad-2", "mention"}, {"u-ok", "ok-3", "mention"},
+		{"u-ok", "ok-1", "mention"}, {bad, "bad-1", "mention"}, {"u-ok", "ok-2", "mention"},
+		{bad, "bad-like", "like"}, {bad, "bad-2", "mention"}, {"u-ok", "ok-3", "mention"},
 	} {
 		sent = append(sent, &kgo.Record{Topic: ev, Key: []byte(v.user), Partition: part, Value: eventJSON(v.id, v.user, v.typ)})
 	}
@@ -68,15 +71,15 @@ func TestEnricherPermanentErrorDeadLettersOneUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := e.enricherConfig("txn-permanent")
-	cfg.Store = &refusingStore{Store: e.store, bad: "u-bad"}
+	cfg.Store = &refusingStore{Store: e.store, bad: bad}
 	e.startEnricher(cfg)
 	e.waitCommitted(enricherGroup, ev)
 
 	if got := eventIDs(e.list("u-ok")); !slices.Equal(got, []string{"ok-1", "ok-2", "ok-3"}) {
 		t.Fatalf("u-ok inbox = %v", got)
 	}
-	if got := e.list("u-bad"); len(got) != 0 {
-		t.Fatalf("u-bad inbox = %v, want empty", eventIDs(got))
+	if got := e.list(bad); len(got) != 0 {
+		t.Fatalf("bad user's inbox = %v, want empty", eventIDs(got))
 	}
 	var delivered []string
 	for _, r := range e.readAll(e.names.Deliveries) {
@@ -92,7 +95,7 @@ func TestEnricherPermanentErrorDeadLettersOneUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(d.Reason, "refused by the store for u-bad") || d.SourceTopic != ev || d.SourcePartition != part {
+		if !strings.Contains(d.Reason, "refused by the store for "+bad) || d.SourceTopic != ev || d.SourcePartition != part {
 			t.Errorf("DLQ record: %+v", d)
 		}
 		got, err := DecodeEventRecord(r)
@@ -111,6 +114,16 @@ func TestEnricherPermanentErrorDeadLettersOneUser(t *testing.T) {
 	e.waitCommitted(enricherGroup, ev)
 	if got := eventIDs(e.list("u-ok")); !slices.Equal(got, []string{"ok-1", "ok-2", "ok-3", "ok-4"}) {
 		t.Fatalf("u-ok inbox after = %v", got)
+	}
+}
+
+// userSharingPartition returns a user id other than user that the
+// default partitioner puts in user's partition of n.
+func userSharingPartition(user string, n int) string {
+	for i := 0; ; i++ {
+		if u := "u-bad-" + strconv.Itoa(i); partitionFor(u, n) == partitionFor(user, n) {
+			return u
+		}
 	}
 }
 

@@ -37,7 +37,7 @@ func newPushSuppressed(reg prometheus.Registerer) *prometheus.CounterVec {
 // enricherMetrics are the Enricher's series.
 type enricherMetrics struct {
 	in, rejected, dropped, suppressed, pushJobs *prometheus.CounterVec
-	out                                         prometheus.Counter
+	out, forwarded                              prometheus.Counter
 	batchSeconds, latencySeconds                prometheus.Histogram
 	// stageSeconds is where a batch spends its time, by stage: queue (the
 	// oldest record's timestamp to the start of the batch: Kafka, the
@@ -57,6 +57,10 @@ func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
 		pushJobs:   newPushJobs(reg),
 		out: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Name: "notifications_out_total", Help: "Notifications stored in the inbox and produced to herald.deliveries.",
+		})),
+		forwarded: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "forwarded_total",
+			Help: "herald.events records found outside their user's partition and forwarded there (a producer with another partitioner, or partitions added).",
 		})),
 		batchSeconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Name: "enrich_batch_seconds", Help: "Time to enrich and commit one polled batch.",
