@@ -139,6 +139,25 @@ cpu_ticks() { # utime+stime of the roles and servers, in clock ticks
 	done
 	echo "$total"
 }
+# cpu_each: "name ticks" per role and server (roles in start order:
+# enricher, gateway-a, gateway-b), for the per-process split of CPU.
+cpu_each() {
+	local -a names=(enricher gateway-a gateway-b kafka cassandra redis)
+	local -a pids=("${ROLE_PIDS[@]}" "${SERVER_PIDS[@]}")
+	local i stat rest
+	for i in "${!pids[@]}"; do
+		stat=$(<"/proc/${pids[i]}/stat") || continue
+		rest=${stat##*) }
+		read -r -a f <<<"$rest"
+		echo "${names[i]:-pid${pids[i]}} $((f[11] + f[12]))"
+	done
+}
+# cpu_split BEFORE AFTER DELIVERED: the per-process CPU per delivered
+# notification (ms), one "name=ms" each.
+cpu_split() {
+	awk -v hz="$CLK_TCK" -v n="$3" 'NR == FNR { b[$1] = $2; next } { if (n > 0) printf "%s=%.3f ", $1, ($2 - b[$1]) / hz * 1000 / n }' \
+		<(echo "$1") <(echo "$2")
+}
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # The roles' public ports (health, metrics, WebSockets) and, with
@@ -279,17 +298,22 @@ run() { # BUILD LABEL USERS EVENTS RATE ROUND
 		prof_pid=$!
 	fi
 	before=$(cpu_ticks)
+	local each_before each_after
+	each_before=$(cpu_each)
 	rc=0
 	timeout 150 "$loadbin" -topic "${HERALD_TOPIC_PREFIX}events" -gateways "$GATEWAYS" \
 		-users "$users" -events "$events" -rate "$rate" -drain 30s -timeout 140s \
 		-run "bench$tag-$label" -label "$label" 2>&1 | tee "$dir/load.log" || rc=$?
 	after=$(cpu_ticks)
+	each_after=$(cpu_each)
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	touch "$dir/load.done"
 	[[ -n $prof_pid ]] && wait "$prof_pid"
 	scrape "$dir" after
 	stop_roles
-	BREAKDOWNS+=("$label ($build $desc, round $round)"$'\n'"$(breakdown "$dir")")
+	local split
+	split=$(cpu_split "$each_before" "$each_after" "$(field delivered "$(grep '^RESULT ' "$dir/load.log" || true)")")
+	BREAKDOWNS+=("$label ($build $desc, round $round)"$'\n'"$(breakdown "$dir")"$'\n'"CPU per delivered notification by process (ms): $split")
 	if [[ -n $prof_pid ]]; then
 		for name in enricher gateway-a; do
 			[[ -s $dir/$name.cpu.pb.gz ]] || continue
