@@ -159,9 +159,33 @@ func (b *batch) perUser(ctx context.Context, users []*userBatch, fn func(ctx con
 	return g.Wait()
 }
 
-// preferences loads each user's preferences.
+// cachedPreferences is implemented by stores that read many users'
+// cached preferences in one round trip (store/prefcache: one MGET); the
+// users it leaves out are read one by one.
+type cachedPreferences interface {
+	CachedPreferences(ctx context.Context, userIDs []string) map[string]herald.Preferences
+}
+
+// preferences loads each user's preferences: the cached ones of the whole
+// batch at once when the store can, the others user by user.
 func (b *batch) preferences(ctx context.Context) error {
-	return b.perUser(ctx, b.users, func(ctx context.Context, u *userBatch) error {
+	users := b.users
+	if c, ok := b.e.cfg.Store.(cachedPreferences); ok && len(users) > 1 {
+		ids := make([]string, len(users))
+		for i, u := range users {
+			ids[i] = u.id
+		}
+		got := c.CachedPreferences(ctx, ids)
+		users = users[:0:0]
+		for _, u := range b.users {
+			if p, ok := got[u.id]; ok {
+				u.prefs = p
+				continue
+			}
+			users = append(users, u)
+		}
+	}
+	return b.perUser(ctx, users, func(ctx context.Context, u *userBatch) error {
 		p, err := b.e.cfg.Store.GetPreferences(ctx, u.id)
 		if err != nil {
 			return fmt.Errorf("get preferences of %s: %w", u.id, err)

@@ -73,7 +73,7 @@ type EnricherConfig struct {
 	// StoreConcurrency bounds the store calls in flight while loading
 	// preferences and claiming event ids (and appending user by user after
 	// a permanent store error), across users; calls for one user stay
-	// sequential. Zero value: 8.
+	// sequential. Zero value: 64 (the calls are small point reads: a batch of a thousand users waits on round trips, not on the servers).
 	StoreConcurrency int
 	// RetryBackoff is the first delay before a batch that failed (a
 	// transient store or produce error) is retried; it doubles up to
@@ -125,7 +125,7 @@ func (c *EnricherConfig) setDefaults() error {
 		c.MaxPollRecords = 1000
 	}
 	if c.StoreConcurrency <= 0 {
-		c.StoreConcurrency = 8
+		c.StoreConcurrency = 64
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 200 * time.Millisecond

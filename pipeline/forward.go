@@ -32,10 +32,16 @@ const HeaderForwardedFrom = "herald-forwarded-from"
 // produces, forwards included, and the one userPartition mirrors.
 var eventsPartitioner = kgo.StickyKeyPartitioner(nil)
 
+// keyPartition is eventsPartitioner for any topic, made once: ForTopic
+// seeds a random source (for unkeyed records), which is far dearer than
+// hashing a key. Partitioning keyed records keeps no state, so it is safe
+// for concurrent use.
+var keyPartition = eventsPartitioner.ForTopic("")
+
 // userPartition is the partition of n that the enricher's producer picks
-// for a record keyed by userID.
+// for a record keyed by userID (never empty: a valid event's user id).
 func userPartition(userID string, n int) int32 {
-	return int32(eventsPartitioner.ForTopic("").Partition(&kgo.Record{Key: []byte(userID)}, n))
+	return int32(keyPartition.Partition(&kgo.Record{Key: []byte(userID)}, n))
 }
 
 // partitionCounts caches the partition count of the topics the enricher

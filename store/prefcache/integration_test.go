@@ -193,3 +193,26 @@ func TestCorruptEntryIsDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedPreferences: one MGET returns the cached users only; a user
+// not cached, or whose entry is corrupt, is left to GetPreferences.
+func TestCachedPreferences(t *testing.T) {
+	s, inner, rc := newCache(t, nil)
+	ctx := t.Context()
+	if err := inner.PutPreferences(ctx, "u-1", muted("like")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPreferences(ctx, "u-1"); err != nil { // fills
+		t.Fatal(err)
+	}
+	if err := rc.Set(ctx, s.key("u-bad"), "{not json", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := s.CachedPreferences(ctx, []string{"u-1", "u-2", "u-bad"})
+	if len(got) != 1 || !slices.Equal(got["u-1"].MutedTypes, []string{"like"}) {
+		t.Fatalf("CachedPreferences = %+v, want only u-1 muting like", got)
+	}
+	if got := s.CachedPreferences(ctx, nil); len(got) != 0 {
+		t.Fatalf("CachedPreferences(nil) = %+v", got)
+	}
+}
