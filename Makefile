@@ -34,8 +34,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 # The durable path end to end on the real stack (scripts/bench/e2e.sh): the
-# roles on a fresh keyspace and topic prefix, fixed burst and steady runs,
-# one table (docs/BENCHMARKS.md). Starts the stack if down and stops it after.
+# roles on a fresh keyspace and topic prefix per run, fixed burst and steady
+# runs, one table (docs/BENCHMARKS.md). Starts the stack if down and stops it
+# after. BENCH_OLD=<commit> runs that build too, alternated, with ratios.
 bench-e2e:
 	GO=$(GO) bash scripts/bench/e2e.sh
 
