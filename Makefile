@@ -71,5 +71,18 @@ test-integration: stack-up
 	set -a && . $(abspath $(STACK_ENV)) && set +a && \
 		$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m $(INTEGRATION_PKGS)
 
+# The chaos suite (issue 10, docs/RELIABILITY.md): faults injected into the
+# roles and the stack's servers under load, on the real stack. Each
+# scenario runs CHAOS_RUNS times (HERALD_CHAOS_RUNS); CHAOS_SEED replays a
+# logged seed. The suite bounds itself by the timeout: raise CHAOS_TIMEOUT
+# with CHAOS_RUNS (about 12 minutes per run of every scenario).
+CHAOS_RUNS    ?= 1
+CHAOS_TIMEOUT ?= 14m
+.PHONY: test-chaos
+test-chaos: stack-up
+	set -a && . $(abspath $(STACK_ENV)) && set +a && \
+		HERALD_CHAOS_RUNS=$(CHAOS_RUNS) HERALD_CHAOS_SEED=$(CHAOS_SEED) \
+		$(GO) test -count=1 -v -tags integration -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' ./internal/integration/
+
 clean:
 	rm -rf bin

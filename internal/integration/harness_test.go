@@ -51,11 +51,18 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	heraldBin = filepath.Join(dir, "herald")
-	build := exec.Command("go", "build", "-race", "-o", heraldBin, "github.com/heraldhq/herald/cmd/herald")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration: building herald:", err)
-		os.Exit(1)
+	// HERALD_IT_BIN runs the roles from a binary built elsewhere (another
+	// commit's, to compare, or one build shared by repeated runs) instead
+	// of building this checkout with -race.
+	if bin := os.Getenv("HERALD_IT_BIN"); bin != "" {
+		heraldBin = bin
+	} else {
+		build := exec.Command("go", "build", "-race", "-o", heraldBin, "github.com/heraldhq/herald/cmd/herald")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "integration: building herald:", err)
+			os.Exit(1)
+		}
 	}
 	if err := migrate(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: herald migrate:", err)

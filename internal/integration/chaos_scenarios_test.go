@@ -1,0 +1,351 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/stacktest"
+	"github.com/heraldhq/herald/store/cassandra"
+)
+
+// TestChaos is issue 10's chaos suite (make test-chaos; the results table
+// is docs/RELIABILITY.md). Each scenario is a subtest that runs one
+// deployment (an enricher, two gateways) on the shared stack, 24
+// reconnecting clients (chaos_test.go) and a steady Kafka producer, and
+// injects one fault at a moment drawn from a seed: a Herald role killed
+// with SIGKILL or stopped with SIGTERM and started again, or a stack
+// server restarted (scripts/stack/stack.sh restart). After it, the stream
+// runs on until every client receives again, then stops, and the run is
+// judged:
+//
+//   - every accepted event exactly once in its user's inbox and in
+//     herald.deliveries, at seqs 1..n in production order, unread n
+//     (checkZombie, the zombie test's checks);
+//   - every client received every seq of its user, each connection in
+//     order, contiguous from its after= and without a duplicate (a seq
+//     seen again in a resume's replay is deduped and counted, not failed);
+//   - the recovery times (from the fault to the first delivery of an event
+//     created after it, to every client's, and until every client has
+//     caught up once the stream stops) are logged, never asserted.
+//
+// HERALD_CHAOS_RUNS repeats each scenario (default 1, as CI runs it);
+// HERALD_CHAOS_SEED replays a logged seed (with -run TestChaos/<name>).
+// The suite bounds itself by the test's -timeout: a run that would not
+// finish before it fails rather than being cut by the timeout's panic.
+//
+// `go test -tags integration ./internal/integration/` without a -run
+// naming it (make test-integration) skips it: the suite runs once in CI,
+// on its own, through make test-chaos. Without the stack the whole
+// package fails in TestMain, never skips.
+func TestChaos(t *testing.T) {
+	if f := flag.Lookup("test.run"); f == nil || !strings.Contains(f.Value.String(), "Chaos") {
+		t.Skip("the chaos suite runs on its own: make test-chaos (-run TestChaos)")
+	}
+	faultableStack(t)
+	deadline := time.Now().Add(12 * time.Minute)
+	if d, ok := t.Deadline(); ok {
+		deadline = d.Add(-45 * time.Second) // room for the cleanups and the report
+	}
+	runs := 1
+	if n, err := strconv.Atoi(os.Getenv("HERALD_CHAOS_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("HERALD_CHAOS_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("chaos seed %d (HERALD_CHAOS_SEED=%d replays it), %d run(s) per scenario, suite deadline %s",
+		seed, seed, runs, deadline.UTC().Format(time.TimeOnly))
+	var results []string
+	for _, sc := range chaosScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			for run := 1; run <= runs; run++ {
+				h := fnv.New64a()
+				h.Write([]byte(sc.name))
+				runSeed := seed ^ h.Sum64() + uint64(run)
+				t.Run(fmt.Sprintf("run%d", run), func(t *testing.T) {
+					if time.Until(deadline) < sc.budget {
+						t.Fatalf("%s left before the suite's deadline, %s needs up to %s: raise -timeout (make test-chaos CHAOS_TIMEOUT=…)",
+							time.Until(deadline).Round(time.Second), sc.name, sc.budget)
+					}
+					res := runChaos(t, sc, runSeed, deadline)
+					results = append(results, res)
+				})
+			}
+		})
+	}
+	t.Logf("chaos results (scenario run seed | lost doubled gaps | client missing/dup/gap, seen again | reconnects | first, all resumed, max latency, caught up):\n%s",
+		strings.Join(results, "\n"))
+}
+
+// chaosScenario is one fault. fault injects it and brings the system back
+// (a restarted role, a stack server ready again); it returns once done.
+type chaosScenario struct {
+	name   string
+	budget time.Duration // the most one run may take, for the suite's deadline
+	stack  string        // the stack server it restarts, if any
+	fault  func(t *testing.T, r *chaosRun, rng *rand.Rand)
+}
+
+var chaosScenarios = []chaosScenario{
+	{name: "enricher-kill9", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		r.enricher.kill()
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		r.startEnricher(t)
+	}},
+	{name: "enricher-sigterm", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		r.enricher.stop(t)
+		time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		r.startEnricher(t)
+	}},
+	{name: "gateway-kill9", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		slot := rng.IntN(len(r.gws))
+		r.gws[slot].kill()
+		time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
+		r.startGateway(t, slot)
+	}},
+	{name: "gateway-sigterm", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		slot := rng.IntN(len(r.gws))
+		r.gws[slot].stop(t)
+		time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
+		r.startGateway(t, slot)
+	}},
+	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
+	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
+	{name: "kafka-restart", budget: 4 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
+}
+
+// stackRestart is the fault of restarting one stack server (stop with
+// TERM, then up: stack.sh waits until every server is ready again).
+// faultableStack's cleanup brings it up if this fails half way.
+func stackRestart(name string) func(*testing.T, *chaosRun, *rand.Rand) {
+	return func(t *testing.T, _ *chaosRun, _ *rand.Rand) {
+		out, err := stackSh(5*time.Minute, "restart", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stack.sh restart %s:\n%s", name, lastLines(out, 4))
+	}
+}
+
+// chaosRun is one run of a scenario: its deployment and clients.
+type chaosRun struct {
+	e        *env
+	enricher *proc
+	gws      []*proc
+	driver   *chaosDriver
+	starts   int // roles started, for unique log names
+}
+
+const (
+	chaosUsers = 24
+	chaosRate  = 100 // events/s, over all users
+)
+
+func (r *chaosRun) name(role string) string {
+	r.starts++
+	return fmt.Sprintf("%s-%d", role, r.starts)
+}
+
+// startEnricher starts the enricher, always with the same transactional
+// id: a restarted enricher fences its predecessor's producer.
+func (r *chaosRun) startEnricher(t *testing.T) {
+	r.enricher = r.e.start(r.name("enricher"), "enricher", "HERALD_TRANSACTIONAL_ID="+r.e.prefix+"enricher")
+}
+
+// startGateway starts the gateway of a slot (its id is the slot's, so a
+// restarted gateway is the same member of the cluster) and points the
+// clients that dial that slot at its new address.
+func (r *chaosRun) startGateway(t *testing.T, slot int) {
+	p := r.e.start(r.name(fmt.Sprintf("gateway%c", 'a'+slot)), "gateway", fmt.Sprintf("HERALD_GATEWAY_ID=%sgw%d", r.e.prefix, slot))
+	r.gws[slot] = p
+	if r.driver != nil {
+		r.driver.setGateway(slot, p.addr)
+	}
+}
+
+// runChaos runs one scenario once and returns its line of the results.
+func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Time) string {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	warm := 2*time.Second + time.Duration(rng.IntN(4000))*time.Millisecond
+	tail := 2*time.Second + time.Duration(rng.IntN(3000))*time.Millisecond
+	t.Logf("%s seed %d: fault after %s of stream, stream %s more once every client receives again", sc.name, seed, warm, tail)
+	deadline := time.Now().Add(sc.budget)
+	if suiteDeadline.Before(deadline) {
+		deadline = suiteDeadline
+	}
+
+	r := &chaosRun{e: newEnv(t), gws: make([]*proc, 2)}
+	r.startEnricher(t)
+	for slot := range r.gws {
+		r.startGateway(t, slot)
+	}
+	users := make([]string, chaosUsers)
+	tokens := make([]string, chaosUsers)
+	for i := range users {
+		users[i] = r.e.u(fmt.Sprintf("chaos-%d", i))
+		tokens[i] = token(t, users[i])
+	}
+	r.driver = newChaosDriver([]string{r.gws[0].addr, r.gws[1].addr})
+	r.driver.start(users, tokens, seed)
+	defer r.driver.stop() // a failed run must not leave clients reconnecting
+	waitUntil(t, deadline, "every client connected and synced", r.driver.allSynced, r.gws...)
+
+	streamAt := time.Now()
+	s := startStream(r.e, producer(t), users, chaosRate)
+	defer s.finish() // a failed run must not leave the producer running
+	// The fault hits a system that delivers: every client has received
+	// from the stream, then a random while more.
+	waitUntil(t, deadline, "every client receiving from the stream", func() bool {
+		return r.driver.resumedAfter(streamAt) == chaosUsers
+	}, r.enricher)
+	time.Sleep(warm)
+	faultAt := time.Now()
+	sc.fault(t, r, rng)
+	restoredAt := time.Now()
+	t.Logf("%s: fault injected and restored in %s", sc.name, restoredAt.Sub(faultAt).Round(100*time.Millisecond))
+
+	// Go on producing until every client receives events created after
+	// the restore (a client still waiting for a dead member's partitions
+	// would otherwise only be caught up by the final drain), then a tail.
+	waitUntil(t, deadline, "every client receiving events created after the restore", func() bool {
+		return r.driver.resumedAfter(restoredAt) == chaosUsers
+	}, r.enricher)
+	time.Sleep(tail)
+	want, distinct := s.finish()
+	stoppedAt := time.Now()
+	waitUntil(t, deadline, fmt.Sprintf("every client caught up with the %d accepted events", distinct), func() bool {
+		return r.driver.behind(want) == 0
+	}, r.enricher)
+	caughtUp := time.Since(stoppedAt)
+	r.driver.stop()
+
+	ctx, cancel := context.WithDeadline(context.Background(), suiteDeadline)
+	defer cancel()
+	got := deliveriesBy(ctx, t, r.e, distinct)
+	v := chaosVerdict(ctx, t, r, want)
+	first, all, maxLat := recovery(r.driver, faultAt)
+	line := fmt.Sprintf("%s run seed %d | %d %d %d | %d/%d/%d, %d | %d | %s, %s, %s, %s",
+		sc.name, seed, v.lost, v.doubled, v.gaps, v.clientMissing, v.clientDup, v.clientGap, v.again, v.reconnects,
+		round(first), round(all), round(maxLat), round(caughtUp))
+	t.Logf("%d events accepted (%d produces failed), %d users; closes %v, failed dials %d\n%s",
+		distinct, s.failed, len(want), v.closes, v.dialFails, line)
+	if len(v.problems) > 0 {
+		t.Errorf("%s seed %d: %d client problems (first ones):\n%s", sc.name, seed, len(v.problems), strings.Join(first20(v.problems), "\n"))
+	}
+	checkZombie(ctx, t, r.e, want, got)
+	return line
+}
+
+func round(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+
+func first20(s []string) []string { return first(s, 20) }
+
+// verdict is what a run's clients and store show.
+type verdict struct {
+	lost, doubled, gaps                 int // in the store, against the accepted events
+	clientMissing, clientDup, clientGap int // seqs a client never received, received twice on a connection, or past a gap
+	again, reconnects, dialFails        int
+	closes                              map[string]int
+	problems                            []string
+}
+
+// chaosVerdict counts, per user, what the store holds against the events
+// accepted (lost, doubled, gaps in the seqs: the table's columns; the
+// assertion on them is checkZombie's) and checks each client against the
+// store: every seq 1..n received, as the event the store has at it.
+func chaosVerdict(ctx context.Context, t *testing.T, r *chaosRun, want map[string][]string) verdict {
+	t.Helper()
+	cs := stacktest.Cassandra()
+	st, err := cassandra.Open(ctx, cassandra.Config{Hosts: cs.Hosts, Username: cs.User, Password: cs.Password,
+		TLS: cs.TLSConfig(), LocalDC: cs.LocalDC, Keyspace: r.e.keyspace, Consistency: "ONE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }() // read-only use; nothing to report on close
+	v := verdict{closes: map[string]int{}}
+	for _, c := range r.driver.clients {
+		stored := listAll(ctx, t, st, c.user)
+		count := map[string]int{}
+		prev := uint64(0)
+		for _, n := range stored {
+			count[n.EventID]++
+			if n.Seq != prev+1 {
+				v.gaps++
+			}
+			prev = n.Seq
+		}
+		for _, id := range want[c.user] {
+			switch count[id] {
+			case 0:
+				v.lost++
+			case 1:
+			default:
+				v.doubled += count[id] - 1
+			}
+		}
+		v.again += c.again
+		v.reconnects += c.connects - 1
+		v.dialFails += c.dialFails
+		for k, n := range c.closes {
+			v.closes[k] += n
+		}
+		for _, p := range c.problems {
+			switch {
+			case strings.Contains(p, "again on one connection"):
+				v.clientDup++
+			case strings.Contains(p, "a gap"):
+				v.clientGap++
+			}
+			v.problems = append(v.problems, "user "+c.user+": "+p)
+		}
+		for i, n := range stored {
+			id, ok := c.ids[uint64(i+1)]
+			switch {
+			case !ok:
+				v.clientMissing++
+				v.problems = append(v.problems, fmt.Sprintf("user %s: client never received seq %d (event %s)", c.user, n.Seq, n.EventID))
+			case id != n.EventID:
+				v.problems = append(v.problems, fmt.Sprintf("user %s: client received seq %d as event %s, the store has %s", c.user, n.Seq, id, n.EventID))
+			}
+		}
+		if extra := len(c.ids) - len(stored); extra > 0 {
+			v.problems = append(v.problems, fmt.Sprintf("user %s: client received %d seqs beyond the store's %d", c.user, extra, len(stored)))
+		}
+	}
+	return v
+}
+
+// recovery measures, from the fault: the first delivery of an event
+// created after it (to any client), the moment every client had one,
+// and the worst delivery latency (received − created) of the events
+// created from a second before the fault on (the stall the fault caused).
+func recovery(d *chaosDriver, faultAt time.Time) (first, all, maxLat time.Duration) {
+	first = -1
+	for _, c := range d.clients {
+		mine := time.Duration(-1)
+		for _, rc := range c.receipts {
+			if rc.created.After(faultAt.Add(-time.Second)) {
+				maxLat = max(maxLat, rc.recv.Sub(rc.created))
+			}
+			if rc.created.After(faultAt) && mine < 0 {
+				mine = rc.recv.Sub(faultAt)
+			}
+		}
+		if mine >= 0 && (first < 0 || mine < first) {
+			first = mine
+		}
+		all = max(all, mine)
+	}
+	return first, all, maxLat
+}
