@@ -67,6 +67,9 @@ func (p *Process) AddPusher(ctx context.Context, o PusherOptions) error {
 	p.mu.Lock()
 	p.onClose(closeSenders)
 	p.mu.Unlock()
+	if err := p.serveDLQDepth(log); err != nil {
+		return err
+	}
 	if len(apps) == 0 {
 		log.Warn("no push apps configured (push.apps in --config): every push job will be dead-lettered as UnknownApp")
 	}
