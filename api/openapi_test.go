@@ -72,10 +72,12 @@ func specServer(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw,
-		DevPushes: devPushes{}, Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, Logger: quiet})
+		DevPushes: devPushes{}, Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, ReadyInterval: 5 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
+	runServer(t, s)
+	waitReadyz(t, s, "", func(r readyzReply) bool { return r.code == http.StatusOK })
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { // runs before srv.Close
@@ -445,6 +447,8 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"HEAD", "/healthz", "", "", 200, ok},
 		{"GET", "/readyz", "", "", 200, ok},
 		{"HEAD", "/readyz", "", "", 200, ok},
+		{"GET", "/readyz?verbose", "", "", 200, ok},
+		{"GET", "/readyz?verbose=1", "", "", 200, ok},
 		{"GET", "/metrics", "", "", 200, ok},
 		{"GET", "/v1/openapi.json", "", "", 200, ok},
 		{"GET", "/v1/dev/pushes", "", "", 200, ok},
@@ -514,11 +518,14 @@ func TestOpenAPIResponses(t *testing.T) {
 	}
 	checkResponse(t, v, operation(t, doc, "/v1/events", "POST"), r)
 	_ = f.store.Close()
-	r = call(t, f.srv.URL, "GET", "/readyz", "", "")
-	if r.code != 503 {
-		t.Fatalf("readyz with a closed store: %d %s", r.code, r.raw)
+	waitReadyz(t, f.srv.Config.Handler, "", func(r readyzReply) bool { return r.code == 503 })
+	for _, q := range []string{"", "?verbose"} {
+		r = call(t, f.srv.URL, "GET", "/readyz"+q, "", "")
+		if r.code != 503 {
+			t.Fatalf("readyz%s with a closed store: %d %s", q, r.code, r.raw)
+		}
+		checkResponse(t, v, operation(t, doc, "/readyz", "GET"), r)
 	}
-	checkResponse(t, v, operation(t, doc, "/readyz", "GET"), r)
 	r = call(t, f.srv.URL, "GET", "/v1/notifications/unread_count", "tok-u1", "")
 	if r.code != 503 {
 		t.Fatalf("unread_count with a closed store: %d %s", r.code, r.raw)

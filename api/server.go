@@ -33,12 +33,6 @@ type UnreadPublisher interface {
 	PublishUnread(ctx context.Context, userID string, unread int64)
 }
 
-// ReadyCheck is one named readiness probe for /readyz.
-type ReadyCheck struct {
-	Name  string
-	Check func(ctx context.Context) error
-}
-
 // Config configures a Server.
 type Config struct {
 	// Store holds inboxes, preferences and devices. Required.
@@ -58,8 +52,15 @@ type Config struct {
 	// fake push providers received. Nil (every production role) means the
 	// route does not exist (404).
 	DevPushes http.Handler
-	// Ready are the dependency checks of /readyz; none means always ready.
+	// Ready are the dependency checks of /readyz, run in the background by
+	// Run (readiness.go); none means always ready.
 	Ready []ReadyCheck
+	// ReadyInterval is how often each check runs unless it sets its own;
+	// 0 means 2s.
+	ReadyInterval time.Duration
+	// ReadyTimeout bounds each call of a check unless it sets its own; 0
+	// means 1s.
+	ReadyTimeout time.Duration
 	// MaxBatch is the most events one POST may carry; 0 means 500.
 	MaxBatch int
 	// MaxListLimit caps ?limit= of GET /v1/notifications; 0 means 500.
@@ -117,6 +118,7 @@ type Server struct {
 	keys    *limiters
 	users   *limiters
 	intake  *budget
+	ready   *readiness
 }
 
 // ErrConfig is returned by New for an incomplete Config.
@@ -157,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: newServerMetrics(cfg.Registerer),
 		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers),
-		intake: newBudget(cfg.MaxInflightBytes)}
+		intake: newBudget(cfg.MaxInflightBytes), ready: newReadiness(cfg.Ready, cfg.ReadyInterval, cfg.ReadyTimeout, cfg.Now, cfg.Logger)}
 	s.handler = cors(origins, canonicalPaths(s.mux))
 	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
 	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
@@ -183,6 +185,18 @@ func New(cfg Config) (*Server, error) {
 	})
 	return s, nil
 }
+
+// Run runs the server's background work, the readiness checks, until ctx
+// ends or Close is called; it returns once they have stopped. Until Run
+// starts, /readyz answers 503 (every check pending) unless there are no
+// checks; after it returns, the last results go stale within three
+// intervals. Run may be called once (lifecycle.ErrRunning,
+// lifecycle.ErrClosed otherwise).
+func (s *Server) Run(ctx context.Context) error { return s.ready.run(ctx) }
+
+// Close stops Run and waits for it; it is idempotent. The server keeps
+// serving requests: closing the listener is the http.Server's job.
+func (s *Server) Close() { s.ready.stop() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
@@ -266,26 +280,15 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	failed := map[string]string{}
-	for _, c := range s.cfg.Ready {
-		if err := c.Check(ctx); err != nil {
-			failed[c.Name] = err.Error()
-		}
-	}
-	if len(failed) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "not ready", "checks": failed})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
 // OpsConfig configures Ops. Zero values mean the documented default.
 type OpsConfig struct {
-	// Ready are the dependency checks of /readyz; none means always ready.
+	// Ready are the dependency checks of /readyz, run by the Server's Run;
+	// none means always ready.
 	Ready []ReadyCheck
+	// ReadyInterval and ReadyTimeout are those of Config.
+	ReadyInterval, ReadyTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
 	// Extra are more routes (path → handler), mounted as given.
 	Extra map[string]http.Handler
 	// Registerer receives the ops routes' herald_http_* series; nil means
@@ -297,9 +300,15 @@ type OpsConfig struct {
 }
 
 // Ops serves only /healthz, /readyz and /metrics, plus cfg.Extra, for
-// roles that do not serve the user API (enricher, gateway).
-func Ops(cfg OpsConfig) http.Handler {
-	s := &Server{cfg: Config{Ready: cfg.Ready}, mux: http.NewServeMux(), log: slog.Default(), m: newServerMetrics(cfg.Registerer)}
+// roles that do not serve the user API (enricher, gateway). Like New's,
+// its readiness checks run only while its Run does.
+func Ops(cfg OpsConfig) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: Config{Ready: cfg.Ready}, mux: http.NewServeMux(), log: log, m: newServerMetrics(cfg.Registerer),
+		ready: newReadiness(cfg.Ready, cfg.ReadyInterval, cfg.ReadyTimeout, time.Now, log)}
 	s.handler = canonicalPaths(s.mux)
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})

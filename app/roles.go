@@ -88,6 +88,11 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	gcfg := delivery.Config{
 		Store: st, Verifier: v, Logger: log, Registerer: p.reg,
 		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins, FrameRate: p.cfg.WSFrameRate,
+		UpgradeRate: p.cfg.WSUpgradeRate, UpgradeBurst: p.cfg.WSUpgradeBurst,
+		MaxReplays: p.cfg.WSMaxReplays, ReplayWait: p.cfg.WSReplayWait, PositionInterval: p.cfg.WSPositionInterval,
+	}
+	if gcfg.PositionInterval == 0 {
+		gcfg.PositionInterval = -1 // --ws-position-interval 0: never
 	}
 	var deliverer pipeline.Deliverer
 	var cl *cluster.Cluster

@@ -52,7 +52,10 @@ func rawDial(tb testing.TB, addr, tok string) net.Conn {
 // hundred bytes of the client's own socket.
 func idleBytesPerConn(tb testing.TB, n int) (perConn float64, goroutinesPerConn float64) {
 	tb.Helper()
-	e := newEnv(tb, func(c *Config) { c.PingInterval = time.Hour })
+	e := newEnv(tb, func(c *Config) {
+		// Memory only: no upgrade bucket, no position checks' goroutines.
+		c.PingInterval, c.UpgradeRate, c.PositionInterval = time.Hour, -1, -1
+	})
 	addr := strings.TrimPrefix(e.srv.URL, "http://")
 	toks := make([]string, n)
 	for i := range toks {

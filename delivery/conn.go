@@ -66,7 +66,9 @@ type conn struct {
 	closed       bool
 	closeCode    int // close frame the owner sends; 0: none (peer closed first, or gorilla sent 1009)
 	closeReason  string
-	why          string // metric label of the disconnect
+	why          string        // metric label of the disconnect
+	wake         chan struct{} // closed by close: ends the wait for a replay slot
+	checkedSeq   uint64        // lastSeq at the previous position round (position.go)
 
 	// Read marks: the reader merges read frames into readAll/readSeqs
 	// while a marker goroutine (marking) applies them, one store call at a
@@ -214,6 +216,10 @@ func (c *conn) close(code int, reason, why string) {
 	c.dead.Store(true)
 	c.closeCode, c.closeReason, c.why = code, reason, why
 	c.queue, c.pending, c.pendingBytes = nil, nil, 0
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
 	if c.markFree != nil {
 		c.markFree.Broadcast()
 	}

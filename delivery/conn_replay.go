@@ -62,13 +62,20 @@ func (c *conn) storedAt(seq uint64) (n herald.Notification, ok bool, err error) 
 }
 
 // replay runs on the ServeHTTP goroutine, which owns the write side until
-// it returns: the inbox replay, the buffered live notifications, the synced
-// frame, then whatever was queued meanwhile.
+// it returns: it waits for a replay slot (admission.go), then the inbox
+// replay, the buffered live notifications, the synced frame, then whatever
+// was queued meanwhile.
 func (c *conn) replay(after uint64, hasAfter bool) {
-	err := c.replayAndSync(after, hasAfter)
+	err := c.awaitReplaySlot()
+	if err == nil {
+		err = c.replayAndSync(after, hasAfter)
+		c.g.releaseReplaySlot()
+	}
 	var we writeErr
 	switch {
 	case err == nil, errors.Is(err, errClosed):
+	case errors.Is(err, errReplayWait):
+		c.close(CloseTryAgainLater, "try again later: server busy, reconnect with backoff", "replay_wait")
 	case errors.As(err, &we):
 		c.fail("write_error")
 		return

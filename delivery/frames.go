@@ -44,6 +44,11 @@ const (
 	CloseInternalError = websocket.CloseInternalServerErr
 	// CloseRestarting (1012): the server is shutting down; reconnect with backoff.
 	CloseRestarting = websocket.CloseServiceRestart
+	// CloseTryAgainLater (1013, RFC 6455's "try again later"): the gateway
+	// is overloaded (a reconnect storm): the connection waited
+	// Config.ReplayWait for a replay slot. Reconnect with backoff and
+	// jitter, with after=<last seq>.
+	CloseTryAgainLater = websocket.CloseTryAgainLater
 )
 
 // rateLimitedReason is the close reason of CloseRateLimited.

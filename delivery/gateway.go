@@ -128,6 +128,32 @@ type Config struct {
 	ReadBufferSize int
 	// WriteBufferSize is the size of the pooled write buffers; 0 means 4 KiB.
 	WriteBufferSize int
+
+	// UpgradeRate is how many WebSocket upgrades per second this gateway
+	// admits (a token bucket of UpgradeBurst, checked after the token and
+	// before the upgrade); the excess is refused with 503 and Retry-After
+	// (see admission.go). 0 means 500, negative means no limit.
+	UpgradeRate float64
+	// UpgradeBurst is the upgrade bucket's size; 0 means twice UpgradeRate
+	// (at least 1).
+	UpgradeBurst int
+	// UpgradeRetryMax is the largest Retry-After of a refused upgrade: it
+	// is drawn uniformly from [time until the next token, UpgradeRetryMax]
+	// so refused clients do not come back together. 0 means 10 s.
+	UpgradeRetryMax time.Duration
+	// MaxReplays bounds the replays reading the store at once; 0 means 64.
+	MaxReplays int
+	// ReplayWait is how long a new connection waits for a replay slot
+	// before it is closed with 1013; 0 means 10 s.
+	ReplayWait time.Duration
+	// PositionInterval is how often a quiet connection's position is
+	// checked against the inbox's last seq, so that a notification lost
+	// between gateways is filled without waiting for the next one (see
+	// position.go). 0 means 5 s, negative means never.
+	PositionInterval time.Duration
+	// PositionChecks bounds the position checks (store reads) in flight at
+	// once; 0 means 8.
+	PositionChecks int
 }
 
 // Errors returned by New.
@@ -155,6 +181,7 @@ type Gateway struct {
 
 	origins *origin.Matcher
 	m       *gatewayMetrics
+	adm     *admission
 
 	// ctx bounds store calls; cancelled by Shutdown.
 	ctx    context.Context
@@ -232,6 +259,22 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.PingLoops = min(cfg.PingLoops, cfg.Shards)
 	def(&cfg.ReadBufferSize, 512)
 	def(&cfg.WriteBufferSize, 4<<10)
+	switch {
+	case cfg.UpgradeRate == 0:
+		cfg.UpgradeRate = 500
+	case cfg.UpgradeRate < 0:
+		cfg.UpgradeRate = math.Inf(1)
+	}
+	if cfg.UpgradeBurst <= 0 {
+		cfg.UpgradeBurst = max(1, int(min(2*cfg.UpgradeRate, math.MaxInt32)))
+	}
+	defDur(&cfg.UpgradeRetryMax, 10*time.Second)
+	def(&cfg.MaxReplays, 64)
+	defDur(&cfg.ReplayWait, 10*time.Second)
+	if cfg.PositionInterval == 0 {
+		cfg.PositionInterval = 5 * time.Second
+	}
+	def(&cfg.PositionChecks, 8)
 
 	origins, err := origin.Parse(cfg.AllowedOrigins)
 	if err != nil {
@@ -245,6 +288,7 @@ func New(cfg Config) (*Gateway, error) {
 		readWait: cfg.PingInterval + cfg.PongWait,
 		origins:  origins,
 		m:        newGatewayMetrics(cfg.Registerer),
+		adm:      newAdmission(&cfg),
 		done:     make(chan struct{}),
 	}
 	if g.unread == nil {
@@ -267,6 +311,10 @@ func New(cfg Config) (*Gateway, error) {
 		g.wg.Add(1)
 		go g.pingLoop(i, cfg.PingLoops)
 	}
+	if cfg.PositionInterval > 0 {
+		g.wg.Add(1)
+		go g.positionLoop()
+	}
 	return g, nil
 }
 
@@ -279,9 +327,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // ServeHTTP handles GET /v1/ws?token=JWT&after=SEQ. Authentication, origin
-// and parameter errors are answered with a JSON error before the upgrade.
-// After the upgrade it replays the inbox on the calling goroutine, hands
-// the connection to its reader goroutine and returns.
+// and parameter errors, and upgrades beyond the upgrade bucket, are
+// answered with a JSON error before the upgrade. After the upgrade it
+// waits for a replay slot, replays the inbox on the calling goroutine,
+// hands the connection to its reader goroutine and returns.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -291,6 +340,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	if g.closing.Load() {
 		g.mu.Unlock()
+		g.m.refused.WithLabelValues(refusedShutdown).Inc()
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down, retry later")
 		return
 	}
@@ -318,7 +368,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hasAfter = true
 	}
 	if g.hub.count(user) >= g.cfg.MaxConnsPerUser {
+		g.m.refused.WithLabelValues(refusedUserCap).Inc()
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d connections for this user", g.cfg.MaxConnsPerUser))
+		return
+	}
+	if ok, retryAfter := g.adm.admit(); !ok {
+		g.m.refused.WithLabelValues(refusedRate).Inc()
+		refuseUpgrade(w, retryAfter)
 		return
 	}
 	ws, err := g.upgrader.Upgrade(w, r, nil)

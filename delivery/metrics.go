@@ -16,6 +16,12 @@ type gatewayMetrics struct {
 	connections  prometheus.Gauge
 	disconnects  *prometheus.CounterVec // by reason
 	conflicts    prometheus.Counter     // herald_seq_conflicts_total
+
+	refused        *prometheus.CounterVec // herald_gateway_upgrades_refused_total{reason}
+	replayWait     prometheus.Observer
+	replaysWaiting prometheus.Gauge
+	positionChecks prometheus.Counter // users whose last seq was read
+	positionBehind prometheus.Counter // connections found behind the inbox
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -37,6 +43,22 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		}, []string{"reason"})),
 		conflicts: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Name: "seq_conflicts_total", Help: "Notifications a WebSocket connection received for a seq it had already sent with another id (the inbox reused the seq); they are resent.",
+		})),
+		refused: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "upgrades_refused_total", Help: "WebSocket upgrades refused before the upgrade, by reason (rate: the upgrade bucket was empty, 503; shutting_down: 503; too_many_conns: the per-user cap, 429).",
+		}, []string{"reason"})),
+		replayWait: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "replay_wait_seconds", Help: "Time a new WebSocket connection waited for a replay slot (0 when one was free).",
+			Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		})),
+		replaysWaiting: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "replays_waiting", Help: "WebSocket connections waiting for a replay slot.",
+		})),
+		positionChecks: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "position_checks_total", Help: "Users whose inbox last seq was read because their connections had been quiet for a position interval.",
+		})),
+		positionBehind: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "position_behind_total", Help: "Connections a position check found behind the inbox (a notification lost on the way, or not routed yet); they are filled from the inbox.",
 		})),
 	}
 }

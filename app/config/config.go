@@ -69,6 +69,13 @@ type Config struct {
 	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
 	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries
 
+	// Reconnect storms and position checks of the gateway (delivery.Config).
+	WSUpgradeRate      float64       // WebSocket upgrades/s admitted per gateway
+	WSUpgradeBurst     int           // burst of the upgrade bucket
+	WSMaxReplays       int           // replays reading the store at once
+	WSReplayWait       time.Duration // wait for a replay slot before close 1013
+	WSPositionInterval time.Duration // position check of quiet connections; 0 = never
+
 	DataDir   string // herald dev, token, send: data directory (embedded Kafka, store, dev secrets)
 	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)
 

@@ -78,6 +78,11 @@ const (
 	fTransactionalID = "transactional-id"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
+	fWSUpgradeRate   = "ws-upgrade-rate"
+	fWSUpgradeBurst  = "ws-upgrade-burst"
+	fWSMaxReplays    = "ws-max-replays"
+	fWSReplayWait    = "ws-replay-wait"
+	fWSPositionEvery = "ws-position-interval"
 	fRouterFromEnd   = "router-from-end"
 
 	fDataDir   = "data-dir"
@@ -215,6 +220,21 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
 				bind: func(c *Config) value { return floatValue{&c.WSFrameRate} }},
+			// Reconnect storms (delivery/admission.go): 500/s keeps a 2-core
+			// gateway's handshakes plus replays (3 store reads each) well under
+			// its CPU and the store's read capacity while 15,000 clients are
+			// back in about 30 s; the burst absorbs an ordinary restart's
+			// clients at once.
+			{flag: fWSUpgradeRate, env: "HERALD_WS_UPGRADE_RATE", def: "500", usage: "WebSocket upgrades/s this gateway admits; the excess gets 503 with a jittered Retry-After",
+				bind: func(c *Config) value { return floatValue{&c.WSUpgradeRate} }},
+			{flag: fWSUpgradeBurst, env: "HERALD_WS_UPGRADE_BURST", def: "1000", usage: "burst of the WebSocket upgrade bucket",
+				bind: num(func(c *Config) *int { return &c.WSUpgradeBurst })},
+			{flag: fWSMaxReplays, env: "HERALD_WS_MAX_REPLAYS", def: "64", usage: "WebSocket replays reading the store at once; other new connections wait for a slot",
+				bind: num(func(c *Config) *int { return &c.WSMaxReplays })},
+			{flag: fWSReplayWait, env: "HERALD_WS_REPLAY_WAIT", def: "10s", usage: "how long a new WebSocket waits for a replay slot before it is closed with 1013",
+				bind: func(c *Config) value { return durationValue{&c.WSReplayWait} }},
+			{flag: fWSPositionEvery, env: "HERALD_WS_POSITION_INTERVAL", def: "5s", usage: "how often a quiet WebSocket is compared with the inbox's last seq, filling a notification lost between gateways (0: never)",
+				bind: func(c *Config) value { return durationValue{&c.WSPositionInterval} }},
 			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
 				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
 
@@ -265,7 +285,8 @@ var roles = map[string][]string{
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
-		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate}),
+		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
+			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
 	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO}, storeSel, cassandra),

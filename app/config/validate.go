@@ -106,6 +106,21 @@ func (c *Command) validate() error {
 	if uses(fWSFrameRate) && (!(cfg.WSFrameRate > 0) || math.IsInf(cfg.WSFrameRate, 0)) {
 		bad(fWSFrameRate, "%g: must be a finite rate above 0", cfg.WSFrameRate)
 	}
+	if uses(fWSUpgradeRate) && (!(cfg.WSUpgradeRate > 0) || math.IsInf(cfg.WSUpgradeRate, 0)) {
+		bad(fWSUpgradeRate, "%g: must be a finite rate above 0", cfg.WSUpgradeRate)
+	}
+	if uses(fWSUpgradeBurst) && cfg.WSUpgradeBurst < 1 {
+		bad(fWSUpgradeBurst, "%d: must be 1 or more", cfg.WSUpgradeBurst)
+	}
+	if uses(fWSMaxReplays) && cfg.WSMaxReplays < 1 {
+		bad(fWSMaxReplays, "%d: must be 1 or more", cfg.WSMaxReplays)
+	}
+	if uses(fWSReplayWait) && cfg.WSReplayWait <= 0 {
+		bad(fWSReplayWait, "%s: must be above 0", cfg.WSReplayWait)
+	}
+	if uses(fWSPositionEvery) && cfg.WSPositionInterval < 0 {
+		bad(fWSPositionEvery, "%s: must be 0 (never) or more", cfg.WSPositionInterval)
+	}
 	if uses(fReplayLimit) && cfg.ReplayLimit < 0 {
 		bad(fReplayLimit, "%d: must be 0 (the default) or more", cfg.ReplayLimit)
 	}

@@ -1,0 +1,151 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Admission control for reconnect storms.
+//
+// When a gateway holding 15,000 clients dies they all reconnect to the
+// survivors within seconds. Each upgrade costs a goroutine, buffers and,
+// above all, a replay: three or more store reads. Unbounded, the survivors
+// would spend their CPU on handshakes that time out half-way, the store
+// would see thousands of concurrent reads, and the clients would retry in
+// lockstep. Two bounds stop that:
+//
+//   - The upgrade bucket (UpgradeRate, UpgradeBurst) is checked after the
+//     cheap checks (method, token, origin, per-user cap) and before the
+//     upgrade: a request that finds it empty gets 503 with a Retry-After
+//     drawn uniformly from [time until the next token, UpgradeRetryMax],
+//     so the refused crowd comes back spread out instead of together. A
+//     refusal costs no goroutine beyond the request's and no store read.
+//     Bad tokens are refused (401) before the bucket, so garbage does not
+//     use up the tokens of real clients.
+//   - The replay slots (MaxReplays) bound the replays reading the store at
+//     once. A connection without a slot keeps its socket (its reader runs,
+//     live notifications for it are buffered up to MaxQueueBytes) but does
+//     not touch the store; after ReplayWait without a slot it is closed
+//     with 1013 "try again later", and the client reconnects with backoff.
+//
+// Memory: connections are admitted at most UpgradeRate per second (plus
+// one burst), and a connection waits for a replay slot at most ReplayWait,
+// so at most UpgradeBurst + UpgradeRate*ReplayWait connections wait at
+// once, each holding its ServeHTTP goroutine, read buffer and at most
+// MaxQueueBytes of buffered notifications; at most MaxReplays replays hold
+// a page (ReplayPageSize notifications) each. Open connections are bounded
+// by the process's file limit and --http-max-conns, not here.
+
+// Reasons of herald_gateway_upgrades_refused_total.
+const (
+	refusedRate     = "rate"           // the upgrade bucket was empty (503)
+	refusedShutdown = "shutting_down"  // Shutdown had begun (503)
+	refusedUserCap  = "too_many_conns" // MaxConnsPerUser (429)
+)
+
+// errReplayWait: no replay slot within ReplayWait.
+var errReplayWait = errors.New("no replay slot within the wait")
+
+// admission is the gateway's upgrade bucket and replay slots.
+type admission struct {
+	now      func() time.Time // injected by tests
+	rnd      func(n int) int  // uniform in [0, n); injected by tests
+	retryMax time.Duration
+
+	mu      sync.Mutex // guards upgrade: Allow and TokensAt must agree
+	upgrade *rate.Limiter
+	slots   chan struct{}
+}
+
+func newAdmission(cfg *Config) *admission {
+	return &admission{
+		now:      time.Now,
+		rnd:      rand.IntN,
+		retryMax: cfg.UpgradeRetryMax,
+		upgrade:  rate.NewLimiter(rate.Limit(cfg.UpgradeRate), cfg.UpgradeBurst),
+		slots:    make(chan struct{}, cfg.MaxReplays),
+	}
+}
+
+// admit takes a token of the upgrade bucket. When it is empty, retryAfter
+// is the jittered wait to tell the client, in whole seconds (at least 1).
+func (a *admission) admit() (ok bool, retryAfter int) {
+	if math.IsInf(float64(a.upgrade.Limit()), 1) {
+		return true, 0
+	}
+	a.mu.Lock()
+	now := a.now()
+	if a.upgrade.AllowN(now, 1) {
+		a.mu.Unlock()
+		return true, 0
+	}
+	// Time until a token is there (the bucket holds less than one).
+	need := (1 - a.upgrade.TokensAt(now)) / float64(a.upgrade.Limit())
+	a.mu.Unlock()
+	lo := max(1, int(math.Ceil(need)))
+	hi := max(lo, int(math.Ceil(a.retryMax.Seconds())))
+	return false, lo + a.rnd(hi-lo+1)
+}
+
+// refuseUpgrade answers an upgrade refused by the bucket: 503, Retry-After
+// and the contract's JSON error.
+func refuseUpgrade(w http.ResponseWriter, retryAfter int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	writeError(w, http.StatusServiceUnavailable,
+		fmt.Sprintf("too many connections being opened, retry in %d s", retryAfter))
+}
+
+// awaitReplaySlot takes a replay slot, waiting at most ReplayWait. It
+// returns errClosed when the connection closes (or the gateway shuts down)
+// while waiting, errReplayWait when the wait runs out. The wait is
+// observed in herald_gateway_replay_wait_seconds.
+func (c *conn) awaitReplaySlot() error {
+	g := c.g
+	select {
+	case g.adm.slots <- struct{}{}:
+		g.m.replayWait.Observe(0)
+		return nil
+	default:
+	}
+	start := time.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	wake := make(chan struct{})
+	c.wake = wake
+	c.mu.Unlock()
+	g.m.replaysWaiting.Inc()
+	defer g.m.replaysWaiting.Dec()
+	t := time.NewTimer(g.cfg.ReplayWait)
+	defer t.Stop()
+	var err error
+	select {
+	case g.adm.slots <- struct{}{}:
+	case <-wake:
+		err = errClosed
+	case <-g.ctx.Done():
+		err = errClosed
+	case <-t.C:
+		err = errReplayWait
+	}
+	g.m.replayWait.Observe(time.Since(start).Seconds())
+	c.mu.Lock()
+	if c.wake == wake {
+		c.wake = nil
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// releaseReplaySlot gives back the slot awaitReplaySlot took.
+func (g *Gateway) releaseReplaySlot() { <-g.adm.slots }
