@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldhq/herald/internal/lograte"
 	"github.com/heraldhq/herald/internal/metrics"
 )
 
@@ -43,7 +44,9 @@ type HTTPConfig struct {
 	// MaxConns caps the open connections of the listener; 0 means 10,000.
 	// One more is accepted, answered 503 with Retry-After and closed.
 	MaxConns int
-	// Logger receives net/http's own errors at warn; nil means slog.Default().
+	// Logger receives net/http's own errors at warn, component=http,
+	// rate-limited per message pattern (internal/lograte's defaults); nil
+	// means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives herald_http_connections_open and
 	// herald_http_connections_refused_total; nil means metrics.Registry.
@@ -83,7 +86,10 @@ func NewHTTPServer(h http.Handler, cfg HTTPConfig) *http.Server {
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// net/http's own errors (TLS handshake failures, handler
+		// panics): WARN, rate-limited per message pattern, so a scanner or
+		// a misconfigured load balancer cannot flood the log.
+		ErrorLog: lograte.ErrorLog(cfg.Logger, "http", lograte.Config{}),
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/heraldhq/herald/internal/lograte"
 )
 
 // The admin listener's bounds. A CPU profile or an execution trace is one
@@ -55,6 +57,10 @@ func (p *Process) serveAdmin() error {
 		ReadTimeout:       adminReadTimeout,
 		WriteTimeout:      adminWriteTimeout,
 		IdleTimeout:       adminIdleTimeout,
+		// net/http's own errors (a client's TLS or protocol mistakes,
+		// handler panics) go to the process's log, rate-limited, not to
+		// the standard logger's stderr.
+		ErrorLog: lograte.ErrorLog(p.log, "admin-http", lograte.Config{}),
 	}
 	p.adminLn = ln
 	srv := p.admin

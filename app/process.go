@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/app/config"
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/lifecycle"
+	"github.com/heraldhq/herald/internal/lograte"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store"
@@ -200,6 +201,11 @@ func (p *Process) Redis() (*redis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// go-redis logs its pool's dial failures on its own (one unstructured
+	// stderr line per attempt during an outage); its logger is
+	// process-global, so it is installed here, by the process that makes
+	// the client, over this process's logger and rate-limited.
+	lograte.SetRedisLogger(p.log, lograte.Config{})
 	p.redis, p.redisSet = rc, true
 	p.onClose(func() { _ = rc.Close() })
 	p.check("redis", func(ctx context.Context) error { return rc.Ping(ctx).Err() })
