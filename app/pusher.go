@@ -14,7 +14,6 @@ import (
 	"github.com/heraldhq/herald/delivery/push"
 	"github.com/heraldhq/herald/delivery/push/apns"
 	"github.com/heraldhq/herald/delivery/push/fcm"
-	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/pipeline"
 )
 
@@ -38,7 +37,8 @@ type PusherOptions struct {
 
 // AddPusher runs the pusher (supervised: rebuilt after a fatal error)
 // until Shutdown, which stops it after the router and before the sockets
-// close. It consumes herald.push and its retry topics and sends through a
+// close; its readiness check, "pusher", passes once it holds its
+// assignment. It consumes herald.push and its retry topics and sends through a
 // push.Mux over every app's APNs and FCM senders; a credential that does
 // not load (a missing .p8, a service account that does not parse) fails
 // here, naming the app.
@@ -73,9 +73,9 @@ func (p *Process) AddPusher(ctx context.Context, o PusherOptions) error {
 	if len(apps) == 0 {
 		log.Warn("no push apps configured (push.apps in --config): every push job will be dead-lettered as UnknownApp")
 	}
-	p.supervise(phasePusher, "pusher", func() (lifecycle.Runner, error) {
+	p.superviseConsumer(phasePusher, "pusher", func() (consumer, error) {
 		return pipeline.NewPusher(pipeline.PusherConfig{
-			ClientOptions: opts, Topics: p.names, Group: p.groupName("pusher"),
+			ClientOptions: opts, Topics: p.names, Group: p.groupName("pusher"), InstanceID: p.instanceID(pusherInstanceID()),
 			Store: st, Sender: mux, Logger: log, Registerer: p.reg,
 			RetryTiers: o.RetryTiers, Backoff: ps.Retry.Backoff(), PushDelay: ps.Delay,
 		})

@@ -15,7 +15,6 @@ import (
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/delivery/cluster"
-	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store/cassandra"
@@ -27,22 +26,24 @@ import (
 // group: "herald." gives "herald.enricher" and "herald.gateway".
 func (p *Process) groupName(role string) string { return p.names.Prefix() + role }
 
-// consumerOptions are the Kafka options of the enricher and the router:
-// the process's set plus the group session timeout. It also opens the
-// shared client, whose Ping is the process's kafka readiness check.
+// consumerOptions are the Kafka options of the enricher, the router and
+// the pusher: the process's set plus the group session timeout and its
+// heartbeat (heartbeatInterval). It also opens the shared client, whose
+// Ping is the process's kafka readiness check.
 func (p *Process) consumerOptions() ([]kgo.Opt, error) {
 	if _, err := p.Kafka(); err != nil {
 		return nil, err
 	}
 	var extra []kgo.Opt
 	if p.cfg.SessionTimeout > 0 {
-		extra = append(extra, kgo.SessionTimeout(p.cfg.SessionTimeout))
+		extra = append(extra, kgo.SessionTimeout(p.cfg.SessionTimeout), kgo.HeartbeatInterval(heartbeatInterval(p.cfg.SessionTimeout)))
 	}
 	return p.KafkaOptions(extra...)
 }
 
 // AddEnricher runs the transactional enricher (supervised: rebuilt after
-// a fatal error) until Shutdown, which stops it first.
+// a fatal error) until Shutdown, which stops it first. Its readiness
+// check, "enricher", passes once it holds its assignment.
 func (p *Process) AddEnricher(ctx context.Context) error {
 	prefs, err := p.Prefs(ctx)
 	if err != nil {
@@ -53,10 +54,11 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 		return err
 	}
 	log := p.log.With("role", "enricher")
-	p.supervise(phaseEnricher, "enricher", func() (lifecycle.Runner, error) {
+	p.superviseConsumer(phaseEnricher, "enricher", func() (consumer, error) {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: log, Registerer: p.reg,
 			Group: p.groupName("enricher"), TransactionalID: p.cfg.TransactionalID,
+			InstanceID: p.instanceID(p.cfg.TransactionalID),
 		})
 	})
 	return nil
@@ -66,7 +68,8 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 // it from herald.deliveries. With Redis, a Cluster registers presence,
 // forwards to the gateways holding a user's sockets and fans unread
 // counts out; without it, the gateway itself is the router's Deliverer.
-// Serve the result at /v1/ws.
+// Serve the result at /v1/ws. The router's readiness check, "router",
+// passes once it holds its assignment of herald.deliveries.
 func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	st, err := p.Store(ctx)
 	if err != nil {
@@ -127,10 +130,11 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		p.onStop(phaseCluster, func(context.Context) { _ = cl.Close() })
 		p.mu.Unlock()
 	}
-	p.supervise(phaseRouter, "router", func() (lifecycle.Runner, error) {
+	p.superviseConsumer(phaseRouter, "router", func() (consumer, error) {
 		return pipeline.NewRouter(pipeline.RouterConfig{
 			ClientOptions: opts, Topics: p.names, Deliverer: deliverer, Logger: log, Registerer: p.reg,
 			Group: p.groupName("gateway"), StartAtEnd: p.cfg.RouterFromEnd,
+			InstanceID: p.instanceID(p.cfg.GatewayID),
 		})
 	})
 	p.mu.Lock()

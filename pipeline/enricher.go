@@ -55,6 +55,15 @@ type EnricherConfig struct {
 	// broker's transaction timeout, and the old incarnation is fenced if it
 	// is in fact still alive.
 	TransactionalID string
+	// InstanceID makes the Enricher a static member of Group
+	// (group.instance.id; see "Static membership" in group.go): a
+	// restarted instance takes its partitions back without a rebalance,
+	// within the session timeout. Like TransactionalID it must be unique
+	// per live instance (two live processes with one id fence each other
+	// out of the group, logged at error level) and stable across its
+	// restarts; Herald's enricher role uses the TransactionalID. Zero
+	// value: dynamic membership.
+	InstanceID string
 	// Topics are the topic names. Zero value: topics.WithPrefix("").
 	Topics topics.Names
 	// Store holds inboxes and preferences. Required.
@@ -152,6 +161,8 @@ type Enricher struct {
 	writers *writers
 	// counts are the partition counts of the consumed topics (forward.go).
 	counts *partitionCounts
+	// group is the group membership: Ready, the leave of Close.
+	group *membership
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -170,13 +181,16 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 		ws.forget(ctx, cl, parts)
 		counts.forget(ctx, cl, parts)
 	}
+	log := cfg.Logger.With("component", "enricher", "group", cfg.Group, "txn_id", cfg.TransactionalID)
+	group, err := newMembership("enricher", cfg.Group, cfg.InstanceID, log)
+	if err != nil {
+		return nil, err
+	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
+	// Writers of partitions this member loses are forgotten, so that a
+	// partition that comes back is fenced anew.
+	opts = append(opts, group.opts(forget, forget)...)
 	opts = append(opts,
-		kgo.ConsumerGroup(cfg.Group),
-		// Writers of partitions this member loses are forgotten, so that
-		// a partition that comes back is fenced anew.
-		kgo.OnPartitionsRevoked(forget),
-		kgo.OnPartitionsLost(forget),
 		// Forwards to a user's partition rely on this partitioner (see
 		// forward.go).
 		kgo.RecordPartitioner(eventsPartitioner),
@@ -199,8 +213,9 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	return &Enricher{
 		writers: ws,
 		counts:  counts,
+		group:   group,
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "enricher", "group", cfg.Group, "txn_id", cfg.TransactionalID),
+		log:     log,
 		sess:    sess,
 		codec:   NewCodec(cfg.Topics),
 		m:       newEnricherMetrics(cfg.Registerer),
@@ -208,14 +223,27 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 }
 
 // Close stops Run (aborting its open transaction, if any), waits for it to
-// return, and closes the Kafka client, leaving the group. It is idempotent
+// return, and closes the Kafka client, leaving the group (a static member
+// too: see "Leaving on a clean shutdown" in group.go). It is idempotent
 // and safe to call concurrently with Run.
 func (e *Enricher) Close() {
 	e.lc.Stop()
 	e.closeClient()
 }
 
-func (e *Enricher) closeClient() { e.closeOnce.Do(e.sess.Close) }
+func (e *Enricher) closeClient() {
+	e.closeOnce.Do(func() {
+		e.group.leave(e.sess.Client())
+		e.sess.Close()
+	})
+}
+
+// Ready reports whether the Enricher is consuming: nil once Run is polling
+// and the group assigned this member its partitions (or, with more
+// members than partitions, none), else why not ("joining group …: no
+// assignment yet", "fenced: …", "stopped"). It is cheap and never blocks,
+// for a readiness probe.
+func (e *Enricher) Ready() error { return e.group.ready() }
 
 // Run consumes herald.events until ctx is done, Close is called or a
 // fatal Kafka error occurs, and returns nil in the first two cases. A fatal
@@ -241,6 +269,8 @@ func (e *Enricher) Run(ctx context.Context) error {
 	}
 	defer e.lc.End()
 	defer e.closeClient()
+	e.group.setRunning(true)
+	defer e.group.setRunning(false)
 	ctx, release := e.lc.Context(ctx)
 	defer release()
 

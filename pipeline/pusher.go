@@ -49,6 +49,14 @@ type PusherConfig struct {
 	ClientOptions []kgo.Opt
 	// Group is the pushers' consumer group. Zero value: "herald-pusher".
 	Group string
+	// InstanceID makes the Pusher a static member of Group
+	// (group.instance.id; see "Static membership" in group.go): a
+	// restarted pusher takes its partitions back without a rebalance,
+	// within the session timeout. It must be unique per live pusher (two
+	// live processes with one id fence each other out of the group,
+	// logged at error level) and stable across its restarts. Zero value:
+	// dynamic membership.
+	InstanceID string
 	// Topics are the topic names. Zero value: topics.WithPrefix("").
 	Topics topics.Names
 	// Store holds devices, push progress, preferences and inboxes.
@@ -167,6 +175,7 @@ type Pusher struct {
 	codec Codec
 	m     *pusherMetrics
 	tiers map[string]time.Duration // retry topic -> its delay
+	group *membership
 
 	circuitsMu sync.Mutex
 	circuits   map[circuitKey]*circuit
@@ -195,9 +204,15 @@ func NewPusher(cfg PusherConfig) (*Pusher, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	log := cfg.Logger.With("component", "pusher", "group", cfg.Group)
+	group, err := newMembership("pusher", cfg.Group, cfg.InstanceID, log)
+	if err != nil {
+		return nil, err
+	}
 	p := &Pusher{
 		cfg:       cfg,
-		log:       cfg.Logger.With("component", "pusher", "group", cfg.Group),
+		log:       log,
+		group:     group,
 		codec:     NewCodec(cfg.Topics),
 		m:         newPusherMetrics(cfg.Registerer),
 		tiers:     map[string]time.Duration{},
@@ -213,16 +228,14 @@ func NewPusher(cfg PusherConfig) (*Pusher, error) {
 		consume = append(consume, name)
 	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
+	opts = append(opts, group.opts(p.forget, p.forget)...)
 	opts = append(opts,
-		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(consume...),
 		// The enricher writes push jobs in its transactions.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsRevoked(p.forget),
-		kgo.OnPartitionsLost(p.forget),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -233,7 +246,8 @@ func NewPusher(cfg PusherConfig) (*Pusher, error) {
 }
 
 // Close stops Run, waits for it to return and closes the client, leaving
-// the group without committing what was not handled. It is idempotent and
+// the group (a static member too: see "Leaving on a clean shutdown" in
+// group.go) without committing what was not handled. It is idempotent and
 // safe to call concurrently with Run.
 func (p *Pusher) Close() {
 	p.lc.Stop()
@@ -248,9 +262,16 @@ func (p *Pusher) closeClient() {
 			delete(p.timers, tp)
 		}
 		p.pauseMu.Unlock()
+		p.group.leave(p.cl)
 		p.cl.Close()
 	})
 }
+
+// Ready reports whether the Pusher is consuming: nil once Run is polling
+// and the group assigned this member its partitions (or, with more
+// pushers than partitions, none), else why not. It is cheap and never
+// blocks, for a readiness probe.
+func (p *Pusher) Ready() error { return p.group.ready() }
 
 // Run consumes herald.push and the retry topics until ctx is done or
 // Close is called, then returns nil (ErrClosed if the client was closed
@@ -263,6 +284,8 @@ func (p *Pusher) Run(ctx context.Context) error {
 	}
 	defer p.lc.End()
 	defer p.closeClient()
+	p.group.setRunning(true)
+	defer p.group.setRunning(false)
 	ctx, release := p.lc.Context(ctx)
 	defer release()
 

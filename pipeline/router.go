@@ -50,6 +50,15 @@ type RouterConfig struct {
 	// Group is the gateway fleet's consumer group. Zero value:
 	// "herald-gateway".
 	Group string
+	// InstanceID makes the Router a static member of Group
+	// (group.instance.id; see "Static membership" in group.go): a
+	// restarted gateway takes its partitions of herald.deliveries back
+	// without a rebalance, within the session timeout. It must be unique
+	// per live gateway (two live processes with one id fence each other
+	// out of the group, logged at error level) and stable across its
+	// restarts; Herald's gateway role uses the gateway id. Zero value:
+	// dynamic membership.
+	InstanceID string
 	// Topics are the topic names. Zero value: topics.WithPrefix("").
 	Topics topics.Names
 	// Deliverer reaches live connections. Required.
@@ -119,6 +128,7 @@ type Router struct {
 	cl    *kgo.Client
 	codec Codec
 	m     *routerMetrics
+	group *membership
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -134,9 +144,14 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.StartAtEnd {
 		reset = kgo.NewOffset().AtEnd()
 	}
+	log := cfg.Logger.With("component", "router", "group", cfg.Group)
+	group, err := newMembership("router", cfg.Group, cfg.InstanceID, log)
+	if err != nil {
+		return nil, err
+	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
+	opts = append(opts, group.opts(nil, nil)...)
 	opts = append(opts,
-		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Deliveries),
 		// Deliveries are written in transactions: never show a client a
 		// notification whose transaction aborted.
@@ -154,7 +169,8 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	return &Router{
 		cfg:   cfg,
-		log:   cfg.Logger.With("component", "router", "group", cfg.Group),
+		log:   log,
+		group: group,
 		cl:    cl,
 		codec: NewCodec(cfg.Topics),
 		m:     newRouterMetrics(cfg.Registerer),
@@ -162,14 +178,26 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 }
 
 // Close stops Run, waits for it to return and closes the client, leaving
-// the group without committing what was not handled. It is idempotent and
+// the group (a static member too: see "Leaving on a clean shutdown" in
+// group.go) without committing what was not handled. It is idempotent and
 // safe to call concurrently with Run.
 func (r *Router) Close() {
 	r.lc.Stop()
 	r.closeClient()
 }
 
-func (r *Router) closeClient() { r.closeOnce.Do(r.cl.Close) }
+func (r *Router) closeClient() {
+	r.closeOnce.Do(func() {
+		r.group.leave(r.cl)
+		r.cl.Close()
+	})
+}
+
+// Ready reports whether the Router is consuming: nil once Run is polling
+// and the group assigned this member its partitions (or, with more
+// gateways than partitions, none), else why not. It is cheap and never
+// blocks, for a readiness probe.
+func (r *Router) Ready() error { return r.group.ready() }
 
 // Run consumes herald.deliveries until ctx is done or Close is called,
 // then returns nil (ErrClosed if the client was closed under it). For each
@@ -187,6 +215,8 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	defer r.lc.End()
 	defer r.closeClient()
+	r.group.setRunning(true)
+	defer r.group.setRunning(false)
 	ctx, release := r.lc.Context(ctx)
 	defer release()
 

@@ -214,7 +214,7 @@ func TestSecuredConnections(t *testing.T) {
 
 func TestDefaultsAndExistingNames(t *testing.T) {
 	cfg := mustParse(t, "gateway", []string{"--jwt-secret", "s"}, nil)
-	if cfg.Addr != ":8080" || cfg.SessionTimeout != 15*time.Second || cfg.ShutdownTimeout != 20*time.Second ||
+	if cfg.Addr != ":8080" || cfg.SessionTimeout != 10*time.Second || cfg.ShutdownTimeout != 20*time.Second ||
 		strings.Join(cfg.Kafka.Brokers, ",") != "127.0.0.1:9092" || cfg.Cassandra.Keyspace != "herald" ||
 		cfg.Cassandra.Consistency != "LOCAL_QUORUM" || cfg.ReplayLimit != 100 || cfg.Store != "cassandra" || cfg.GatewayID == "" {
 		t.Errorf("defaults: %+v", cfg)

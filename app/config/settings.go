@@ -76,6 +76,7 @@ const (
 
 	fGatewayID       = "gateway-id"
 	fTransactionalID = "transactional-id"
+	fGroupInstanceID = "group-instance-id"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
 	fWSUpgradeRate   = "ws-upgrade-rate"
@@ -160,7 +161,17 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.TopicPrefix })},
 			{flag: fReplication, env: "HERALD_REPLICATION", def: "-1", usage: "topic replication factor (-1: broker default)",
 				bind: num(func(c *Config) *int { return &c.Replication })},
-			{flag: fSessionTO, env: "HERALD_SESSION_TIMEOUT", def: "15s", usage: "Kafka consumer group session timeout (a crashed member's partitions move after it)",
+			// 10s, down from 15s: a member that dies and does not come back
+			// stalls its partitions for this long (one that restarts takes
+			// them back sooner, --group-instance-id). Heartbeats go every
+			// tenth of it from their own goroutine, whatever the batches do,
+			// so only a whole-process stall of ~9 s evicts a live member: Go's
+			// GC pauses are sub-millisecond, but a 2-core machine shared with
+			// Kafka and Cassandra, or a throttled container, can deschedule a
+			// process for a second or more. The broker's floor,
+			// group.min.session.timeout.ms, is 6s by default: 6s would leave
+			// no margin on such machines.
+			{flag: fSessionTO, env: "HERALD_SESSION_TIMEOUT", def: "10s", usage: "Kafka consumer group session timeout: a crashed member's partitions move after it, unless it restarts first with its --group-instance-id; heartbeats every tenth of it (at most 3s); at least the brokers' group.min.session.timeout.ms (6s by default)",
 				bind: func(c *Config) value { return durationValue{&c.SessionTimeout} }},
 
 			{flag: fStore, env: "HERALD_STORE", def: "cassandra", usage: "store: cassandra, or embedded (one process only)",
@@ -216,6 +227,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.GatewayID })},
 			{flag: fTransactionalID, env: "HERALD_TRANSACTIONAL_ID", def: "herald-enricher-" + host, docDef: "herald-enricher-<host name>", usage: "enricher transactional id, stable per instance",
 				bind: str(func(c *Config) *string { return &c.TransactionalID })},
+			{flag: fGroupInstanceID, env: "HERALD_GROUP_INSTANCE_ID", docDef: "derived per role", usage: "static consumer group membership id (Kafka group.instance.id): unique per live process, stable across its restarts, so that a restarted member takes its partitions back without a rebalance; two live processes with one id fence each other. Empty: the enricher's --transactional-id, the gateway's --gateway-id, the pusher's herald-pusher-<host name>; off: dynamic membership",
+				bind: str(func(c *Config) *string { return &c.GroupInstanceID })},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
@@ -283,13 +296,13 @@ var roles = map[string][]string{
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
-	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID}, storeSel, cassandra, redis),
-	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fRouterFromEnd}, storeSel, cassandra, redis, users,
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID}, storeSel, cassandra, redis),
+	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
 			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
-	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO}, storeSel, cassandra),
+	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID}, storeSel, cassandra),
 	// herald dlq list|replay: an operator's command, Kafka only.
 	"dlq": join(logging, kafka, []string{fTopicPrefix}),
 }

@@ -130,6 +130,9 @@ func (c *Command) validate() error {
 	if uses(fTransactionalID) && cfg.TransactionalID == "" {
 		bad(fTransactionalID, "empty: every enricher needs a transactional id, stable per instance")
 	}
+	if uses(fGroupInstanceID) && cfg.GroupInstanceID != "" && cfg.GroupInstanceID != "off" && !ValidInstanceID(cfg.GroupInstanceID) {
+		bad(fGroupInstanceID, "%q: want 1 to 249 of a-z A-Z 0-9 . _ - (Kafka's rule), empty (derived) or off", cfg.GroupInstanceID)
+	}
 	if uses(fKafkaPort) && (cfg.KafkaPort < 0 || cfg.KafkaPort > 65535) {
 		bad(fKafkaPort, "%d: want a port, 0 to 65535", cfg.KafkaPort)
 	}
