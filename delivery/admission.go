@@ -24,9 +24,9 @@ import (
 //
 //   - The upgrade bucket (UpgradeRate, UpgradeBurst) is checked after the
 //     cheap checks (method, token, origin, per-user cap) and before the
-//     upgrade: a request that finds it empty gets 503 with a Retry-After
-//     drawn uniformly from [time until the next token, UpgradeRetryMax],
-//     so the refused crowd comes back spread out instead of together. A
+//     upgrade: a request that finds it empty gets 503 with a jittered
+//     Retry-After (see admit), so the refused crowd comes back spread out
+//     at about the rate the bucket admits, instead of together. A
 //     refusal costs no goroutine beyond the request's and no store read.
 //     Bad tokens are refused (401) before the bucket, so garbage does not
 //     use up the tokens of real clients.
@@ -60,9 +60,14 @@ type admission struct {
 	rnd      func(n int) int  // uniform in [0, n); injected by tests
 	retryMax time.Duration
 
-	mu      sync.Mutex // guards upgrade: Allow and TokensAt must agree
+	mu      sync.Mutex // guards upgrade and the refusal windows
 	upgrade *rate.Limiter
-	slots   chan struct{}
+	// Refusals in the current one-second window (from winStart) and in the
+	// previous one: an estimate of how many refused clients will retry.
+	winStart   time.Time
+	cur, prior int
+
+	slots chan struct{}
 }
 
 func newAdmission(cfg *Config) *admission {
@@ -77,8 +82,16 @@ func newAdmission(cfg *Config) *admission {
 
 // admit takes a token of the upgrade bucket. When it is empty, retryAfter
 // is the jittered wait to tell the client, in whole seconds (at least 1).
+//
+// The wait is uniform in [lo, lo+spread], capped at UpgradeRetryMax: lo is
+// the time until the bucket's next token, spread the time the bucket needs
+// to admit the clients refused in the last second or two. So a crowd of
+// 3,000 refused at 500/s comes back over about 6 s, at about the rate it
+// can be admitted, while a handful refused is told to come back in a
+// second or two rather than up to UpgradeRetryMax.
 func (a *admission) admit() (ok bool, retryAfter int) {
-	if math.IsInf(float64(a.upgrade.Limit()), 1) {
+	limit := float64(a.upgrade.Limit())
+	if math.IsInf(limit, 1) {
 		return true, 0
 	}
 	a.mu.Lock()
@@ -88,10 +101,19 @@ func (a *admission) admit() (ok bool, retryAfter int) {
 		return true, 0
 	}
 	// Time until a token is there (the bucket holds less than one).
-	need := (1 - a.upgrade.TokensAt(now)) / float64(a.upgrade.Limit())
+	need := (1 - a.upgrade.TokensAt(now)) / limit
+	switch d := now.Sub(a.winStart); {
+	case d >= 2*time.Second || d < 0:
+		a.winStart, a.cur, a.prior = now, 0, 0
+	case d >= time.Second:
+		a.winStart, a.cur, a.prior = a.winStart.Add(time.Second), 0, a.cur
+	}
+	a.cur++
+	waiting := max(a.cur, a.prior)
 	a.mu.Unlock()
 	lo := max(1, int(math.Ceil(need)))
-	hi := max(lo, int(math.Ceil(a.retryMax.Seconds())))
+	hi := min(lo+int(math.Ceil(float64(waiting)/limit)), int(math.Ceil(a.retryMax.Seconds())))
+	hi = max(lo, hi)
 	return false, lo + a.rnd(hi-lo+1)
 }
 

@@ -113,27 +113,43 @@ func TestUpgradeBucketRefusesTheExcess(t *testing.T) {
 	}
 }
 
-// Retry-After is drawn from [time until the next token (at least 1 s),
-// UpgradeRetryMax]: the jitter spreads refused clients over that range.
+// Retry-After is drawn from [lo, lo+spread] capped at UpgradeRetryMax: lo
+// is the time until the bucket's next token (at least 1 s), spread the time
+// the bucket needs for the clients refused in the last second or two.
 func TestUpgradeRetryAfterJitter(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	cfg := Config{UpgradeRate: 0.25, UpgradeBurst: 1, UpgradeRetryMax: 10 * time.Second}
 	a := newAdmission(&cfg)
 	a.now = clock.Now
-	var draw int
-	a.rnd = func(n int) int { return draw % n }
+	var top bool // draw the range's top, else its bottom
+	a.rnd = func(n int) int {
+		if top {
+			return n - 1
+		}
+		return 0
+	}
 	if ok, _ := a.admit(); !ok {
 		t.Fatal("first upgrade refused")
 	}
-	// The next token is 4 s away: Retry-After is in [4, 10].
-	for d, want := range map[int]int{0: 4, 3: 7, 6: 10} {
-		draw = d
-		if ok, ra := a.admit(); ok || ra != want {
-			t.Errorf("draw %d: admitted %v, Retry-After %d; want refused, %d", d, ok, ra, want)
+	// The next token is 4 s away; each refusal adds 4 s (at 0.25/s) of
+	// spread, up to the 10 s cap.
+	for i, want := range []struct {
+		top bool
+		ra  int
+	}{{true, 4 + 4}, {true, 10}, {false, 4}} {
+		top = want.top
+		if ok, ra := a.admit(); ok || ra != want.ra {
+			t.Errorf("refusal %d: admitted %v, Retry-After %d; want refused, %d", i+1, ok, ra, want.ra)
 		}
 	}
-	clock.Advance(3 * time.Second) // 1 s to go
-	draw = 0
+	// Two seconds on the refusals are forgotten: one refusal, 4 s of
+	// spread above the 1 s still to go.
+	clock.Advance(3 * time.Second)
+	top = true
+	if ok, ra := a.admit(); ok || ra != 5 {
+		t.Errorf("1 s before the token: admitted %v, Retry-After %d; want refused, 5", ok, ra)
+	}
+	top = false
 	if ok, ra := a.admit(); ok || ra != 1 {
 		t.Errorf("1 s before the token: admitted %v, Retry-After %d; want refused, 1", ok, ra)
 	}

@@ -137,9 +137,10 @@ type Config struct {
 	// UpgradeBurst is the upgrade bucket's size; 0 means twice UpgradeRate
 	// (at least 1).
 	UpgradeBurst int
-	// UpgradeRetryMax is the largest Retry-After of a refused upgrade: it
-	// is drawn uniformly from [time until the next token, UpgradeRetryMax]
-	// so refused clients do not come back together. 0 means 10 s.
+	// UpgradeRetryMax caps the Retry-After of a refused upgrade, drawn
+	// uniformly from the time until the next token to that plus the time
+	// the bucket needs for the clients refused lately, so that refused
+	// clients do not come back together (admission.go). 0 means 10 s.
 	UpgradeRetryMax time.Duration
 	// MaxReplays bounds the replays reading the store at once; 0 means 64.
 	MaxReplays int
