@@ -59,7 +59,7 @@ type ReadyCheck struct {
 	// next; 0 means the server's ReadyInterval (2s).
 	Interval time.Duration
 	// Timeout bounds one call; 0 means the server's ReadyTimeout (1s).
-	// It is capped at Interval.
+	// A call that takes longer than Interval delays the next one.
 	Timeout time.Duration
 }
 
@@ -99,7 +99,6 @@ func newReadiness(checks []ReadyCheck, interval, timeout time.Duration, now func
 		if c.Timeout <= 0 {
 			c.Timeout = timeout
 		}
-		c.Timeout = min(c.Timeout, c.Interval)
 		r.checks = append(r.checks, &checker{ReadyCheck: c, staleAfter: staleIntervals*c.Interval + c.Timeout})
 	}
 	return r

@@ -202,7 +202,7 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 			p.mu.Unlock()
 		}
 	}
-	return api.New(api.Config{
+	srv, err := api.New(api.Config{
 		Store: st, Events: pipeline.NewEventWriter(cl, p.names), Users: v, Keys: keys,
 		Unread: unread, WebSocket: o.WebSocket, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
 		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
@@ -210,12 +210,26 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		DefaultAppID: cmp.Or(o.DefaultAppID, p.cfg.PushSettings().DefaultApp), DevPushes: o.DevPushes,
 		Ready: p.Checks(),
 	})
+	if err != nil {
+		return nil, err
+	}
+	p.runReadiness(srv)
+	return srv, nil
 }
 
 // Ops is the handler of a role without the user API: health, readiness
 // of every dependency opened so far, metrics, and the extra routes.
 func (p *Process) Ops(extra map[string]http.Handler) http.Handler {
-	return api.Ops(api.OpsConfig{Ready: p.Checks(), Extra: extra, Registerer: p.reg})
+	srv := api.Ops(api.OpsConfig{Ready: p.Checks(), Extra: extra, Registerer: p.reg, Logger: p.log})
+	p.runReadiness(srv)
+	return srv
+}
+
+// runReadiness runs srv's background readiness checks on the process's
+// group until Shutdown cancels the roles' context (Shutdown waits for
+// them with every other goroutine).
+func (p *Process) runReadiness(srv *api.Server) {
+	p.g.Go(func() error { return srv.Run(p.ctx) })
 }
 
 func limit(perSecond float64) api.Limit {
