@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,9 +85,13 @@ func TestChaos(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("chaos results (scenario run seed | lost doubled gaps | client missing/dup/gap, seen again | reconnects | first, all resumed, max latency, caught up):\n%s",
-		strings.Join(results, "\n"))
+	t.Logf("chaos results (a docs/RELIABILITY.md table):\n%s\n%s\n%s",
+		chaosHeader, "|"+strings.Repeat("---|", strings.Count(chaosHeader, "|")-1), strings.Join(results, "\n"))
 }
+
+// chaosHeader names the columns of a run's line (see runChaos, recovery).
+const chaosHeader = "| scenario | seed | lost / doubled / gaps (store) | client missing / dup / gap | seen again | reconnects | " +
+	"outage | first delivery | all resumed | all resumed after ready | max latency | caught up |"
 
 // chaosScenario is one fault. fault injects it and brings the system back
 // (a restarted role, a stack server ready again); it returns once done.
@@ -122,7 +127,7 @@ var chaosScenarios = []chaosScenario{
 	}},
 	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
 	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
-	{name: "kafka-restart", budget: 4 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
+	{name: "kafka-restart", budget: 6 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
 }
 
 // stackRestart is the fault of restarting one stack server (stop with
@@ -198,11 +203,12 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	}
 	r.driver = newChaosDriver([]string{r.gws[0].addr, r.gws[1].addr})
 	r.driver.start(users, tokens, seed)
+	defer keepLogs(t, r.e, fmt.Sprintf("%s-%d", sc.name, seed))
 	defer r.driver.stop() // a failed run must not leave clients reconnecting
 	waitUntil(t, deadline, "every client connected and synced", r.driver.allSynced, r.gws...)
 
 	streamAt := time.Now()
-	s := startStream(r.e, producer(t), users, chaosRate)
+	s := startChaosStream(r.e, producer(t), users, chaosRate, deadline)
 	defer s.finish() // a failed run must not leave the producer running
 	// The fault hits a system that delivers: every client has received
 	// from the stream, then a random while more.
@@ -234,17 +240,53 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	defer cancel()
 	got := deliveriesBy(ctx, t, r.e, distinct)
 	v := chaosVerdict(ctx, t, r, want)
-	first, all, maxLat := recovery(r.driver, faultAt)
-	line := fmt.Sprintf("%s run seed %d | %d %d %d | %d/%d/%d, %d | %d | %s, %s, %s, %s",
+	first, all, allReady, maxLat := recovery(r.driver, faultAt, restoredAt)
+	line := fmt.Sprintf("| %s | %d | %d / %d / %d | %d / %d / %d | %d | %d | %s | %s | %s | %s | %s | %s |",
 		sc.name, seed, v.lost, v.doubled, v.gaps, v.clientMissing, v.clientDup, v.clientGap, v.again, v.reconnects,
-		round(first), round(all), round(maxLat), round(caughtUp))
-	t.Logf("%d events accepted (%d produces failed), %d users; closes %v, failed dials %d\n%s",
-		distinct, s.failed, len(want), v.closes, v.dialFails, line)
+		round(restoredAt.Sub(faultAt)), round(first), round(all), round(allReady), round(maxLat), round(caughtUp))
+	failed := 0
+	for _, ids := range s.failed {
+		failed += len(ids)
+	}
+	t.Logf("%d events accepted of %d sent, %d users; connections closed by the server %v, failed dials %d\n%s",
+		distinct, s.sent, len(want), v.closes, v.dialFails, line)
+	if failed > 0 {
+		// Not accepted, but perhaps written: checkZombie then reports the
+		// extra rows. The suite's producer waits long enough that this
+		// should not happen; when it does, this is why.
+		t.Logf("%d produces failed (their events are in doubt, not expected): %v", failed, s.failed)
+	}
 	if len(v.problems) > 0 {
 		t.Errorf("%s seed %d: %d client problems (first ones):\n%s", sc.name, seed, len(v.problems), strings.Join(first20(v.problems), "\n"))
 	}
 	checkZombie(ctx, t, r.e, want, got)
 	return line
+}
+
+// keepLogs copies the run's role logs (which live in the test's temporary
+// directory) under $HERALD_CHAOS_LOGS/<name>/, when that is set: what a
+// role did during a slow recovery is only in them.
+func keepLogs(t *testing.T, e *env, name string) {
+	dir := os.Getenv("HERALD_CHAOS_LOGS")
+	if dir == "" {
+		return
+	}
+	dst := filepath.Join(dir, name)
+	logs, _ := filepath.Glob(filepath.Join(e.dir, "*.log"))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Logf("keeping the logs: %v", err)
+		return
+	}
+	for _, l := range logs {
+		raw, err := os.ReadFile(l)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(l)), raw, 0o644)
+		}
+		if err != nil {
+			t.Logf("keeping %s: %v", l, err)
+		}
+	}
+	t.Logf("role logs kept in %s", dst)
 }
 
 func round(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
@@ -327,13 +369,15 @@ func chaosVerdict(ctx context.Context, t *testing.T, r *chaosRun, want map[strin
 }
 
 // recovery measures, from the fault: the first delivery of an event
-// created after it (to any client), the moment every client had one,
-// and the worst delivery latency (received − created) of the events
-// created from a second before the fault on (the stall the fault caused).
-func recovery(d *chaosDriver, faultAt time.Time) (first, all, maxLat time.Duration) {
+// created after it (to any client), the moment every client had one; from
+// the restore (the restarted role or server ready again) the moment every
+// client had an event created after it; and the worst delivery latency
+// (received − created) of the events created from a second before the
+// fault on (the stall the fault caused).
+func recovery(d *chaosDriver, faultAt, restoredAt time.Time) (first, all, allReady, maxLat time.Duration) {
 	first = -1
 	for _, c := range d.clients {
-		mine := time.Duration(-1)
+		mine, ready := time.Duration(-1), time.Duration(-1)
 		for _, rc := range c.receipts {
 			if rc.created.After(faultAt.Add(-time.Second)) {
 				maxLat = max(maxLat, rc.recv.Sub(rc.created))
@@ -341,11 +385,14 @@ func recovery(d *chaosDriver, faultAt time.Time) (first, all, maxLat time.Durati
 			if rc.created.After(faultAt) && mine < 0 {
 				mine = rc.recv.Sub(faultAt)
 			}
+			if rc.created.After(restoredAt) && ready < 0 {
+				ready = rc.recv.Sub(restoredAt)
+			}
 		}
 		if mine >= 0 && (first < 0 || mine < first) {
 			first = mine
 		}
-		all = max(all, mine)
+		all, allReady = max(all, mine), max(allReady, ready)
 	}
-	return first, all, maxLat
+	return first, all, allReady, maxLat
 }

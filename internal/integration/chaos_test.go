@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The chaos suite's driver: one reconnecting WebSocket client per user,
@@ -183,12 +184,12 @@ func (c *chaosClient) run(ctx context.Context, d *chaosDriver) {
 		c.connects++
 		c.mu.Unlock()
 		why := c.read(ctx, conn, after)
+		if ctx.Err() != nil {
+			return // the driver closed it: not a close to report
+		}
 		c.mu.Lock()
 		c.closes[why]++
 		c.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
 		// A connection that delivered its replay resets the backoff: the
 		// next outage starts from the base again.
 		backoff = chaosBackoffBase
@@ -266,4 +267,85 @@ func (c *chaosClient) read(ctx context.Context, conn *websocket.Conn, after uint
 			c.mu.Unlock()
 		}
 	}
+}
+
+// chaosStream is the suite's producer: rate events/s, spread over the
+// users in turn, through the harness's Kafka producer (acks=all,
+// idempotent) until finish. It is startStream with a longer bound on each
+// produce: env.load gives up on a record after two minutes, and a Kafka
+// restart on a loaded machine can take longer than that; a produce that
+// fails at its deadline may still have been written (its answer was what
+// got lost), and such an event, neither accepted nor absent, would make
+// the exactly-once check fail for a reason that is the test's. Here a
+// record waits up to the run's deadline; one that fails anyway is counted
+// and reported, and its id is kept apart.
+type chaosStream struct {
+	stop, done chan struct{}
+	wg         sync.WaitGroup
+
+	mu       sync.Mutex
+	want     map[string][]string // acknowledged ids per user, in produce order
+	failed   map[string][]string // ids whose produce failed, per user: in doubt
+	distinct int
+	sent     int
+}
+
+func startChaosStream(e *env, cl *kgo.Client, users []string, rate int, bound time.Time) *chaosStream {
+	s := &chaosStream{stop: make(chan struct{}), done: make(chan struct{}),
+		want: map[string][]string{}, failed: map[string][]string{}}
+	ctx, cancel := context.WithDeadline(context.Background(), bound)
+	const tick = 20 * time.Millisecond
+	perTick := max(1, rate*int(tick)/int(time.Second))
+	go func() {
+		defer close(s.done)
+		defer cancel()
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
+		for i := 0; ; {
+			select {
+			case <-s.stop:
+				s.wg.Wait()
+				return
+			case <-ticker.C:
+			}
+			for range perTick {
+				user, id := users[i%len(users)], fmt.Sprintf("c%d", i)
+				i++
+				r := eventRecord(id, user, "chaos")
+				r.Topic = e.prefix + "events"
+				s.wg.Add(1)
+				s.mu.Lock()
+				s.sent++
+				s.mu.Unlock()
+				// The promises of one partition run in order, and a user
+				// is one key: want[user] is in produce order.
+				cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+					defer s.wg.Done()
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					if err != nil {
+						s.failed[user] = append(s.failed[user], id)
+						return
+					}
+					s.want[user] = append(s.want[user], id)
+					s.distinct++
+				})
+			}
+		}
+	}()
+	return s
+}
+
+// finish stops the stream and waits for the last acks (bounded by the
+// stream's deadline). It may be called again.
+func (s *chaosStream) finish() (map[string][]string, int) {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.want, s.distinct
 }
