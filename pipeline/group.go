@@ -34,10 +34,14 @@ import (
 // restarts of the same instance (a StatefulSet pod name, a host name:
 // Herald derives it from the transactional id, the gateway id or the
 // host name, see the app's --group-instance-id). Two live processes with
-// one id fence each other: each join evicts the other (FENCED_INSTANCE_ID),
-// which rejoins and evicts the first in turn, so both keep losing their
-// partitions. Herald logs that at error level, naming the group and the
-// id, and Ready reports "fenced" until the member is assigned again.
+// one id fence each other: the one that joined last takes the member's
+// place, and the other's rejoins are refused with FENCED_INSTANCE_ID
+// (franz-go rejoins with its old member id; seen on Kafka 4.4), so it
+// consumes nothing until it is stopped or given its own id. Herald logs
+// each refusal at error level, naming the group and the id, and Ready
+// reports "fenced" until the member is assigned again. (An enricher whose
+// producer is fenced too is rebuilt, joins afresh and takes the place
+// back: two enrichers sharing an id can alternate.)
 //
 // # Leaving on a clean shutdown
 //
@@ -169,7 +173,7 @@ func (m *membership) OnGroupManageError(err error) {
 	m.mu.Unlock()
 	if errors.Is(err, kerr.FencedInstanceID) {
 		m.log.Error("fenced out of the consumer group: another live process joined it with this instance id; "+
-			"instance ids must be unique per live process (both will keep evicting each other)",
+			"instance ids must be unique per live process; this member consumes nothing until it is stopped or given its own id",
 			"instance_id", m.instance, "err", err)
 		return
 	}
