@@ -13,6 +13,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/lograte"
 	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/migrations"
 	"github.com/heraldhq/herald/store"
@@ -123,7 +124,9 @@ func connect(ctx context.Context, st settings) (*gocql.Session, error) {
 	c.WriteTimeout = st.Timeout
 	c.ConnectTimeout = st.ConnectTimeout
 	c.NumConns = st.NumConns
-	c.Logger = driverLogger{st.Logger.With("component", "gocql")}
+	// Rate-limited per message pattern: in an outage the driver logs every
+	// reconnection attempt of every connection.
+	c.Logger = driverLogger{lograte.Limited(st.Logger, "gocql", lograte.Config{})}
 	c.RetryPolicy = &retryPolicy{retries: st.MaxRetries, backoff: retry.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}}
 	c.ReconnectInterval = 10 * time.Second
 	c.SocketKeepalive = 30 * time.Second
