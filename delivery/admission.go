@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -35,18 +36,26 @@ import (
 //     live notifications for it are buffered up to MaxQueueBytes) but does
 //     not touch the store; after ReplayWait without a slot it is closed
 //     with 1013 "try again later", and the client reconnects with backoff.
+//   - The bucket alone cannot know how fast the store is: when replays
+//     take longer than MaxReplays/UpgradeRate (a store slowed by the storm
+//     itself, or by anything else), admitted connections pile up waiting
+//     for a slot, most of them to be closed with 1013 after ReplayWait. So
+//     while MaxReplayQueue connections already wait, upgrades are refused
+//     before the upgrade too (503, same Retry-After rule): the store's
+//     pace, not the bucket's, then sets the admission rate, and a refusal
+//     costs far less than an upgrade that ends in 1013.
 //
-// Memory: connections are admitted at most UpgradeRate per second (plus
-// one burst), and a connection waits for a replay slot at most ReplayWait,
-// so at most UpgradeBurst + UpgradeRate*ReplayWait connections wait at
-// once, each holding its ServeHTTP goroutine, read buffer and at most
-// MaxQueueBytes of buffered notifications; at most MaxReplays replays hold
-// a page (ReplayPageSize notifications) each. Open connections are bounded
-// by the process's file limit and --http-max-conns, not here.
+// Memory: at most MaxReplays replays hold a page (ReplayPageSize
+// notifications) each, and about MaxReplayQueue connections (plus the
+// handshakes in flight) wait for a slot, each holding its ServeHTTP
+// goroutine, read buffer and at most MaxQueueBytes of buffered
+// notifications. Open connections are bounded by the process's file
+// limit and --http-max-conns, not here.
 
 // Reasons of herald_gateway_upgrades_refused_total.
 const (
 	refusedRate     = "rate"           // the upgrade bucket was empty (503)
+	refusedBacklog  = "replay_backlog" // MaxReplayQueue connections wait for a replay slot (503)
 	refusedShutdown = "shutting_down"  // Shutdown had begun (503)
 	refusedUserCap  = "too_many_conns" // MaxConnsPerUser (429)
 )
@@ -67,7 +76,9 @@ type admission struct {
 	winStart   time.Time
 	cur, prior int
 
-	slots chan struct{}
+	slots    chan struct{}
+	waiting  atomic.Int64 // connections waiting for a slot
+	maxQueue int64        // MaxReplayQueue
 }
 
 func newAdmission(cfg *Config) *admission {
@@ -77,6 +88,7 @@ func newAdmission(cfg *Config) *admission {
 		retryMax: cfg.UpgradeRetryMax,
 		upgrade:  rate.NewLimiter(rate.Limit(cfg.UpgradeRate), cfg.UpgradeBurst),
 		slots:    make(chan struct{}, cfg.MaxReplays),
+		maxQueue: int64(cfg.MaxReplayQueue),
 	}
 }
 
@@ -89,19 +101,31 @@ func newAdmission(cfg *Config) *admission {
 // 3,000 refused at 500/s comes back over about 6 s, at about the rate it
 // can be admitted, while a handful refused is told to come back in a
 // second or two rather than up to UpgradeRetryMax.
-func (a *admission) admit() (ok bool, retryAfter int) {
+//
+// refused is the metric label of a refusal: refusedRate, or refusedBacklog
+// when MaxReplayQueue connections already wait for a replay slot.
+func (a *admission) admit() (ok bool, retryAfter int, refused string) {
 	limit := float64(a.upgrade.Limit())
-	if math.IsInf(limit, 1) {
-		return true, 0
+	backlog := a.maxQueue > 0 && a.waiting.Load() >= a.maxQueue
+	if !backlog && math.IsInf(limit, 1) {
+		return true, 0, ""
 	}
 	a.mu.Lock()
 	now := a.now()
-	if a.upgrade.AllowN(now, 1) {
-		a.mu.Unlock()
-		return true, 0
+	need := 0.0
+	refused = refusedBacklog
+	if !backlog {
+		if a.upgrade.AllowN(now, 1) {
+			a.mu.Unlock()
+			return true, 0, ""
+		}
+		// Time until a token is there (the bucket holds less than one).
+		need = (1 - a.upgrade.TokensAt(now)) / limit
+		refused = refusedRate
 	}
-	// Time until a token is there (the bucket holds less than one).
-	need := (1 - a.upgrade.TokensAt(now)) / limit
+	if math.IsInf(limit, 1) {
+		limit = float64(cap(a.slots)) // no bucket: spread by the slots
+	}
 	switch d := now.Sub(a.winStart); {
 	case d >= 2*time.Second || d < 0:
 		a.winStart, a.cur, a.prior = now, 0, 0
@@ -114,7 +138,7 @@ func (a *admission) admit() (ok bool, retryAfter int) {
 	lo := max(1, int(math.Ceil(need)))
 	hi := min(lo+int(math.Ceil(float64(waiting)/limit)), int(math.Ceil(a.retryMax.Seconds())))
 	hi = max(lo, hi)
-	return false, lo + a.rnd(hi-lo+1)
+	return false, lo + a.rnd(hi-lo+1), refused
 }
 
 // refuseUpgrade answers an upgrade refused by the bucket: 503, Retry-After
@@ -146,8 +170,12 @@ func (c *conn) awaitReplaySlot() error {
 	wake := make(chan struct{})
 	c.wake = wake
 	c.mu.Unlock()
+	g.adm.waiting.Add(1)
 	g.m.replaysWaiting.Inc()
-	defer g.m.replaysWaiting.Dec()
+	defer func() {
+		g.m.replaysWaiting.Dec()
+		g.adm.waiting.Add(-1)
+	}()
 	t := time.NewTimer(g.cfg.ReplayWait)
 	defer t.Stop()
 	var err error

@@ -128,7 +128,7 @@ func TestUpgradeRetryAfterJitter(t *testing.T) {
 		}
 		return 0
 	}
-	if ok, _ := a.admit(); !ok {
+	if ok, _, _ := a.admit(); !ok {
 		t.Fatal("first upgrade refused")
 	}
 	// The next token is 4 s away; each refusal adds 4 s (at 0.25/s) of
@@ -138,7 +138,7 @@ func TestUpgradeRetryAfterJitter(t *testing.T) {
 		ra  int
 	}{{true, 4 + 4}, {true, 10}, {false, 4}} {
 		top = want.top
-		if ok, ra := a.admit(); ok || ra != want.ra {
+		if ok, ra, _ := a.admit(); ok || ra != want.ra {
 			t.Errorf("refusal %d: admitted %v, Retry-After %d; want refused, %d", i+1, ok, ra, want.ra)
 		}
 	}
@@ -146,21 +146,21 @@ func TestUpgradeRetryAfterJitter(t *testing.T) {
 	// spread above the 1 s still to go.
 	clock.Advance(3 * time.Second)
 	top = true
-	if ok, ra := a.admit(); ok || ra != 5 {
+	if ok, ra, _ := a.admit(); ok || ra != 5 {
 		t.Errorf("1 s before the token: admitted %v, Retry-After %d; want refused, 5", ok, ra)
 	}
 	top = false
-	if ok, ra := a.admit(); ok || ra != 1 {
+	if ok, ra, _ := a.admit(); ok || ra != 1 {
 		t.Errorf("1 s before the token: admitted %v, Retry-After %d; want refused, 1", ok, ra)
 	}
 	clock.Advance(time.Second)
-	if ok, _ := a.admit(); !ok {
+	if ok, _, _ := a.admit(); !ok {
 		t.Error("refused once the token is back")
 	}
 	// No limit (New turns a negative rate into +Inf): no bucket at all.
 	open := newAdmission(&Config{UpgradeRate: math.Inf(1)})
 	for range 100 {
-		if ok, _ := open.admit(); !ok {
+		if ok, _, _ := open.admit(); !ok {
 			t.Fatal("refused without a limit")
 		}
 	}
@@ -280,5 +280,34 @@ func TestReplayWaitEndsWhenTheClientLeaves(t *testing.T) {
 	eventually(t, "bob's connection to go", func() bool { return e.gw.openConns("bob") == 0 })
 	if n := in.callsOf("bob"); n != 0 {
 		t.Errorf("bob's replay read the store %d times", n)
+	}
+}
+
+// While MaxReplayQueue connections wait for a replay slot, further
+// upgrades are refused before the upgrade (503, Retry-After), counted as
+// replay_backlog; once the replays move on, upgrades are admitted again.
+func TestReplayBacklogRefusesUpgrades(t *testing.T) {
+	in := &slotInbox{gate: make(chan struct{})}
+	e := newEnv(t, func(c *Config) {
+		in.Inbox = c.Store
+		c.Store, c.MaxReplays, c.MaxReplayQueue, c.ReplayWait = in, 1, 1, time.Hour
+		c.PositionInterval = -1
+	})
+	alice := e.dial("alice", "")
+	eventually(t, "alice's replay to hold the slot", func() bool { return in.callsOf("alice") == 1 })
+	bob := e.dial("bob", "")
+	eventually(t, "bob to wait for a slot", func() bool { return gaugeValue(e.gw.m.replaysWaiting) == 1 })
+	st, ra, _ := e.upgradeStatus("carol")
+	if secs, err := strconv.Atoi(ra); st != http.StatusServiceUnavailable || err != nil || secs < 1 {
+		t.Fatalf("upgrade with a full replay queue: %d, Retry-After %q; want 503 with whole seconds", st, ra)
+	}
+	if got := counterValue(e.gw.m.refused.WithLabelValues(refusedBacklog)); got != 1 {
+		t.Errorf("upgrades_refused_total{reason=replay_backlog} = %v, want 1", got)
+	}
+	close(in.gate)
+	readUntilSynced(t, alice)
+	readUntilSynced(t, bob)
+	if st, _, _ := e.upgradeStatus("carol"); st != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade once the queue drained: %d", st)
 	}
 }

@@ -144,6 +144,12 @@ type Config struct {
 	UpgradeRetryMax time.Duration
 	// MaxReplays bounds the replays reading the store at once; 0 means 64.
 	MaxReplays int
+	// MaxReplayQueue is how many new connections may wait for a replay
+	// slot; while that many wait, upgrades are refused with 503 and
+	// Retry-After like the upgrade bucket's excess. 0 means the larger of
+	// UpgradeBurst and 4×MaxReplays (1,000 by default), negative means no
+	// bound (ReplayWait still ends each wait).
+	MaxReplayQueue int
 	// ReplayWait is how long a new connection waits for a replay slot
 	// before it is closed with 1013; 0 means 10 s.
 	ReplayWait time.Duration
@@ -271,6 +277,14 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	defDur(&cfg.UpgradeRetryMax, 10*time.Second)
 	def(&cfg.MaxReplays, 64)
+	switch {
+	case cfg.MaxReplayQueue == 0:
+		// Room for the bucket's burst, which is admitted at once by
+		// design; the gate only bites when the store falls behind.
+		cfg.MaxReplayQueue = max(cfg.UpgradeBurst, 4*cfg.MaxReplays)
+	case cfg.MaxReplayQueue < 0:
+		cfg.MaxReplayQueue = 0 // admission: no bound
+	}
 	defDur(&cfg.ReplayWait, 10*time.Second)
 	if cfg.PositionInterval == 0 {
 		cfg.PositionInterval = 5 * time.Second
@@ -373,8 +387,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d connections for this user", g.cfg.MaxConnsPerUser))
 		return
 	}
-	if ok, retryAfter := g.adm.admit(); !ok {
-		g.m.refused.WithLabelValues(refusedRate).Inc()
+	if ok, retryAfter, why := g.adm.admit(); !ok {
+		g.m.refused.WithLabelValues(why).Inc()
 		refuseUpgrade(w, retryAfter)
 		return
 	}

@@ -31,7 +31,8 @@ import (
 // store is the memory store with STORM_STORE_LATENCY (default 2ms) added
 // to every call, a stand-in for Cassandra reads. STORM_RATE and
 // STORM_BURST set the upgrade bucket (default: the gateway's defaults;
-// STORM_RATE=-1: no bucket), STORM_REPLAYS the replay slots. Reported:
+// STORM_RATE=-1: no bucket), STORM_REPLAYS the replay slots and
+// STORM_QUEUE the replay queue (-1: unbounded). Reported:
 // seconds until every client is resynced (synced frame with both
 // notifications), refusals, 1013 closes, peak replays waiting, and the
 // process's peak RSS (VmHWM: gateway and clients together) and peak Go
@@ -39,87 +40,97 @@ import (
 //
 //	go test -run '^$' -bench ReconnectStorm -benchtime 1x ./delivery/
 func BenchmarkReconnectStorm(b *testing.B) {
-	n := envInt(b, "STORM_CONNS", 4000)
 	latency := envDuration(b, "STORM_STORE_LATENCY", 2*time.Millisecond)
 	for range b.N {
-		slow := &slowInbox{delay: latency}
-		e := newEnv(b, func(c *Config) {
-			slow.Inbox = c.Store
-			c.Store = slow
-			c.UpgradeRate = float64(envInt(b, "STORM_RATE", 0))
-			c.UpgradeBurst = envInt(b, "STORM_BURST", 0)
-			c.MaxReplays = envInt(b, "STORM_REPLAYS", 0)
-		})
-		users := make([]string, n)
-		toks := make([]string, n)
-		w, err := e.store.Fence(context.Background(), "storm")
-		if err != nil {
-			b.Fatal(err)
+		runStorm(b, func(st store.Inbox) store.Inbox { return &slowInbox{Inbox: st, delay: latency} })
+	}
+}
+
+// runStorm runs one storm against inbox(the env's memory store): it seeds
+// the inbox, then connects every client at once and reports.
+func runStorm(b *testing.B, inbox func(store.Inbox) store.Inbox) {
+	n := envInt(b, "STORM_CONNS", 4000)
+	var st store.Inbox
+	e := newEnv(b, func(c *Config) {
+		c.Store = inbox(c.Store)
+		st = c.Store
+		c.UpgradeRate = float64(envInt(b, "STORM_RATE", 0))
+		c.UpgradeBurst = envInt(b, "STORM_BURST", 0)
+		c.MaxReplays = envInt(b, "STORM_REPLAYS", 0)
+		c.MaxReplayQueue = envInt(b, "STORM_QUEUE", 0)
+	})
+	toks := make([]string, n)
+	w, err := st.Fence(context.Background(), "storm/"+herald.NewID(time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := herald.NewID(time.Now())
+	var batch []herald.Notification
+	for i := range toks {
+		user := fmt.Sprintf("storm-%s-%d", run, i)
+		toks[i] = token(b, user)
+		for j := range 3 {
+			batch = append(batch, herald.Notification{ID: herald.NewID(time.Now()), EventID: fmt.Sprintf("e-%d-%d", i, j), Type: "t", UserID: user})
 		}
-		for i := range users {
-			users[i] = fmt.Sprintf("storm-%d", i)
-			toks[i] = token(b, users[i])
-			ns := make([]herald.Notification, 3)
-			for j := range ns {
-				ns[j] = herald.Notification{ID: herald.NewID(time.Now()), EventID: fmt.Sprintf("e-%d-%d", i, j), Type: "t", UserID: users[i]}
-			}
-			if _, err := w.Append(context.Background(), ns); err != nil {
+		if len(batch) >= 300 || i == n-1 {
+			if _, err := w.Append(context.Background(), batch); err != nil {
 				b.Fatal(err)
 			}
+			batch = batch[:0]
 		}
-		runtime.GC()
-		var (
-			refused, tryLater, failed atomic.Int64
-			peakWaiting               atomic.Int64
-			peakHeap                  atomic.Uint64
-			conns                     = make([]*websocket.Conn, n)
-			wg                        sync.WaitGroup
-		)
-		stop := make(chan struct{})
-		go func() { // sample the gateway's state
-			var ms runtime.MemStats
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-				if w := int64(gaugeValue(e.gw.m.replaysWaiting)); w > peakWaiting.Load() {
-					peakWaiting.Store(w)
-				}
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peakHeap.Load() {
-					peakHeap.Store(ms.HeapInuse)
-				}
+	}
+	runtime.GC()
+	var (
+		refused, tryLater, failed atomic.Int64
+		peakWaiting               atomic.Int64
+		peakHeap                  atomic.Uint64
+		conns                     = make([]*websocket.Conn, n)
+		wg                        sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	go func() { // sample the gateway's state
+		var ms runtime.MemStats
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
 			}
+			if w := int64(gaugeValue(e.gw.m.replaysWaiting)); w > peakWaiting.Load() {
+				peakWaiting.Store(w)
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peakHeap.Load() {
+				peakHeap.Store(ms.HeapInuse)
+			}
+		}
+	}()
+	start := time.Now()
+	b.ResetTimer()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i] = stormClient(b, e.wsURL+"?after=1&token="+toks[i], &refused, &tryLater, &failed)
 		}()
-		start := time.Now()
-		b.ResetTimer()
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				conns[i] = stormClient(b, e.wsURL+"?after=1&token="+toks[i], &refused, &tryLater, &failed)
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		b.StopTimer()
-		close(stop)
-		b.ReportMetric(elapsed.Seconds(), "s_to_resync_all")
-		b.ReportMetric(float64(refused.Load()), "refused_503")
-		b.ReportMetric(float64(tryLater.Load()), "closed_1013")
-		b.ReportMetric(float64(failed.Load()), "failed_dials")
-		b.ReportMetric(float64(peakWaiting.Load()), "peak_replays_waiting")
-		b.ReportMetric(float64(peakHeap.Load())/(1<<20), "peak_heap_MiB")
-		b.ReportMetric(float64(vmHWM(b))/1024, "peak_RSS_MiB")
-		b.Logf("%d connections resynced in %.1f s: %d refused (503), %d closed 1013, %d failed dials, peak %d waiting for a replay slot",
-			n, elapsed.Seconds(), refused.Load(), tryLater.Load(), failed.Load(), peakWaiting.Load())
-		for _, c := range conns {
-			_ = c.Close()
-		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(stop)
+	b.ReportMetric(elapsed.Seconds(), "s_to_resync_all")
+	b.ReportMetric(float64(refused.Load()), "refused_503")
+	b.ReportMetric(float64(tryLater.Load()), "closed_1013")
+	b.ReportMetric(float64(failed.Load()), "failed_dials")
+	b.ReportMetric(float64(peakWaiting.Load()), "peak_replays_waiting")
+	b.ReportMetric(float64(peakHeap.Load())/(1<<20), "peak_heap_MiB")
+	b.ReportMetric(float64(vmHWM(b))/1024, "peak_RSS_MiB")
+	b.Logf("%d connections resynced in %.1f s: %d refused (503), %d closed 1013, %d failed dials, peak %d waiting for a replay slot",
+		n, elapsed.Seconds(), refused.Load(), tryLater.Load(), failed.Load(), peakWaiting.Load())
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }
 
