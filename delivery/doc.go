@@ -34,6 +34,16 @@
 // so that delivery/cluster can keep a presence registry in Redis and route
 // notifications and unread counts to whichever gateway holds the user.
 //
+// Reconnect storms (admission.go): upgrades are admitted through a token
+// bucket and refused with 503 + a jittered Retry-After beyond it, or while
+// too many connections wait for one of the bounded replay slots; a
+// connection that waits too long for a slot is closed with 1013.
+//
+// Position checks (position.go): notifications forwarded between gateways
+// can be lost (Redis pub/sub is at most once), so each quiet connection is
+// compared with the inbox's last seq every PositionInterval and brought up
+// to date through the gap fill.
+//
 // The WebSocket protocol (frames, close codes, limits) is part of Herald's
 // public contract, described in docs/ARCHITECTURE.md and api/openapi.json.
 package delivery

@@ -142,12 +142,14 @@ type Config struct {
 	// the bucket needs for the clients refused lately, so that refused
 	// clients do not come back together (admission.go). 0 means 10 s.
 	UpgradeRetryMax time.Duration
-	// MaxReplays bounds the replays reading the store at once; 0 means 64.
+	// MaxReplays bounds the replays reading the store at once; 0 means 256
+	// (with the stack's Cassandra, 64 held a 500/s storm to a third of
+	// that rate; 256 keeps up, docs/BENCHMARKS.md "Reconnect storm").
 	MaxReplays int
 	// MaxReplayQueue is how many new connections may wait for a replay
 	// slot; while that many wait, upgrades are refused with 503 and
 	// Retry-After like the upgrade bucket's excess. 0 means the larger of
-	// UpgradeBurst and 4×MaxReplays (1,000 by default), negative means no
+	// UpgradeBurst and 4×MaxReplays (1,024 by default), negative means no
 	// bound (ReplayWait still ends each wait).
 	MaxReplayQueue int
 	// ReplayWait is how long a new connection waits for a replay slot
@@ -276,7 +278,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.UpgradeBurst = max(1, int(min(2*cfg.UpgradeRate, math.MaxInt32)))
 	}
 	defDur(&cfg.UpgradeRetryMax, 10*time.Second)
-	def(&cfg.MaxReplays, 64)
+	def(&cfg.MaxReplays, 256)
 	switch {
 	case cfg.MaxReplayQueue == 0:
 		// Room for the bucket's burst, which is admitted at once by

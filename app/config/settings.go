@@ -233,16 +233,19 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
 				bind: func(c *Config) value { return floatValue{&c.WSFrameRate} }},
-			// Reconnect storms (delivery/admission.go): 500/s keeps a 2-core
-			// gateway's handshakes plus replays (3 store reads each) well under
-			// its CPU and the store's read capacity while 15,000 clients are
-			// back in about 30 s; the burst absorbs an ordinary restart's
-			// clients at once.
+			// Reconnect storms (delivery/admission.go). On the 2-core dev
+			// machine one gateway with the stack's Cassandra resyncs about
+			// 1,000 clients/s when nothing holds it back (3 store reads each,
+			// docs/BENCHMARKS.md "Reconnect storm"): 500/s keeps half of that
+			// for live traffic and the roles sharing the store, and brings
+			// 15,000 clients back in about 30 s; the burst absorbs an ordinary
+			// restart's clients at once. 256 replay slots keep up with 500/s
+			// against that Cassandra (64 held it to a third).
 			{flag: fWSUpgradeRate, env: "HERALD_WS_UPGRADE_RATE", def: "500", usage: "WebSocket upgrades/s this gateway admits; the excess gets 503 with a jittered Retry-After",
 				bind: func(c *Config) value { return floatValue{&c.WSUpgradeRate} }},
 			{flag: fWSUpgradeBurst, env: "HERALD_WS_UPGRADE_BURST", def: "1000", usage: "burst of the WebSocket upgrade bucket",
 				bind: num(func(c *Config) *int { return &c.WSUpgradeBurst })},
-			{flag: fWSMaxReplays, env: "HERALD_WS_MAX_REPLAYS", def: "64", usage: "WebSocket replays reading the store at once; other new connections wait for a slot",
+			{flag: fWSMaxReplays, env: "HERALD_WS_MAX_REPLAYS", def: "256", usage: "WebSocket replays reading the store at once; other new connections wait for a slot",
 				bind: num(func(c *Config) *int { return &c.WSMaxReplays })},
 			{flag: fWSReplayWait, env: "HERALD_WS_REPLAY_WAIT", def: "10s", usage: "how long a new WebSocket waits for a replay slot before it is closed with 1013",
 				bind: func(c *Config) value { return durationValue{&c.WSReplayWait} }},
