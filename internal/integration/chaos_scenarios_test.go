@@ -119,6 +119,13 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
 		r.startGateway(t, slot)
 	}},
+	// A gateway that stays down: its clients fall over to the other, and
+	// the users whose deliveries partitions it consumed (on either
+	// gateway) wait until the group gives those partitions to the
+	// survivor. The restore is the kill itself; nothing restarts it.
+	{name: "gateway-kill9-stays-down", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		r.gws[rng.IntN(len(r.gws))].kill()
+	}},
 	{name: "gateway-sigterm", budget: 3 * time.Minute, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
 		slot := rng.IntN(len(r.gws))
 		r.gws[slot].stop(t)
