@@ -70,6 +70,7 @@ func TestUpgradeBucketRefusesTheExcess(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	e := newEnv(t, func(c *Config) {
 		c.UpgradeRate, c.UpgradeBurst, c.UpgradeRetryMax = 10, 3, 7*time.Second
+		c.Registerer = prometheus.NewRegistry() // counters of this test only
 	})
 	e.gw.adm.now = clock.Now
 	user := 0
@@ -214,6 +215,7 @@ func TestReplaySlotsBoundConcurrentReplays(t *testing.T) {
 		in.Inbox = c.Store
 		c.Store, c.MaxReplays, c.ReplayWait = in, 1, time.Hour
 		c.PositionInterval = -1 // only replays read the store
+		c.Registerer = prometheus.NewRegistry()
 	})
 	e.publish("bob", 2)
 	alice := e.dial("alice", "")
@@ -244,6 +246,7 @@ func TestReplayWaitEndsWith1013(t *testing.T) {
 		in.Inbox = c.Store
 		c.Store, c.MaxReplays, c.ReplayWait = in, 1, 20*time.Millisecond
 		c.PositionInterval = -1
+		c.Registerer = prometheus.NewRegistry()
 	})
 	defer close(in.gate)
 	_ = e.dial("alice", "")
@@ -268,6 +271,7 @@ func TestReplayWaitEndsWhenTheClientLeaves(t *testing.T) {
 		in.Inbox = c.Store
 		c.Store, c.MaxReplays, c.ReplayWait = in, 1, time.Hour
 		c.PositionInterval = -1
+		c.Registerer = prometheus.NewRegistry()
 	})
 	defer close(in.gate)
 	_ = e.dial("alice", "")
@@ -292,6 +296,7 @@ func TestReplayBacklogRefusesUpgrades(t *testing.T) {
 		in.Inbox = c.Store
 		c.Store, c.MaxReplays, c.MaxReplayQueue, c.ReplayWait = in, 1, 1, time.Hour
 		c.PositionInterval = -1
+		c.Registerer = prometheus.NewRegistry()
 	})
 	alice := e.dial("alice", "")
 	eventually(t, "alice's replay to hold the slot", func() bool { return in.callsOf("alice") == 1 })
