@@ -268,7 +268,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 		return err
 	}
 	defer e.lc.End()
-	defer e.closeClient()
+	defer e.closeClient() //nolint:contextcheck // closing outlives Run's context: leaving the group is bounded by its own timeout
 	e.group.setRunning(true)
 	defer e.group.setRunning(false)
 	ctx, release := e.lc.Context(ctx)

@@ -66,8 +66,11 @@ func (p *partitionCounts) get(ctx context.Context, topic string) (int, error) {
 		return 0, fmt.Errorf("partition count of %s: %w", topic, err)
 	}
 	td, ok := tds[topic]
-	if !ok || td.Err != nil || len(td.Partitions) == 0 {
-		return 0, fmt.Errorf("partition count of %s: topic metadata unavailable (%v)", topic, td.Err)
+	switch {
+	case ok && td.Err != nil:
+		return 0, fmt.Errorf("partition count of %s: %w", topic, td.Err)
+	case !ok || len(td.Partitions) == 0:
+		return 0, fmt.Errorf("partition count of %s: no partitions in the topic metadata", topic)
 	}
 	n = len(td.Partitions)
 	p.mu.Lock()

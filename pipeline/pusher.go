@@ -283,7 +283,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 		return err
 	}
 	defer p.lc.End()
-	defer p.closeClient()
+	defer p.closeClient() //nolint:contextcheck // closing outlives Run's context: leaving the group is bounded by its own timeout
 	p.group.setRunning(true)
 	defer p.group.setRunning(false)
 	ctx, release := p.lc.Context(ctx)

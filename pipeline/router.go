@@ -214,7 +214,7 @@ func (r *Router) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.lc.End()
-	defer r.closeClient()
+	defer r.closeClient() //nolint:contextcheck // closing outlives Run's context: leaving the group is bounded by its own timeout
 	r.group.setRunning(true)
 	defer r.group.setRunning(false)
 	ctx, release := r.lc.Context(ctx)

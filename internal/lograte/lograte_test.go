@@ -164,7 +164,7 @@ func TestRedisDialFailuresGoThroughSlog(t *testing.T) {
 	SetRedisLogger(slog.New(rec), Config{Burst: 2, Now: c.now})
 	t.Cleanup(func() { SetRedisLogger(slog.New(slog.DiscardHandler), Config{}) })
 	rc := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 50, DialerRetries: 1, MaxRetries: -1})
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	stderr := captureStderr(t, func() {
 		for range 6 {
 			if err := rc.Ping(context.Background()).Err(); err == nil {

@@ -15,12 +15,12 @@ func captureStderr(t *testing.T, f func()) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tmp.Close()
+	defer func() { _ = tmp.Close() }()
 	saved, err := syscall.Dup(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Close(saved)
+	defer func() { _ = syscall.Close(saved) }()
 	if err := syscall.Dup3(int(tmp.Fd()), 2, 0); err != nil {
 		t.Fatal(err)
 	}
