@@ -106,7 +106,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		gcfg.Presence, gcfg.Unread = cl, cl
 		deliverer = cl
 	}
-	gw, err := delivery.New(gcfg)
+	gw, err := delivery.New(gcfg) //nolint:contextcheck // the gateway's goroutines live until its Shutdown, with their own store timeouts
 	if err != nil {
 		if cl != nil {
 			_ = cl.Close()

@@ -50,8 +50,9 @@ func (e *env) upgradeStatus(user string) (status int, retryAfter, errMsg string)
 	}
 	if resp == nil {
 		e.t.Fatalf("dial %s: %v", user, err)
+		return 0, "", ""
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	var body struct {
 		Error string `json:"error"`

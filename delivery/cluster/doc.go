@@ -55,9 +55,11 @@
 // Residual risks, all bounded by the inbox:
 //   - Pub/sub is at most once. A message Redis accepted for a subscriber
 //     can still be lost if that subscriber's connection breaks before it
-//     reads it; the last notification routed that way then stays missing
-//     on that socket until the user's next notification (gap fill) or
-//     reconnect. It is not pushed either (the user counted as online).
+//     reads it; the notification then reaches that socket with the user's
+//     next notification (gap fill), on reconnect, or at the gateway's next
+//     position check of the quiet connection (delivery/position.go, every
+//     PositionInterval, 5 s by default), whichever comes first. It is not
+//     pushed (the user counted as online).
 //   - A gateway that hangs while its Redis connections stay open keeps its
 //     users listed, and subscribed, until PresenceTTL: no push for them.
 //   - Presence scores use each gateway's clock: the fleet tolerates a skew
