@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -225,7 +226,7 @@ func (c *chaosClient) read(ctx context.Context, conn *websocket.Conn, after uint
 	for {
 		_, raw, err := conn.ReadMessage()
 		if err != nil {
-			if ce, ok := err.(*websocket.CloseError); ok {
+			if ce := (*websocket.CloseError)(nil); errors.As(err, &ce) {
 				return "close " + strconv.Itoa(ce.Code)
 			}
 			return "read error"
