@@ -294,7 +294,7 @@ func TestEnricherCrashRestart(t *testing.T) {
 		crashed.Store(true)
 		mu.Lock()
 		defer mu.Unlock()
-		en1.closeClient() // the process dies: no EndTxn, no offset commit
+		en1.closeClient() //nolint:contextcheck // the process dies: no EndTxn, no offset commit
 		return errors.New("crash")
 	}
 	mu.Lock()
