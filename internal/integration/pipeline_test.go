@@ -199,49 +199,12 @@ func TestExactlyOnceAcrossEnricherCrash(t *testing.T) {
 	}
 }
 
-// readDeliveries reads herald.deliveries with read_committed until it has
-// seen at least want records, then until a sentinel written to every
-// partition after them, so that any duplicate would have been read too.
+// readDeliveries is deliveriesBy bounded by ten minutes.
 func readDeliveries(t *testing.T, e *env, want int) map[string][]herald.Notification {
 	t.Helper()
-	topic := e.prefix + "deliveries"
-	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	got := map[string][]herald.Notification{}
-	count := 0
-	sentinels, partitions := 0, 0
-	sentinelSent := false
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d deliveries before the deadline", count, want)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if string(r.Value) == "sentinel" {
-				sentinels++
-				return
-			}
-			var n herald.Notification
-			if err := jsonUnmarshal(r.Value, &n); err != nil {
-				t.Fatalf("bad delivery %s: %v", r.Value, err)
-			}
-			got[string(r.Key)] = append(got[string(r.Key)], n)
-			count++
-		})
-		if count >= want && !sentinelSent {
-			partitions = writeSentinels(t, topic)
-			sentinelSent = true
-		}
-		if sentinelSent && sentinels == partitions {
-			return got
-		}
-	}
+	return deliveriesBy(ctx, t, e, want)
 }
 
 func writeSentinels(t *testing.T, topic string) int {

@@ -317,9 +317,8 @@ func linesSince(path string, offset int64, re *regexp.Regexp) []string {
 
 func first(s []string, n int) []string { return s[:min(len(s), n)] }
 
-// deliveriesBy is readDeliveries bounded by ctx (the test's deadline)
-// rather than its own ten minutes: every record of herald.deliveries read
-// with read_committed until there are want of them, then up to a sentinel
+// deliveriesBy reads herald.deliveries with read_committed, bounded by
+// ctx, until it has seen at least want records, then up to a sentinel
 // written to every partition after them, so that a duplicate committed
 // meanwhile is read too.
 func deliveriesBy(ctx context.Context, t *testing.T, e *env, want int) map[string][]herald.Notification {
