@@ -121,3 +121,11 @@ func (d *Device) Validate() error {
 	}
 	return nil
 }
+
+// UserNotification is a notification together with the user it belongs to,
+// as it travels between Herald's components outside Kafka (where the user
+// id is the record key): the enricher's direct path to the gateways.
+type UserNotification struct {
+	UserID       string
+	Notification Notification
+}

@@ -82,8 +82,11 @@ type Process struct {
 	kopts    []kgo.Opt
 	verifier *auth.Verifier
 	checks   []api.ReadyCheck
-	stops    [numPhases][]func(context.Context)
-	closers  []func() // run last, in reverse order
+	// localLive is the gateway of this process as the enricher's direct
+	// path, when it has no Redis (herald dev): set by AddGateway.
+	localLive pipeline.LivePublisher
+	stops     [numPhases][]func(context.Context)
+	closers   []func() // run last, in reverse order
 
 	http     *http.Server
 	ln       net.Listener

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -54,14 +55,49 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 		return err
 	}
 	log := p.log.With("role", "enricher")
+	live, err := p.livePath(log)
+	if err != nil {
+		return err
+	}
 	p.superviseConsumer(phaseEnricher, "enricher", func() (consumer, error) {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: log, Registerer: p.reg,
 			Group: p.groupName("enricher"), TransactionalID: p.cfg.TransactionalID,
-			InstanceID: p.instanceID(p.cfg.TransactionalID),
+			InstanceID: p.instanceID(p.cfg.TransactionalID), Live: live,
 		})
 	})
 	return nil
+}
+
+// livePath is the enricher's direct path to the live gateways
+// (pipeline.LivePublisher, --live-direct): a publish-only Cluster on the
+// process's Redis, or this process's own gateway without Redis (herald
+// dev: AddGateway first), or none.
+func (p *Process) livePath(log *slog.Logger) (pipeline.LivePublisher, error) {
+	if !p.cfg.LiveDirect {
+		return nil, nil
+	}
+	rc, err := p.Redis()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rc == nil {
+		return p.localLive, nil
+	}
+	// Its id only names it in logs: it holds no presence and subscribes to
+	// nothing, and no gateway has it, so routes skip no gateway.
+	id := "enricher:" + p.cfg.TransactionalID
+	if cluster.ValidGatewayID(id) != nil {
+		id = "enricher"
+	}
+	pub, err := cluster.New(cluster.Config{Redis: rc, GatewayID: id, Logger: log, Registerer: p.reg})
+	if err != nil {
+		return nil, err
+	}
+	p.onStop(phaseCluster, func(context.Context) { _ = pub.Close() })
+	return pub, nil
 }
 
 // AddGateway builds the WebSocket gateway and runs the router that feeds
@@ -115,6 +151,9 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	}
 	if cl == nil {
 		deliverer = gw
+		p.mu.Lock()
+		p.localLive = pipeline.DelivererLive{Deliverer: gw}
+		p.mu.Unlock()
 	} else {
 		if err := cl.Attach(gw); err != nil {
 			_ = cl.Close()

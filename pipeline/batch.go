@@ -30,7 +30,10 @@ type batch struct {
 	users   []*userBatch // in order of first appearance
 	byID    map[string]*userBatch
 	out     []*kgo.Record // what the transaction produces
-	st      batchStats
+	// live are the stored notifications, for the direct path once the
+	// transaction committed (nil without one).
+	live []herald.UserNotification
+	st   batchStats
 	// lapAt is when the current stage started (see lap).
 	lapAt time.Time
 }
@@ -377,6 +380,9 @@ func (b *batch) emit() error {
 			}
 			b.out = append(b.out, r)
 			b.st.out++
+			if b.e.live != nil {
+				b.live = append(b.live, herald.UserNotification{UserID: en.ev.UserID, Notification: *en.stored})
+			}
 		}
 	}
 	return nil

@@ -10,6 +10,12 @@
 // same notifications with the same seqs, and read_committed readers of
 // herald.deliveries see each one exactly once.
 //
+// With a LivePublisher (live.go), the Enricher also hands each committed
+// batch's notifications straight to the live gateways, from one goroutine
+// behind a bounded queue: best effort, for latency and so that live
+// delivery survives a dead gateway's partitions; the Router's delivery
+// stays the durable one.
+//
 // The Router is the gateway fleet's consumer of herald.deliveries: it hands
 // each notification to a Deliverer (the user's live connections) and, when
 // the user is offline and preferences allow, produces a push job to

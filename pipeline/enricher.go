@@ -94,6 +94,18 @@ type EnricherConfig struct {
 	// never interrupted by Run's context: a half-ended transaction would
 	// leave the client unusable. Zero value: 30s.
 	EndTimeout time.Duration
+	// Live, when set, is handed the notifications of each committed batch,
+	// after the commit, for the users' live connections (the direct path,
+	// live.go): live delivery then waits neither for a router's poll nor
+	// for a crashed gateway's delivery partitions to move. Best effort; the
+	// routers deliver everything anyway. Zero value: no direct path.
+	Live LivePublisher
+	// LiveQueue bounds the committed batches waiting for Live; a batch
+	// that finds it full is left to the routers (counted in
+	// herald_enricher_live_dropped_total). Zero value: 64.
+	LiveQueue int
+	// LiveTimeout bounds one PublishLive call. Zero value: 1s.
+	LiveTimeout time.Duration
 
 	// beforeEnd, for tests, runs after a batch was stored and produced
 	// (flushed), right before the transaction is committed. An error
@@ -145,6 +157,12 @@ func (c *EnricherConfig) setDefaults() error {
 	if c.EndTimeout <= 0 {
 		c.EndTimeout = 30 * time.Second
 	}
+	if c.LiveQueue <= 0 {
+		c.LiveQueue = 64
+	}
+	if c.LiveTimeout <= 0 {
+		c.LiveTimeout = time.Second
+	}
 	c.Registerer = metrics.Or(c.Registerer)
 	return nil
 }
@@ -163,6 +181,8 @@ type Enricher struct {
 	counts *partitionCounts
 	// group is the group membership: Ready, the leave of Close.
 	group *membership
+	// live is the direct path to the gateways; nil without Config.Live.
+	live *livePath
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -210,7 +230,9 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 		return nil, fmt.Errorf("%w: enricher: %w", ErrInvalidConfig, err)
 	}
 	counts.cl = sess.Client()
+	m := newEnricherMetrics(cfg.Registerer)
 	return &Enricher{
+		live:    newLivePath(cfg.Live, cfg.LiveQueue, cfg.LiveTimeout, log, m),
 		writers: ws,
 		counts:  counts,
 		group:   group,
@@ -218,7 +240,7 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 		log:     log,
 		sess:    sess,
 		codec:   NewCodec(cfg.Topics),
-		m:       newEnricherMetrics(cfg.Registerer),
+		m:       m,
 	}, nil
 }
 
@@ -273,6 +295,14 @@ func (e *Enricher) Run(ctx context.Context) error {
 	defer e.group.setRunning(false)
 	ctx, release := e.lc.Context(ctx)
 	defer release()
+	if e.live != nil {
+		// The direct path's publisher is owned by Run: it ends with Run's
+		// context, and Run waits for it.
+		liveCtx, stopLive := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.live.run(liveCtx) }()
+		defer func() { stopLive(); <-done }()
+	}
 
 	loop := pollLoop{
 		poll: e.sess.PollRecords,
@@ -336,6 +366,7 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 		return nil
 	}
 	b.st.publish(e.m, time.Since(start), time.Now(), recs)
+	e.live.offer(b.live)
 	return nil
 }
 

@@ -38,7 +38,11 @@ func newPushSuppressed(reg prometheus.Registerer) *prometheus.CounterVec {
 type enricherMetrics struct {
 	in, rejected, dropped, suppressed, pushJobs *prometheus.CounterVec
 	out, forwarded                              prometheus.Counter
-	batchSeconds, latencySeconds                prometheus.Histogram
+	// livePublished and liveDropped count the direct path's notifications
+	// (live.go), dropped by reason (queue_full, error).
+	livePublished                prometheus.Counter
+	liveDropped                  *prometheus.CounterVec
+	batchSeconds, latencySeconds prometheus.Histogram
 	// stageSeconds is where a batch spends its time, by stage: queue (the
 	// oldest record's timestamp to the start of the batch: Kafka, the
 	// poll, the previous batch), preferences, claim, append, produce,
@@ -62,6 +66,14 @@ func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
 			Namespace: "herald", Subsystem: "enricher", Name: "forwarded_total",
 			Help: "herald.events records found outside their user's partition and forwarded there (a producer with another partitioner, or partitions added).",
 		})),
+		livePublished: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "live_published_total",
+			Help: "Committed notifications handed straight to the live gateways (the direct path; the routers deliver them too).",
+		})),
+		liveDropped: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "live_dropped_total",
+			Help: "Committed notifications the direct path did not publish, by reason (queue_full, error); the routers deliver them.",
+		}, []string{"reason"})),
 		batchSeconds: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Name: "enrich_batch_seconds", Help: "Time to enrich and commit one polled batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),

@@ -66,6 +66,7 @@ type Config struct {
 	GatewayID       string  // this gateway's id (presence, gw:<id> channel)
 	TransactionalID string  // enricher transactional id; stable per instance
 	GroupInstanceID string  // consumers' static group membership id; "" = derived per role, "off" = dynamic
+	LiveDirect      bool    // the enricher publishes committed notifications straight to the live gateways
 	ReplayLimit     int     // WebSocket replay without `after`
 	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
 	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries

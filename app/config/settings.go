@@ -77,6 +77,7 @@ const (
 	fGatewayID       = "gateway-id"
 	fTransactionalID = "transactional-id"
 	fGroupInstanceID = "group-instance-id"
+	fLiveDirect      = "live-direct"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
 	fWSUpgradeRate   = "ws-upgrade-rate"
@@ -229,6 +230,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.TransactionalID })},
 			{flag: fGroupInstanceID, env: "HERALD_GROUP_INSTANCE_ID", docDef: "derived per role", usage: "static consumer group membership id (Kafka group.instance.id): unique per live process, stable across its restarts, so that a restarted member takes its partitions back without a rebalance; two live processes with one id fence each other. Empty: the enricher's --transactional-id, the gateway's --gateway-id, the pusher's herald-pusher-<host name>; off: dynamic membership",
 				bind: str(func(c *Config) *string { return &c.GroupInstanceID })},
+			{flag: fLiveDirect, env: "HERALD_LIVE_DIRECT", def: "true", usage: "the enricher also publishes each committed notification straight to the gateways holding the user (through Redis), so live delivery waits neither for a router's poll nor for a crashed gateway's partitions to move; the routers still deliver everything (false: routers only)",
+				bind: func(c *Config) value { return boolValue{&c.LiveDirect} }},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
@@ -299,7 +302,7 @@ var roles = map[string][]string{
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
-	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID}, storeSel, cassandra, redis),
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
 			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),

@@ -159,7 +159,7 @@ type localRef struct{ Local }
 // New validates cfg and fills its defaults. It does no I/O: a Redis that
 // is down is found (and retried) by Run, Deliver and PublishUnread.
 func New(cfg Config) (*Cluster, error) {
-	if err := validGatewayID(cfg.GatewayID); err != nil {
+	if err := ValidGatewayID(cfg.GatewayID); err != nil {
 		return nil, err
 	}
 	prefix := redisguard.Prefix(cfg.KeyPrefix)
@@ -224,7 +224,9 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-func validGatewayID(id string) error {
+// ValidGatewayID reports whether id can be a Config.GatewayID: 1-128
+// characters of A-Z a-z 0-9 . _ : @ -. The error wraps ErrInvalidConfig.
+func ValidGatewayID(id string) error {
 	if id == "" || len(id) > 128 {
 		return fmt.Errorf("%w: GatewayID must be 1-128 characters, got %q", ErrInvalidConfig, id)
 	}

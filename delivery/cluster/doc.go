@@ -24,6 +24,14 @@
 // primary with replicas): with Redis Cluster, PUBLISH counts only the
 // node's own subscribers.
 //
+// PublishLive (live.go) is the enricher's direct path: a publish-only
+// Cluster sends each committed batch, one EVALSHA of the same script per
+// notification in one pipeline, to the users' gateways, so live delivery
+// does not depend on the router that owns the user's delivery partition
+// (a crashed gateway's partitions wait for its group session to time out).
+// It is best effort and the routers deliver everything again; gateways drop
+// what they already sent by seq.
+//
 // # Wiring
 //
 //	cl, _ := cluster.New(cluster.Config{URL: redisURL, GatewayID: id})

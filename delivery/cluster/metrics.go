@@ -13,6 +13,9 @@ type clusterMetrics struct {
 	// forwarded counts messages published to another gateway that had a
 	// subscriber, by kind (notification, unread).
 	forwardedNotifications, forwardedUnread prometheus.Counter
+	// forwardedLive counts the enricher's direct-path publishes (live.go)
+	// that reached a subscribed gateway.
+	forwardedLive prometheus.Counter
 	// stale counts publishes to a gateway listed in presence that had no
 	// subscriber (crashed, or reconnecting to Redis).
 	stale prometheus.Counter
@@ -33,7 +36,7 @@ type clusterMetrics struct {
 func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	forwarded := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "forwarded_total",
-		Help: "Messages published to another gateway holding the user, by kind (notification, unread).",
+		Help: "Messages published to another gateway holding the user, by kind (notification, unread, live: the enricher's direct path).",
 	}, []string{"kind"}))
 	received := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "received_total",
@@ -42,6 +45,7 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	return &clusterMetrics{
 		forwardedNotifications: forwarded.WithLabelValues("notification"),
 		forwardedUnread:        forwarded.WithLabelValues("unread"),
+		forwardedLive:          forwarded.WithLabelValues("live"),
 		stale: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "stale_presence_total",
 			Help: "Publishes to a gateway listed as holding the user that had no subscriber on its channel.",

@@ -86,7 +86,7 @@ func TestChaos(t *testing.T) {
 
 // chaosHeader names the columns of a run's line (see runChaos, recovery).
 const chaosHeader = "| scenario | seed | lost / doubled / gaps (store) | client missing / dup / gap | seen again | reconnects | " +
-	"outage | first delivery | all resumed | all resumed after ready | max latency | caught up |"
+	"outage | first delivery | all resumed | all resumed after ready | max latency | max latency, undisturbed | caught up |"
 
 // chaosScenario is one fault. fault injects it and brings the system back
 // (a restarted role, a stack server ready again); it returns once done.
@@ -242,10 +242,10 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	defer cancel()
 	got := deliveriesBy(ctx, t, r.e, distinct)
 	v := chaosVerdict(ctx, t, r, want)
-	first, all, allReady, maxLat := recovery(r.driver, faultAt, restoredAt)
-	line := fmt.Sprintf("| %s | %d | %d / %d / %d | %d / %d / %d | %d | %d | %s | %s | %s | %s | %s | %s |",
+	first, all, allReady, maxLat, maxLatStill := recovery(r.driver, faultAt, restoredAt)
+	line := fmt.Sprintf("| %s | %d | %d / %d / %d | %d / %d / %d | %d | %d | %s | %s | %s | %s | %s | %s | %s |",
 		sc.name, seed, v.lost, v.doubled, v.gaps, v.clientMissing, v.clientDup, v.clientGap, v.again, v.reconnects,
-		round(restoredAt.Sub(faultAt)), round(first), round(all), round(allReady), round(maxLat), round(caughtUp))
+		round(restoredAt.Sub(faultAt)), round(first), round(all), round(allReady), round(maxLat), round(maxLatStill), round(caughtUp))
 	failed := 0
 	for _, ids := range s.failed {
 		failed += len(ids)
@@ -375,14 +375,19 @@ func chaosVerdict(ctx context.Context, t *testing.T, r *chaosRun, want map[strin
 // the restore (the restarted role or server ready again) the moment every
 // client had an event created after it; and the worst delivery latency
 // (received − created) of the events created from a second before the
-// fault on (the stall the fault caused).
-func recovery(d *chaosDriver, faultAt, restoredAt time.Time) (first, all, allReady, maxLat time.Duration) {
+// fault on (the stall the fault caused), over all clients and over the
+// undisturbed ones (never reconnected: their gateway was not the one
+// faulted), whose stall is what the fault did to users it did not serve.
+func recovery(d *chaosDriver, faultAt, restoredAt time.Time) (first, all, allReady, maxLat, maxLatStill time.Duration) {
 	first = -1
 	for _, c := range d.clients {
 		mine, ready := time.Duration(-1), time.Duration(-1)
 		for _, rc := range c.receipts {
 			if rc.created.After(faultAt.Add(-time.Second)) {
 				maxLat = max(maxLat, rc.recv.Sub(rc.created))
+				if c.connects == 1 {
+					maxLatStill = max(maxLatStill, rc.recv.Sub(rc.created))
+				}
 			}
 			if rc.created.After(faultAt) && mine < 0 {
 				mine = rc.recv.Sub(faultAt)
@@ -396,5 +401,5 @@ func recovery(d *chaosDriver, faultAt, restoredAt time.Time) (first, all, allRea
 		}
 		all, allReady = max(all, mine), max(allReady, ready)
 	}
-	return first, all, allReady, maxLat
+	return first, all, allReady, maxLat, maxLatStill
 }
