@@ -30,6 +30,12 @@ func TestPublishLiveReachesGateways(t *testing.T) {
 	defer func() { _ = pub.Close() }()
 
 	ctx := context.Background()
+	// Listed is not yet subscribed: a publish before the subscription is
+	// made reaches nobody (and the socket gets it by gap fill later).
+	eventually(t, "both gateways subscribed", func() bool {
+		subs, err := f.rc.PubSubNumSub(ctx, a.cl.Channel(), b.cl.Channel()).Result()
+		return err == nil && subs[a.cl.Channel()] > 0 && subs[b.cl.Channel()] > 0
+	})
 	var batch []herald.UserNotification
 	want := map[string][]uint64{}
 	for range 10 {
