@@ -418,3 +418,39 @@ func (cp *chaosPush) report(t *testing.T, scenario string, seed uint64, v *pushV
 			strings.Join(first20(v.problems), "\n"))
 	}
 }
+
+// TestChaosPushJudge checks the duplicate rule on made-up copies: what a
+// kill -9 may resend and what is a duplicate a phone would show.
+func TestChaosPushJudge(t *testing.T) {
+	t0 := time.Now()
+	apns := func(at time.Duration, cid string) pushfake.Record {
+		return pushfake.Record{Provider: pushfake.APNs, Status: 200, At: t0.Add(at), Headers: map[string]string{"apns-collapse-id": cid}}
+	}
+	fcm := func(at time.Duration, tag string) pushfake.Record {
+		return pushfake.Record{Provider: pushfake.FCM, Status: 200, At: t0.Add(at),
+			Payload: json.RawMessage(`{"message":{"android":{"notification":{"tag":"` + tag + `"}}}}`)}
+	}
+	kill := []pushKill{{at: t0.Add(time.Second), sent: 10}}
+	cases := []struct {
+		name                string
+		copies              []pushfake.Record
+		kills               []pushKill
+		resends             bool
+		wantResent, wantDup int
+	}{
+		{"one copy", []pushfake.Record{apns(0, "n1")}, kill, true, 0, 0},
+		{"resend across a kill", []pushfake.Record{apns(0, "n1"), apns(2*time.Second, "n1")}, kill, true, 1, 0},
+		{"FCM resend under the same tag", []pushfake.Record{fcm(0, "n1"), fcm(2*time.Second, "n1")}, kill, true, 1, 0},
+		{"resends not allowed (SIGTERM)", []pushfake.Record{apns(0, "n1"), apns(2*time.Second, "n1")}, nil, false, 0, 1},
+		{"another collapse id", []pushfake.Record{apns(0, "n1"), apns(2*time.Second, "n2")}, kill, true, 0, 1},
+		{"no collapse id", []pushfake.Record{fcm(0, ""), fcm(2*time.Second, "")}, kill, true, 0, 1},
+		{"first copy after the kill", []pushfake.Record{apns(2*time.Second, "n1"), apns(3*time.Second, "n1")}, kill, true, 0, 1},
+		{"two resends, one kill", []pushfake.Record{apns(0, "n1"), apns(2*time.Second, "n1"), apns(3*time.Second, "n1")}, kill, true, 1, 1},
+	}
+	for _, c := range cases {
+		resent, dup, why := judgeCopies(c.copies, c.kills, c.resends)
+		if resent != c.wantResent || dup != c.wantDup {
+			t.Errorf("%s: resent %d, dup %d (%s); want %d, %d", c.name, resent, dup, why, c.wantResent, c.wantDup)
+		}
+	}
+}
