@@ -132,6 +132,9 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
 		r.startGateway(t, slot)
 	}},
+	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
+	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
+	{name: "kafka-restart", budget: 6 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
 	// The pusher crashes and comes back with the same group instance id:
 	// every offline phone gets each push once, a send in flight at the
 	// crash possibly again under the same collapse id.
@@ -146,9 +149,6 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
 		r.push.startPusher(t, r)
 	}},
-	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
-	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
-	{name: "kafka-restart", budget: 6 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
 }
 
 // stackRestart is the fault of restarting one stack server (stop with
