@@ -34,6 +34,8 @@ import (
 //   - every client received every seq of its user, each connection in
 //     order, contiguous from its after= and without a duplicate (a seq
 //     seen again in a resume's replay is deduped and counted, not failed);
+//   - with push (the pusher scenarios, or HERALD_CHAOS_PUSH=all): every
+//     offline phone got each push once (chaos_push_test.go);
 //   - the recovery times (from the fault to the first delivery of an event
 //     created after it, to every client's, and until every client has
 //     caught up once the stream stops) are logged, never asserted.
