@@ -34,6 +34,8 @@ import (
 //   - every client received every seq of its user, each connection in
 //     order, contiguous from its after= and without a duplicate (a seq
 //     seen again in a resume's replay is deduped and counted, not failed);
+//   - with push (the pusher scenarios, or HERALD_CHAOS_PUSH=all): every
+//     offline phone got each push once (chaos_push_test.go);
 //   - the recovery times (from the fault to the first delivery of an event
 //     created after it, to every client's, and until every client has
 //     caught up once the stream stops) are logged, never asserted.
@@ -86,7 +88,8 @@ func TestChaos(t *testing.T) {
 
 // chaosHeader names the columns of a run's line (see runChaos, recovery).
 const chaosHeader = "| scenario | seed | lost / doubled / gaps (store) | client missing / dup / gap | seen again | reconnects | " +
-	"outage | first delivery | all resumed | all resumed after ready | max latency | max latency, undisturbed | caught up |"
+	"outage | first delivery | all resumed | all resumed after ready | max latency | max latency, undisturbed | caught up |" +
+	chaosPushHeader
 
 // chaosScenario is one fault. fault injects it and brings the system back
 // (a restarted role, a stack server ready again); it returns once done.
@@ -95,6 +98,10 @@ type chaosScenario struct {
 	budget time.Duration // the most one run may take, for the suite's deadline
 	stack  string        // the stack server it restarts, if any
 	fault  func(t *testing.T, r *chaosRun, rng *rand.Rand)
+	// push adds the pusher and offline users to the run (chaos_push_test.go;
+	// HERALD_CHAOS_PUSH=all adds them to every scenario); pushResends
+	// allows a resend of what was in flight when the pusher was killed.
+	push, pushResends bool
 }
 
 var chaosScenarios = []chaosScenario{
@@ -157,6 +164,20 @@ var chaosScenarios = []chaosScenario{
 	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
 	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
 	{name: "kafka-restart", budget: 6 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
+	// The pusher crashes and comes back with the same group instance id:
+	// every offline phone gets each push once, a send in flight at the
+	// crash possibly again under the same collapse id.
+	{name: "pusher-kill9", budget: 150 * time.Second, push: true, pushResends: true, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		r.push.kill()
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		r.push.startPusher(t, r)
+	}},
+	// A graceful stop finishes and marks its sends: no push twice at all.
+	{name: "pusher-sigterm", budget: 150 * time.Second, push: true, fault: func(t *testing.T, r *chaosRun, rng *rand.Rand) {
+		r.push.pusher.stop(t)
+		time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		r.push.startPusher(t, r)
+	}},
 }
 
 // stackRestart is the fault of restarting one stack server (stop with
@@ -178,7 +199,8 @@ type chaosRun struct {
 	enricher *proc
 	gws      []*proc
 	driver   *chaosDriver
-	starts   int // roles started, for unique log names
+	push     *chaosPush // the pusher and offline users, nil when the run has none
+	starts   int        // roles started, for unique log names
 }
 
 const (
@@ -224,6 +246,9 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	for slot := range r.gws {
 		r.startGateway(t, slot)
 	}
+	if sc.push || chaosPushAll() {
+		r.push = startChaosPush(t, r, sc.pushResends)
+	}
 	users := make([]string, chaosUsers)
 	tokens := make([]string, chaosUsers)
 	for i := range users {
@@ -237,13 +262,14 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	waitUntil(t, deadline, "every client connected and synced", r.driver.allSynced, r.gws...)
 
 	streamAt := time.Now()
-	s := startChaosStream(r.e, producer(t), users, chaosRate, deadline)
+	streamUsers, rate := r.push.stream(users)
+	s := startChaosStream(r.e, producer(t), streamUsers, rate, deadline)
 	defer s.finish() // a failed run must not leave the producer running
 	// The fault hits a system that delivers: every client has received
 	// from the stream, then a random while more.
 	waitUntil(t, deadline, "every client receiving from the stream", func() bool {
-		return r.driver.resumedAfter(streamAt) == chaosUsers
-	}, r.enricher)
+		return r.driver.resumedAfter(streamAt) == chaosUsers && r.push.receivingAfter(streamAt)
+	}, append(r.push.procs(), r.enricher)...)
 	time.Sleep(warm)
 	faultAt := time.Now()
 	sc.fault(t, r, rng)
@@ -254,8 +280,8 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	// the restore (a client still waiting for a dead member's partitions
 	// would otherwise only be caught up by the final drain), then a tail.
 	waitUntil(t, deadline, "every client receiving events created after the restore", func() bool {
-		return r.driver.resumedAfter(restoredAt) == chaosUsers
-	}, r.enricher)
+		return r.driver.resumedAfter(restoredAt) == chaosUsers && r.push.receivingAfter(restoredAt)
+	}, append(r.push.procs(), r.enricher)...)
 	time.Sleep(tail)
 	want, distinct := s.finish()
 	stoppedAt := time.Now()
@@ -269,10 +295,11 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 	defer cancel()
 	got := deliveriesBy(ctx, t, r.e, distinct)
 	v := chaosVerdict(ctx, t, r, want)
+	pv := r.push.verdict(ctx, t, want, faultAt, deadline)
 	first, all, allReady, maxLat, maxLatStill := recovery(r.driver, faultAt, restoredAt)
 	line := fmt.Sprintf("| %s | %d | %d / %d / %d | %d / %d / %d | %d | %d | %s | %s | %s | %s | %s | %s | %s |",
 		sc.name, seed, v.lost, v.doubled, v.gaps, v.clientMissing, v.clientDup, v.clientGap, v.again, v.reconnects,
-		round(restoredAt.Sub(faultAt)), round(first), round(all), round(allReady), round(maxLat), round(maxLatStill), round(caughtUp))
+		round(restoredAt.Sub(faultAt)), round(first), round(all), round(allReady), round(maxLat), round(maxLatStill), round(caughtUp)) + pv.cells()
 	failed := 0
 	for _, ids := range s.failed {
 		failed += len(ids)
@@ -285,6 +312,7 @@ func runChaos(t *testing.T, sc chaosScenario, seed uint64, suiteDeadline time.Ti
 		// should not happen; when it does, this is why.
 		t.Logf("%d produces failed (their events are in doubt, not expected): %v", failed, s.failed)
 	}
+	r.push.report(t, sc.name, seed, pv)
 	if len(v.problems) > 0 {
 		t.Errorf("%s seed %d: %d client problems (first ones):\n%s", sc.name, seed, len(v.problems), strings.Join(first20(v.problems), "\n"))
 	}

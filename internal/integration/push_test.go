@@ -60,6 +60,21 @@ type pushEnv struct {
 func newPushEnv(t *testing.T) *pushEnv {
 	t.Helper()
 	e := newEnv(t)
+	f, config := startPushFakes(t, e)
+	pe := &pushEnv{env: e, fakes: f, config: config}
+	e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher")
+	e.start("gateway", "gateway", "HERALD_GATEWAY_ID="+e.prefix+"gw")
+	pe.api = e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api", "HERALD_CONFIG="+pe.config)
+	pe.pusher = pe.startPusher("pusher")
+	return pe
+}
+
+// startPushFakes starts the fake APNs and FCM of a deployment (closed at
+// the test's end, after the roles started later) and writes the --config
+// file that points the app pushApp at them; it returns the fakes and the
+// file's path.
+func startPushFakes(t *testing.T, e *env) (*pushfake.Fakes, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	f, err := pushfake.Start(ctx, pushfake.Config{Dir: filepath.Join(e.dir, "fakes"), RecordLimit: 200000})
@@ -78,15 +93,11 @@ func newPushEnv(t *testing.T) *pushEnv {
   retry: {base: 200ms, cap: 1s, max_attempts: %d}
 `, pushApp, pushApp, k.KeyPath, k.KeyID, k.TeamID, k.Topic, f.APNsURL, f.CAPath,
 		sa.CredentialsPath, sa.ProjectID, f.FCMURL, delayedType, pushDelay, pushMaxAttempts)
-	pe := &pushEnv{env: e, fakes: f, config: filepath.Join(e.dir, "herald.yaml")}
-	if err := os.WriteFile(pe.config, []byte(yaml), 0o600); err != nil {
+	config := filepath.Join(e.dir, "herald.yaml")
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher")
-	e.start("gateway", "gateway", "HERALD_GATEWAY_ID="+e.prefix+"gw")
-	pe.api = e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api", "HERALD_CONFIG="+pe.config)
-	pe.pusher = pe.startPusher("pusher")
-	return pe
+	return f, config
 }
 
 // startPusher starts a pusher of the deployment (a short session timeout,
@@ -192,6 +203,15 @@ type heraldIDs struct {
 // payload (top level) or an FCM message's data.
 func idsOf(t *testing.T, r pushfake.Record) heraldIDs {
 	t.Helper()
+	ids, err := parseIDs(r)
+	if err != nil {
+		t.Fatalf("%s payload %s: %v", r.Provider, r.Payload, err)
+	}
+	return ids
+}
+
+// parseIDs is idsOf without a test to fail.
+func parseIDs(r pushfake.Record) (heraldIDs, error) {
 	var m map[string]any
 	if r.Provider == pushfake.FCM {
 		var f struct {
@@ -200,11 +220,11 @@ func idsOf(t *testing.T, r pushfake.Record) heraldIDs {
 			} `json:"message"`
 		}
 		if err := json.Unmarshal(r.Payload, &f); err != nil {
-			t.Fatalf("FCM payload %s: %v", r.Payload, err)
+			return heraldIDs{}, err
 		}
 		m = f.Message.Data
 	} else if err := json.Unmarshal(r.Payload, &m); err != nil {
-		t.Fatalf("APNs payload %s: %v", r.Payload, err)
+		return heraldIDs{}, err
 	}
 	s := func(k string) string {
 		switch v := m[k].(type) {
@@ -215,7 +235,7 @@ func idsOf(t *testing.T, r pushfake.Record) heraldIDs {
 		}
 		return ""
 	}
-	return heraldIDs{ID: s("herald_id"), Seq: s("herald_seq"), EventID: s("herald_event_id")}
+	return heraldIDs{ID: s("herald_id"), Seq: s("herald_seq"), EventID: s("herald_event_id")}, nil
 }
 
 // metric is the sum of the samples of name whose labels contain every
