@@ -1,0 +1,230 @@
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/auth"
+)
+
+// stormExternal prepares a storm against the gateways of STORM_GATEWAYS
+// (http base URLs, comma separated), other processes whose pids are
+// STORM_GATEWAY_PIDS in the same order. The first URL is also the API and
+// the metrics of the pipeline that stores the seeded events, as in
+// `herald dev`: its data directory STORM_DEV_DIR holds the dev API key and
+// JWT secret (dev-secrets.json, app.DevSecrets). Several URLs must share
+// that store and secret. Each of n fresh users gets three events through
+// POST /v1/events (batches of 500); the storm starts once
+// herald_notifications_out_total has grown by 3n (within
+// STORM_SEED_TIMEOUT, default 3m). Tokens are HS256 with the dev secret.
+func stormExternal(b *testing.B, n int) stormTarget {
+	bases := strings.Split(os.Getenv("STORM_GATEWAYS"), ",")
+	for i, s := range bases {
+		bases[i] = strings.TrimRight(strings.TrimSpace(s), "/")
+		if !strings.HasPrefix(bases[i], "http://") && !strings.HasPrefix(bases[i], "https://") {
+			b.Fatalf("STORM_GATEWAYS: %q is not an http(s) base URL", s)
+		}
+	}
+	var pids []string
+	if s := os.Getenv("STORM_GATEWAY_PIDS"); s != "" {
+		pids = strings.Split(s, ",")
+		for i := range pids {
+			pids[i] = strings.TrimSpace(pids[i])
+			if _, err := strconv.Atoi(pids[i]); err != nil {
+				b.Fatalf("STORM_GATEWAY_PIDS: %q is not a pid", pids[i])
+			}
+		}
+	}
+	if len(pids) != 0 && len(pids) != len(bases) {
+		b.Fatalf("STORM_GATEWAY_PIDS has %d pids for %d STORM_GATEWAYS", len(pids), len(bases))
+	}
+	dir := os.Getenv("STORM_DEV_DIR")
+	if dir == "" {
+		b.Fatal("STORM_DEV_DIR: the data directory of the herald dev behind STORM_GATEWAYS is required")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "dev-secrets.json"))
+	if err != nil {
+		b.Fatalf("STORM_DEV_DIR: %v", err)
+	}
+	var sec struct {
+		JWTSecret string `json:"jwt_secret"`
+		APIKey    string `json:"api_key"`
+	}
+	if err := json.Unmarshal(raw, &sec); err != nil || sec.JWTSecret == "" || sec.APIKey == "" {
+		b.Fatalf("STORM_DEV_DIR: dev-secrets.json without jwt_secret and api_key (%v)", err)
+	}
+
+	api := bases[0]
+	client := &http.Client{Timeout: 30 * time.Second}
+	before := metricSum(b, client, api, "herald_notifications_out_total")
+	run := herald.NewID(time.Now())
+	toks := make([]string, n)
+	var events []herald.Event
+	for i := range toks {
+		user := fmt.Sprintf("storm-%s-%d", run, i)
+		if toks[i], err = auth.Mint([]byte(sec.JWTSecret), user, 2*time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		for j := range 3 {
+			events = append(events, herald.Event{ID: fmt.Sprintf("storm-%s-%d-%d", run, i, j), UserID: user, Type: "storm",
+				Title: "storm " + strconv.Itoa(j), CreatedAt: time.Now().UTC()})
+		}
+		if len(events)+3 > 500 || i == n-1 {
+			postEvents(b, client, api, sec.APIKey, events)
+			events = events[:0]
+		}
+	}
+	want := before + float64(3*n)
+	seedTimeout := envDuration(b, "STORM_SEED_TIMEOUT", 3*time.Minute)
+	deadline := time.Now().Add(seedTimeout)
+	for {
+		got := metricSum(b, client, api, "herald_notifications_out_total")
+		if got >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("herald_notifications_out_total is %.0f after %s, want %.0f: the seeded events are not all stored", got, seedTimeout, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Logf("seeded %d users with 3 notifications each through %s", n, api)
+
+	wsURLs := make([]string, len(bases))
+	for i, base := range bases {
+		wsURLs[i] = "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
+	}
+	rssBefore := make([]int64, len(pids))
+	for i, pid := range pids {
+		rssBefore[i] = procStatusKiB(pid, "VmRSS")
+	}
+	// The sampler scrapes every gateway's /metrics at most every 250 ms
+	// (one keep-alive connection each), not on every 50 ms tick.
+	var waiting atomic.Int64
+	var last time.Time
+	return stormTarget{
+		wsURLs:  wsURLs,
+		toks:    toks,
+		waiting: waiting.Load,
+		sample: func() {
+			if time.Since(last) < 250*time.Millisecond {
+				return
+			}
+			last = time.Now()
+			var sum float64
+			for _, base := range bases {
+				v, err := scrapeMetric(client, base, "herald_gateway_replays_waiting")
+				if err != nil {
+					return // the gateway is busy: keep the last sample
+				}
+				sum += v
+			}
+			waiting.Store(int64(sum))
+		},
+		report: func(b *testing.B, n int) {
+			for i, pid := range pids {
+				hwm, rss := procStatusKiB(pid, "VmHWM"), procStatusKiB(pid, "VmRSS")
+				if hwm == 0 {
+					b.Errorf("gateway %s (pid %s): no /proc/%s/status, did it die?", bases[i], pid, pid)
+					continue
+				}
+				// Connections per gateway: the clients are spread evenly.
+				conns := (n + len(bases) - 1 - i) / len(bases)
+				suffix := ""
+				if len(pids) > 1 {
+					suffix = "_gw" + strconv.Itoa(i)
+				}
+				b.ReportMetric(float64(hwm)/1024, "gateway_peak_RSS_MiB"+suffix)
+				b.ReportMetric(float64(rssBefore[i])/1024, "gateway_RSS_before_MiB"+suffix)
+				b.ReportMetric(float64(rss-rssBefore[i])/float64(max(conns, 1)), "gateway_RSS_KiB_per_conn"+suffix)
+				b.Logf("gateway %s (pid %s): peak RSS %.0f MiB; RSS %.0f MiB before the storm, %.0f MiB with its %d connections (%.1f KiB each)",
+					bases[i], pid, float64(hwm)/1024, float64(rssBefore[i])/1024, float64(rss)/1024, conns, float64(rss-rssBefore[i])/float64(max(conns, 1)))
+			}
+			b.ReportMetric(float64(procStatusKiB("self", "VmHWM"))/1024, "clients_peak_RSS_MiB")
+		},
+	}
+}
+
+// postEvents sends one batch to POST /v1/events, retrying a 503 after its
+// Retry-After (the enricher deduplicates a retried batch by event id).
+func postEvents(b *testing.B, client *http.Client, api, key string, events []herald.Event) {
+	body, err := json.Marshal(map[string]any{"events": events})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, api+"/v1/events", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatalf("POST %s/v1/events: %v", api, err)
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusAccepted:
+			return
+		case resp.StatusCode == http.StatusServiceUnavailable && attempt < 10:
+			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			time.Sleep(time.Duration(max(secs, 1)) * time.Second)
+		default:
+			b.Fatalf("POST %s/v1/events: %d %s", api, resp.StatusCode, msg)
+		}
+	}
+}
+
+// metricSum is scrapeMetric that fails the benchmark on an error.
+func metricSum(b *testing.B, client *http.Client, base, name string) float64 {
+	v, err := scrapeMetric(client, base, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// scrapeMetric sums the samples of the metric name (all label sets) on
+// base/metrics, Prometheus text format; 0 when it has none.
+func scrapeMetric(client *http.Client, base, name string) (float64, error) {
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s/metrics: %s", base, resp.Status)
+	}
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		fields := strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
+		if len(fields) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
