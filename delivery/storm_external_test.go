@@ -69,7 +69,7 @@ func stormExternal(b *testing.B, n int) stormTarget {
 
 	api := bases[0]
 	client := &http.Client{Timeout: 30 * time.Second}
-	before := metricSum(b, client, api, "herald_notifications_out_total")
+	stored0 := metricSum(b, client, api, "herald_notifications_out_total")
 	run := herald.NewID(time.Now())
 	toks := make([]string, n)
 	var events []herald.Event
@@ -87,7 +87,7 @@ func stormExternal(b *testing.B, n int) stormTarget {
 			events = events[:0]
 		}
 	}
-	want := before + float64(3*n)
+	want := stored0 + float64(3*n)
 	seedTimeout := envDuration(b, "STORM_SEED_TIMEOUT", 3*time.Minute)
 	deadline := time.Now().Add(seedTimeout)
 	for {
@@ -114,6 +114,13 @@ func stormExternal(b *testing.B, n int) stormTarget {
 	// (one keep-alive connection each), not on every 50 ms tick.
 	var waiting atomic.Int64
 	var last time.Time
+	var scrapes, scrapeErrs int
+	before := make([]map[string]float64, len(bases))
+	for i, base := range bases {
+		if before[i], err = scrapeMetrics(client, base); err != nil {
+			b.Fatal(err)
+		}
+	}
 	return stormTarget{
 		wsURLs:  wsURLs,
 		toks:    toks,
@@ -124,16 +131,37 @@ func stormExternal(b *testing.B, n int) stormTarget {
 			}
 			last = time.Now()
 			var sum float64
+			scrapes++
 			for _, base := range bases {
 				v, err := scrapeMetric(client, base, "herald_gateway_replays_waiting")
 				if err != nil {
-					return // the gateway is busy: keep the last sample
+					scrapeErrs++
+					return // keep the last sample
 				}
 				sum += v
 			}
 			waiting.Store(int64(sum))
 		},
 		report: func(b *testing.B, n int) {
+			b.Logf("peak replays waiting: the most of %d scrapes of /metrics during the storm (%d failed)", scrapes, scrapeErrs)
+			var waits, waited, waitSum, capRefused, rateRefused float64
+			for i, base := range bases {
+				after, err := scrapeMetrics(client, base)
+				if err != nil {
+					b.Errorf("after the storm: %v", err)
+					continue
+				}
+				diff := func(series string) float64 { return seriesSum(after, series) - seriesSum(before[i], series) }
+				waits += diff("herald_gateway_replay_wait_seconds_count")
+				waited += diff("herald_gateway_replay_wait_seconds_count") - diff(`herald_gateway_replay_wait_seconds_bucket{le="0.001"}`)
+				waitSum += diff("herald_gateway_replay_wait_seconds_sum")
+				capRefused += diff("herald_http_connections_refused_total")
+				rateRefused += diff(`herald_gateway_upgrades_refused_total{reason="rate"}`)
+			}
+			b.ReportMetric(waited, "replays_waited_over_1ms")
+			b.ReportMetric(1000*waitSum/max(waits, 1), "replay_wait_mean_ms")
+			b.Logf("the gateways: %.0f replays, %.0f waited more than 1 ms for a slot (mean wait %.1f ms); %.0f upgrades refused by the bucket, %.0f connections at the --http-max-conns cap",
+				waits, waited, 1000*waitSum/max(waits, 1), rateRefused, capRefused)
 			for i, pid := range pids {
 				hwm, rss := procStatusKiB(pid, "VmHWM"), procStatusKiB(pid, "VmRSS")
 				if hwm == 0 {
@@ -199,32 +227,49 @@ func metricSum(b *testing.B, client *http.Client, base, name string) float64 {
 }
 
 // scrapeMetric sums the samples of the metric name (all label sets) on
-// base/metrics, Prometheus text format; 0 when it has none.
+// base/metrics; 0 when it has none.
 func scrapeMetric(client *http.Client, base, name string) (float64, error) {
+	all, err := scrapeMetrics(client, base)
+	return seriesSum(all, name), err
+}
+
+// seriesSum sums the series of all whose name is name.
+func seriesSum(all map[string]float64, name string) float64 {
+	var sum float64
+	for series, v := range all {
+		if rest, ok := strings.CutPrefix(series, name); ok && (rest == "" || rest[0] == '{') {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// scrapeMetrics reads base/metrics (Prometheus text format, without
+// timestamps) into its samples by series, `name{labels}` as written.
+func scrapeMetrics(client *http.Client, base string) (map[string]float64, error) {
 	resp, err := client.Get(base + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s/metrics: %s", base, resp.Status)
+		return nil, fmt.Errorf("GET %s/metrics: %s", base, resp.Status)
 	}
-	var sum float64
+	out := make(map[string]float64)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+		if line == "" || line[0] == '#' {
 			continue
 		}
-		fields := strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
-		if len(fields) == 0 {
+		cut := strings.LastIndexByte(line, ' ')
+		if cut < 0 {
 			continue
 		}
-		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
-			sum += v
+		if v, err := strconv.ParseFloat(line[cut+1:], 64); err == nil {
+			out[line[:cut]] = v
 		}
 	}
-	return sum, sc.Err()
+	return out, sc.Err()
 }
