@@ -149,7 +149,9 @@ func storm(b *testing.B, n int, t stormTarget) {
 	dialers := stormDialers(b, t.wsURLs, envInt(b, "STORM_SOURCES", 64))
 	var (
 		refused, tryLater, failed atomic.Int64
-		synced                    atomic.Int64
+		synced, dropped           atomic.Int64
+		closing                   atomic.Bool
+		drains                    sync.WaitGroup
 		peakWaiting               atomic.Int64
 		conns                     = make([]*websocket.Conn, n)
 		wg                        sync.WaitGroup
@@ -184,10 +186,27 @@ func storm(b *testing.B, n int, t stormTarget) {
 			defer wg.Done()
 			g := i % len(t.wsURLs)
 			c := stormClient(ctx, b, dialers[g][i/len(t.wsURLs)%len(dialers[g])], t.wsURLs[g]+"?after=1&token="+t.toks[i], &refused, &tryLater, &failed)
-			if c != nil {
-				conns[i] = c
-				synced.Add(1)
+			if c == nil {
+				return
 			}
+			conns[i] = c
+			synced.Add(1)
+			// Keep reading, as a client does: it answers the gateway's
+			// pings, else the gateway would close it a ping interval and
+			// pong wait (35 s) after its last frame, freeing its slot.
+			_ = c.SetReadDeadline(time.Time{})
+			drains.Add(1)
+			go func() {
+				defer drains.Done()
+				for {
+					if _, _, err := c.ReadMessage(); err != nil {
+						if !closing.Load() {
+							dropped.Add(1)
+						}
+						return
+					}
+				}
+			}()
 		}()
 	}
 	wg.Wait()
@@ -195,6 +214,9 @@ func storm(b *testing.B, n int, t stormTarget) {
 	b.StopTimer()
 	close(stop)
 	<-sampled
+	if d := dropped.Load(); d > 0 {
+		b.Errorf("%d resynced connections were closed during the storm", d)
+	}
 	if s := synced.Load(); s < int64(n) {
 		b.Errorf("%d of %d connections resynced within STORM_TIMEOUT=%s (%d refused (503), %d closed 1013, %d failed dials)",
 			s, n, timeout, refused.Load(), tryLater.Load(), failed.Load())
@@ -207,11 +229,13 @@ func storm(b *testing.B, n int, t stormTarget) {
 	t.report(b, n)
 	b.Logf("%d connections resynced in %.1f s: %d refused (503), %d closed 1013, %d failed dials, peak %d waiting for a replay slot",
 		synced.Load(), elapsed.Seconds(), refused.Load(), tryLater.Load(), failed.Load(), peakWaiting.Load())
+	closing.Store(true)
 	for _, c := range conns {
 		if c != nil {
 			_ = c.Close()
 		}
 	}
+	drains.Wait()
 }
 
 // stormDialers returns, per gateway URL, the dialers the clients share:

@@ -144,7 +144,7 @@ func stormExternal(b *testing.B, n int) stormTarget {
 		},
 		report: func(b *testing.B, n int) {
 			b.Logf("peak replays waiting: the most of %d scrapes of /metrics during the storm (%d failed)", scrapes, scrapeErrs)
-			var waits, waited, waitSum, capRefused, rateRefused float64
+			var waits, waited, waitSum, capRefused, rateRefused, open float64
 			for i, base := range bases {
 				after, err := scrapeMetrics(client, base)
 				if err != nil {
@@ -156,10 +156,14 @@ func stormExternal(b *testing.B, n int) stormTarget {
 				waited += diff("herald_gateway_replay_wait_seconds_count") - diff(`herald_gateway_replay_wait_seconds_bucket{le="0.001"}`)
 				waitSum += diff("herald_gateway_replay_wait_seconds_sum")
 				capRefused += diff("herald_http_connections_refused_total")
+				open += seriesSum(after, "herald_connections")
 				rateRefused += diff(`herald_gateway_upgrades_refused_total{reason="rate"}`)
 			}
 			b.ReportMetric(waited, "replays_waited_over_1ms")
 			b.ReportMetric(1000*waitSum/max(waits, 1), "replay_wait_mean_ms")
+			if int(open) != n {
+				b.Errorf("the gateways hold %.0f WebSocket connections (herald_connections) once the storm is over, want %d", open, n)
+			}
 			b.Logf("the gateways: %.0f replays, %.0f waited more than 1 ms for a slot (mean wait %.1f ms); %.0f upgrades refused by the bucket, %.0f connections at the --http-max-conns cap",
 				waits, waited, 1000*waitSum/max(waits, 1), rateRefused, capRefused)
 			for i, pid := range pids {

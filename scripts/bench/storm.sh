@@ -20,13 +20,11 @@
 #	                      10,000 cannot hold 15,000 sockets: the rest would
 #	                      get 503 at the connection cap forever)
 #	STORM_TIMEOUT, STORM_SOURCES, STORM_SEED_TIMEOUT: see BenchmarkReconnectStorm
-#	HERALD_WS_* (upgrade rate, burst, replay slots, replay wait) are read by
-#	herald dev as usual, so a run with other admission settings is
-#	HERALD_WS_UPGRADE_RATE=1000 bash scripts/bench/storm.sh
+# herald dev has no --ws-* settings: its gateway always runs the defaults
+# (500 upgrades/s, bursts of 1,000, 256 replay slots, 10 s replay wait).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 GO=${GO:-go}
 CONNS=${STORM_CONNS:-15000}
 MAX_CONNS=${STORM_HTTP_MAX_CONNS:-16000}
