@@ -200,8 +200,8 @@ func storm(b *testing.B, n int, t stormTarget) {
 				defer drains.Done()
 				for {
 					if _, _, err := c.ReadMessage(); err != nil {
-						if !closing.Load() {
-							dropped.Add(1)
+						if !closing.Load() && dropped.Add(1) <= 3 {
+							b.Logf("client %d: resynced connection lost after %.1f s: %v", i, time.Since(start).Seconds(), err)
 						}
 						return
 					}
