@@ -145,6 +145,7 @@ func stormExternal(b *testing.B, n int) stormTarget {
 		report: func(b *testing.B, n int) {
 			b.Logf("peak replays waiting: the most of %d scrapes of /metrics during the storm (%d failed)", scrapes, scrapeErrs)
 			var waits, waited, waitSum, capRefused, rateRefused, open float64
+			held := make([]float64, len(bases)) // WebSockets open on each gateway now
 			for i, base := range bases {
 				after, err := scrapeMetrics(client, base)
 				if err != nil {
@@ -156,7 +157,8 @@ func stormExternal(b *testing.B, n int) stormTarget {
 				waited += diff("herald_gateway_replay_wait_seconds_count") - diff(`herald_gateway_replay_wait_seconds_bucket{le="0.001"}`)
 				waitSum += diff("herald_gateway_replay_wait_seconds_sum")
 				capRefused += diff("herald_http_connections_refused_total")
-				open += seriesSum(after, "herald_connections")
+				held[i] = seriesSum(after, "herald_connections")
+				open += held[i]
 				rateRefused += diff(`herald_gateway_upgrades_refused_total{reason="rate"}`)
 			}
 			b.ReportMetric(waited, "replays_waited_over_1ms")
@@ -172,8 +174,7 @@ func stormExternal(b *testing.B, n int) stormTarget {
 					b.Errorf("gateway %s (pid %s): no /proc/%s/status, did it die?", bases[i], pid, pid)
 					continue
 				}
-				// Connections per gateway: the clients are spread evenly.
-				conns := (n + len(bases) - 1 - i) / len(bases)
+				conns := int(held[i])
 				suffix := ""
 				if len(pids) > 1 {
 					suffix = "_gw" + strconv.Itoa(i)
