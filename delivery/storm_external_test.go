@@ -106,15 +106,16 @@ func stormExternal(b *testing.B, n int) stormTarget {
 	for i, base := range bases {
 		wsURLs[i] = "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
 	}
-	rssBefore := make([]int64, len(pids))
+	rssBefore, hwmBefore := make([]int64, len(pids)), make([]int64, len(pids))
 	for i, pid := range pids {
-		rssBefore[i] = procStatusKiB(pid, "VmRSS")
+		rssBefore[i], hwmBefore[i] = procStatusKiB(pid, "VmRSS"), procStatusKiB(pid, "VmHWM")
 	}
 	// The sampler scrapes every gateway's /metrics at most every 250 ms
 	// (one keep-alive connection each), not on every 50 ms tick.
 	var waiting atomic.Int64
 	var last time.Time
 	var scrapes, scrapeErrs int
+	peakHeap := make([]float64, len(bases)) // the most go_memstats_heap_inuse_bytes sampled
 	before := make([]map[string]float64, len(bases))
 	for i, base := range bases {
 		if before[i], err = scrapeMetrics(client, base); err != nil {
@@ -132,13 +133,14 @@ func stormExternal(b *testing.B, n int) stormTarget {
 			last = time.Now()
 			var sum float64
 			scrapes++
-			for _, base := range bases {
-				v, err := scrapeMetric(client, base, "herald_gateway_replays_waiting")
+			for i, base := range bases {
+				all, err := scrapeMetrics(client, base)
 				if err != nil {
 					scrapeErrs++
 					return // keep the last sample
 				}
-				sum += v
+				sum += seriesSum(all, "herald_gateway_replays_waiting")
+				peakHeap[i] = max(peakHeap[i], seriesSum(all, "go_memstats_heap_inuse_bytes"))
 			}
 			waiting.Store(int64(sum))
 		},
@@ -181,9 +183,12 @@ func stormExternal(b *testing.B, n int) stormTarget {
 				}
 				b.ReportMetric(float64(hwm)/1024, "gateway_peak_RSS_MiB"+suffix)
 				b.ReportMetric(float64(rssBefore[i])/1024, "gateway_RSS_before_MiB"+suffix)
+				b.ReportMetric(float64(rss)/1024, "gateway_RSS_after_MiB"+suffix)
+				b.ReportMetric(peakHeap[i]/(1<<20), "gateway_peak_heap_MiB"+suffix)
 				b.ReportMetric(float64(rss-rssBefore[i])/float64(max(conns, 1)), "gateway_RSS_KiB_per_conn"+suffix)
-				b.Logf("gateway %s (pid %s): peak RSS %.0f MiB; RSS %.0f MiB before the storm, %.0f MiB with its %d connections (%.1f KiB each)",
-					bases[i], pid, float64(hwm)/1024, float64(rssBefore[i])/1024, float64(rss)/1024, conns, float64(rss-rssBefore[i])/float64(max(conns, 1)))
+				b.Logf("gateway %s (pid %s): peak RSS %.0f MiB (%.0f MiB before the storm), peak Go heap in use %.0f MiB (sampled); RSS %.0f MiB before the storm, %.0f MiB with its %d connections (%.1f KiB each)",
+					bases[i], pid, float64(hwm)/1024, float64(hwmBefore[i])/1024, peakHeap[i]/(1<<20),
+					float64(rssBefore[i])/1024, float64(rss)/1024, conns, float64(rss-rssBefore[i])/float64(max(conns, 1)))
 			}
 			b.ReportMetric(float64(procStatusKiB("self", "VmHWM"))/1024, "clients_peak_RSS_MiB")
 		},
