@@ -30,7 +30,9 @@ import (
 // of jitter; on 1013, 1011 or a failed dial, full-jitter exponential
 // backoff from 250 ms to 8 s. Reported: seconds until every client is
 // resynced (synced frame with both notifications), refusals, 1013 closes,
-// failed dials, peak replays waiting for a slot, and peak memory.
+// failed dials, peak replays waiting for a slot, and peak memory. A
+// resynced client keeps reading (so it answers the gateway's pings) until
+// the end; losing one fails the benchmark.
 // STORM_TIMEOUT (default 5m) bounds the storm: clients not resynced by
 // then fail the benchmark. Client sockets are bound to STORM_SOURCES
 // (default 64) source addresses 127.0.1.1, 127.0.1.2, … when the gateway is
