@@ -6,7 +6,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 15s
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all build run test test-integration fuzz bench bench-e2e lint vet fmt stack-up stack-down stack-status clean
+.PHONY: all build run test test-integration fuzz bench bench-e2e bench-storm lint vet fmt stack-up stack-down stack-status clean
 
 all: build
 
@@ -39,6 +39,11 @@ bench:
 # after. BENCH_OLD=<commit> runs that build too, alternated, with ratios.
 bench-e2e:
 	GO=$(GO) bash scripts/bench/e2e.sh
+
+# A reconnect storm of 15,000 clients against a fresh herald dev, the gateway
+# in its own process (scripts/bench/storm.sh, docs/BENCHMARKS.md).
+bench-storm:
+	GO=$(GO) bash scripts/bench/storm.sh
 
 lint:
 	$(GO) run $(GOLANGCI) run ./...

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ import (
 //	set -a && . .stack/herald.env && set +a && \
 //	  go test -tags integration -run '^$' -bench ReconnectStormCassandra -benchtime 1x ./delivery/
 func BenchmarkReconnectStormCassandra(b *testing.B) {
+	if os.Getenv("STORM_GATEWAYS") != "" {
+		b.Skip("STORM_GATEWAYS: external gateways have their own store; run BenchmarkReconnectStorm")
+	}
 	cs := stacktest.Cassandra()
 	ks := "herald_storm_" + strings.ToLower(strings.ReplaceAll(herald.NewID(time.Now()), "-", "_"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -241,7 +241,8 @@ func settings() ([]*setting, map[string]*setting) {
 			// 1,000 clients/s when nothing holds it back (3 store reads each,
 			// docs/BENCHMARKS.md "Reconnect storm"): 500/s keeps half of that
 			// for live traffic and the roles sharing the store, and brings
-			// 15,000 clients back in about 30 s; the burst absorbs an ordinary
+			// 15,000 clients back in about 30 s (29.3-29.9 s measured against
+			// one herald dev, make bench-storm); the burst absorbs an ordinary
 			// restart's clients at once. 256 replay slots keep up with 500/s
 			// against that Cassandra (64 held it to a third).
 			{flag: fWSUpgradeRate, env: "HERALD_WS_UPGRADE_RATE", def: "500", usage: "WebSocket upgrades/s this gateway admits; the excess gets 503 with a jittered Retry-After",
