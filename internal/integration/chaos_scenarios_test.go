@@ -164,6 +164,10 @@ var chaosScenarios = []chaosScenario{
 	{name: "redis-restart", budget: 3 * time.Minute, stack: "redis", fault: stackRestart("redis")},
 	{name: "cassandra-restart", budget: 5 * time.Minute, stack: "cassandra", fault: stackRestart("cassandra")},
 	{name: "kafka-restart", budget: 6 * time.Minute, stack: "kafka", fault: stackRestart("kafka")},
+	// Crashes of the servers: no clean shutdown, then up again after 0-2 s.
+	{name: "redis-kill9", budget: 3 * time.Minute, stack: "redis", fault: stackKill9("redis")},
+	{name: "cassandra-kill9", budget: 5 * time.Minute, stack: "cassandra", fault: stackKill9("cassandra")},
+	{name: "kafka-kill9", budget: 6 * time.Minute, stack: "kafka", fault: stackKill9("kafka")},
 	// The pusher crashes and comes back with the same group instance id:
 	// every offline phone gets each push once, a send in flight at the
 	// crash possibly again under the same collapse id.
@@ -190,6 +194,24 @@ func stackRestart(name string) func(*testing.T, *chaosRun, *rand.Rand) {
 			t.Fatal(err)
 		}
 		t.Logf("stack.sh restart %s:\n%s", name, lastLines(out, 4))
+	}
+}
+
+// stackKill9 is the fault of crashing one stack server (stack.sh kill9:
+// SIGKILL, no clean shutdown), then, after 0-2 s, stack.sh up, which
+// returns once every server is ready again.
+func stackKill9(name string) func(*testing.T, *chaosRun, *rand.Rand) {
+	return func(t *testing.T, _ *chaosRun, rng *rand.Rand) {
+		out, err := stackSh(time.Minute, "kill9", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stack.sh kill9 %s:\n%s", name, lastLines(out, 2))
+		time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+		if out, err = stackSh(5*time.Minute, "up"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stack.sh up:\n%s", lastLines(out, 4))
 	}
 }
 
