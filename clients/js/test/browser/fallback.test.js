@@ -1,0 +1,74 @@
+// The transport fallbacks behind a proxy that refuses WebSocket upgrades
+// (403), and one that refuses Server-Sent Events as well: the demo page,
+// loaded through the proxy, works over SSE, then over long polling, with no
+// notification lost or doubled, replayed or live.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  HeraldDev, checkInbox, event, launchBrowser, openDemo, snapshot,
+  waitForBadge, waitForCount, waitForState, waitForTransport, withLogs,
+} from './harness.js';
+import { BlockingProxy } from './proxy.js';
+
+describe('transport fallbacks', { timeout: 150_000 }, () => {
+  let herald;
+  let browser;
+  const proxies = [];
+  const open = [];
+  const pages = () => open;
+
+  before(async () => {
+    herald = await HeraldDev.create();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    for (const p of proxies) await p.close().catch(() => {});
+    await herald?.destroy();
+  });
+
+  // Two before the page opens (replayed on connect), three while it is open
+  // (live): five, each once, in order.
+  async function scenario(user, proxy, transport) {
+    const titles = [];
+    const send = async (n) => { await herald.send(event(user, n)); titles.push(`${user} #${n}`); };
+    await send(1);
+    await send(2);
+    const ctx = await browser.newContext();
+    const page = await openDemo(ctx, proxy.base, user);
+    open.push(page);
+    await waitForTransport(page, transport);
+    await waitForState(page, 'synced');
+    await waitForCount(page, 2, `${transport}: replayed`);
+    for (let n = 3; n <= 5; n++) await send(n);
+    const snap = await waitForCount(page, 5, `${transport}: live`);
+    await waitForBadge(page, 5, transport);
+    checkInbox(assert, snap, { titles, label: transport });
+    const final = await snapshot(page);
+    assert.equal(final.transport.toLowerCase(), transport, 'still on the fallback');
+    assert.deepEqual(final.seen, [...final.seen].sort((a, b) => a - b));
+    assert.equal(new Set(final.items.map((i) => i.seq)).size, 5);
+    return { page, final };
+  }
+
+  it('WebSocket upgrades refused by a proxy: the page works over SSE, nothing lost or doubled', () => withLogs(herald, pages, async () => {
+    const proxy = new BlockingProxy(herald.base);
+    proxies.push(proxy);
+    await proxy.listen();
+    await scenario('dave', proxy, 'sse');
+    assert.ok(proxy.counts.upgradesRefused >= 1, `the page tried the WebSocket first: ${JSON.stringify(proxy.counts)}`);
+    assert.ok(proxy.counts.sseForwarded >= 1, `the page used /v1/sse: ${JSON.stringify(proxy.counts)}`);
+  }));
+
+  it('SSE refused too: the page works over long polling, nothing lost or doubled', () => withLogs(herald, pages, async () => {
+    const proxy = new BlockingProxy(herald.base, { blockSSE: true });
+    proxies.push(proxy);
+    await proxy.listen();
+    await scenario('erin', proxy, 'longpoll');
+    assert.ok(proxy.counts.upgradesRefused >= 1, `the page tried the WebSocket first: ${JSON.stringify(proxy.counts)}`);
+    assert.ok(proxy.counts.sseRefused >= 1, `the page tried SSE: ${JSON.stringify(proxy.counts)}`);
+    assert.ok(proxy.counts.longPolls >= 1, `the page long-polled: ${JSON.stringify(proxy.counts)}`);
+  }));
+});
