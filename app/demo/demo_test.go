@@ -22,9 +22,9 @@ func get(t *testing.T, h http.Handler, method, path string, headers ...string) *
 
 func TestHandlerServesThePageAndTheSDK(t *testing.T) {
 	sdk := fstest.MapFS{
-		"herald.js":           {Data: []byte("export class Herald {}\n")},
-		"transports/sse.js":   {Data: []byte("export const sse = 1;\n")},
-		"herald.js.map":       {Data: []byte("{}")},
+		"herald.js":         {Data: []byte("export class Herald {}\n")},
+		"transports/sse.js": {Data: []byte("export const sse = 1;\n")},
+		"herald.js.map":     {Data: []byte("{}")},
 	}
 	h := New(Config{SDK: sdk})
 	for _, c := range []struct{ path, ct, contains string }{
