@@ -18,7 +18,12 @@ window.heraldDemo = demo;
 
 /** seq → {n, li}: what #list shows, one entry per seq. */
 const items = new Map();
+/** What #badge shows. */
 let unread = 0;
+/** client.unread when the page last took it (see countNew). */
+let sdkUnread = null;
+/** Whether the connection is synced: notifications after that are new. */
+let live = false;
 
 // ---------------------------------------------------------------- helpers
 
@@ -247,6 +252,22 @@ function refreshReadSoon() {
   }, 250);
 }
 
+/** Shows the SDK's unread count, when it has one. */
+function takeSdkUnread(client) {
+  sdkUnread = client.unread;
+  setBadge(client.unread);
+}
+
+/**
+ * A live unread notification arrived: the server sends an unread count
+ * only when something is read, so the badge counts new ones itself, unless
+ * the SDK's count already moved (then it is the truth).
+ */
+function countNew(client) {
+  if (typeof client.unread === 'number' && client.unread !== sdkUnread) takeSdkUnread(client);
+  else setBadge(unread + 1);
+}
+
 // ---------------------------------------------------------------- connect
 
 async function connect(user) {
@@ -291,16 +312,19 @@ async function connect(user) {
 
   client.on('state', (s) => {
     showState(s);
-    if (s.state === 'synced') {
-      setBadge(client.unread);
-      if (!historyLoaded) loadHistory();
-    }
+    // A replay before 'synced' is in the count 'synced' brings.
+    live = s.state === 'synced';
+    if (live) takeSdkUnread(client);
+    if (live && !historyLoaded) loadHistory();
   });
   client.on('notification', (n) => {
     demo.seen.push(n.seq);
+    const isNew = !items.has(Number(n.seq));
     upsert(n, { fresh: true });
+    if (isNew && live && !n.read) countNew(client);
   });
   client.on('unread', (count) => {
+    sdkUnread = client.unread;
     setBadge(count);
     if (count === 0) for (const seq of items.keys()) setRead(seq, true);
     else refreshReadSoon();
@@ -407,11 +431,11 @@ async function pollPushes() {
 function curlHelp(user) {
   const o = location.origin;
   $('#curl').textContent = [
-    `# send ${user} an event (herald dev signs it with its API key)`,
+    `# send ${user} an event, as this page does (herald dev adds its API key)`,
     `curl -d '{"id":"e-'$RANDOM$RANDOM'","user_id":"${user}","type":"mention","title":"Hi from curl"}' \\`,
     `  ${o}/v1/dev/events`,
     '',
-    `# the same as an upstream service, with the API key herald dev printed`,
+    `# or like an upstream service, with the dev API key (POST /v1/events)`,
     `bin/herald send --user ${user} --type mention --title Hi`,
     '',
     `# ${user}'s inbox and unread count, with a user token`,
