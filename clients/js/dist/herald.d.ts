@@ -47,6 +47,7 @@ export declare class Herald {
     private upTimer;
     private catchUpTimer;
     private quiet;
+    private readonly onOnline;
     constructor(options: HeraldOptions);
     private readonly getToken;
     /** Subscribes to an event; returns the function that unsubscribes. */

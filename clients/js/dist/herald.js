@@ -40,6 +40,11 @@ function resolveEnv(e = {}) {
         random: e.random ?? Math.random,
         now: e.now ?? Date.now,
         logger: e.logger ?? console,
+        window: e.window !== undefined
+            ? e.window
+            : typeof g.addEventListener === 'function'
+                ? globalThis
+                : null,
     };
 }
 function defaultStorage() {
@@ -76,6 +81,10 @@ export class Herald {
         this.upTimer = null;
         this.catchUpTimer = null;
         this.quiet = false;
+        this.onOnline = () => {
+            if (this.isLeader && this.reconnectTimer !== null)
+                this.connect();
+        };
         if (!options || typeof options !== 'object')
             throw new TypeError('herald: options are required');
         if (!options.token && !options.getToken)
@@ -101,7 +110,8 @@ export class Herald {
         this.tabId = this.env.random().toString(36).slice(2) + this.env.now().toString(36);
         this.getToken = options.getToken;
         this.token = options.token ?? '';
-        this.started = this.start();
+        // Started on a microtask so that listeners added right after construction see everything.
+        this.started = Promise.resolve().then(() => this.start());
         this.started.catch(() => undefined);
     }
     // ---- public API ----
@@ -160,9 +170,24 @@ export class Herald {
     }
     // ---- start and leadership ----
     async start() {
-        try {
-            if (!this.token)
+        while (!this.token) {
+            try {
                 this.token = await this.getToken();
+            }
+            catch (e) {
+                // The app's token endpoint may be down for a moment: try again with backoff.
+                this.env.logger.warn('herald: getToken failed:', e);
+                if (this.closed)
+                    return;
+                this.setState('offline', null, 'getToken failed');
+                await new Promise((r) => this.env.timers.setTimeout(r, this.backoff.next()));
+                if (this.closed)
+                    return;
+            }
+        }
+        this.backoff.reset();
+        this.env.window?.addEventListener('online', this.onOnline);
+        try {
             this.user = jwtSubject(this.token);
         }
         catch (e) {
@@ -266,9 +291,11 @@ export class Herald {
                 synced: (seq, unread) => {
                     if (!mine())
                         return;
-                    void this.seq.synced(seq).then(() => {
+                    void this.seq.synced(seq);
+                    void this.seq.then(() => {
                         if (!mine())
                             return;
+                        this.bus?.post('synced', { seq });
                         this.authFailures = 0;
                         this.setUnread(unread);
                         this.setState('synced', name);
@@ -276,7 +303,7 @@ export class Herald {
                 },
                 unread: (count) => {
                     if (mine())
-                        this.setUnread(count);
+                        void this.seq.then(() => this.setUnread(count));
                 },
                 closed: (info) => {
                     if (!mine())
@@ -362,7 +389,19 @@ export class Herald {
             return;
         }
         try {
-            this.token = await this.getToken();
+            const t = await this.getToken();
+            if (t) {
+                let sub = null;
+                try {
+                    sub = jwtSubject(t);
+                }
+                catch {
+                    // kept as is: the server will answer 401 if it is not a token
+                }
+                if (sub !== null && sub !== this.user)
+                    this.env.logger.warn('herald: getToken returned a token for', sub, 'instead of', this.user);
+                this.token = t;
+            }
         }
         catch (e) {
             this.env.logger.warn('herald: getToken failed:', e);
@@ -402,8 +441,9 @@ export class Herald {
     }
     // ---- delivery and relay ----
     deliver(n) {
+        // Gaps are expected in an unread-only replay: the followers must not fill them either.
         if (this.isLeader)
-            this.bus?.post('notification', { n });
+            this.bus?.post('notification', { n, gaps: this.seq.checkGaps });
         this.emit('notification', n);
     }
     setUnread(n) {
@@ -440,7 +480,10 @@ export class Herald {
         }
         switch (m.t) {
             case 'notification':
-                this.seq.push(m.n).catch(() => this.scheduleCatchUp());
+                this.seq.push(m.n, m.gaps !== false).catch(() => this.scheduleCatchUp());
+                break;
+            case 'synced':
+                void this.seq.synced(Number(m.seq) || 0);
                 break;
             case 'unread':
                 this.setUnread(Number(m.count));
@@ -507,6 +550,7 @@ export class Herald {
         this.closed = true;
         this.election?.stop();
         this.bus?.close();
+        this.env.window?.removeEventListener('online', this.onOnline);
         this.isLeader = false;
     }
 }

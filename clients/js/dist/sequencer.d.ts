@@ -21,14 +21,17 @@ export declare class Sequencer {
     private tail;
     constructor(cursor: Cursor, hooks: SequencerHooks);
     /**
-     * Queues n behind the notifications before it. The promise rejects when a gap could not
+     * Queues n behind the notifications before it; checkGaps overrides the field for it
+     * (a follower gets the leader's setting along with the notification). The promise rejects when a gap could not
      * be filled (the cursor then stays before the gap, so a reconnect or retry replays it).
      */
-    push(n: Notification): Promise<void>;
+    push(n: Notification, checkGaps?: boolean): Promise<void>;
     /** The server's synced seq: adopts it (first connection) or notices a rewind. */
     synced(seq: number): Promise<void>;
     /** Fetches and delivers everything after the cursor (a follower catching up). */
     catchUp(): Promise<void>;
+    /** Runs fn after everything queued so far (keeps counts and states in frame order). */
+    then(fn: () => void): Promise<void>;
     /** Resolves once everything queued so far has been handled. */
     idle(): Promise<void>;
     private enqueue;

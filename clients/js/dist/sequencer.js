@@ -17,11 +17,12 @@ export class Sequencer {
         this.tail = Promise.resolve();
     }
     /**
-     * Queues n behind the notifications before it. The promise rejects when a gap could not
+     * Queues n behind the notifications before it; checkGaps overrides the field for it
+     * (a follower gets the leader's setting along with the notification). The promise rejects when a gap could not
      * be filled (the cursor then stays before the gap, so a reconnect or retry replays it).
      */
-    push(n) {
-        return this.enqueue(() => this.handle(n));
+    push(n, checkGaps) {
+        return this.enqueue(() => this.handle(n, checkGaps ?? this.checkGaps));
     }
     /** The server's synced seq: adopts it (first connection) or notices a rewind. */
     synced(seq) {
@@ -42,6 +43,10 @@ export class Sequencer {
     catchUp() {
         return this.enqueue(() => this.fill(Infinity));
     }
+    /** Runs fn after everything queued so far (keeps counts and states in frame order). */
+    then(fn) {
+        return this.enqueue(async () => fn());
+    }
     /** Resolves once everything queued so far has been handled. */
     idle() {
         return this.tail;
@@ -51,7 +56,7 @@ export class Sequencer {
         this.tail = p.catch(() => undefined);
         return p;
     }
-    async handle(n) {
+    async handle(n, checkGaps) {
         if (!n || typeof n.seq !== 'number' || !(n.seq > 0))
             return; // push-only: no inbox entry
         const cur = this.cursor.seq;
@@ -66,7 +71,7 @@ export class Sequencer {
             this.accept(n);
             return;
         }
-        if (this.checkGaps && cur > 0 && n.prev !== cur) {
+        if (checkGaps && cur > 0 && n.prev !== cur) {
             this.hooks.resync({ reason: 'gap', from: cur, seq: n.seq });
             await this.fill(n.seq);
         }

@@ -53,6 +53,7 @@ interface ResolvedEnv {
   random: () => number;
   now: () => number;
   logger: Logger;
+  window: Environment['window'];
 }
 
 function resolveEnv(e: Environment = {}): ResolvedEnv {
@@ -72,6 +73,12 @@ function resolveEnv(e: Environment = {}): ResolvedEnv {
     random: e.random ?? Math.random,
     now: e.now ?? Date.now,
     logger: e.logger ?? console,
+    window:
+      e.window !== undefined
+        ? e.window
+        : typeof g.addEventListener === 'function'
+          ? (globalThis as unknown as Environment['window'])
+          : null,
   };
 }
 
@@ -120,6 +127,9 @@ export class Herald {
   private upTimer: TimerId | null = null;
   private catchUpTimer: TimerId | null = null;
   private quiet = false;
+  private readonly onOnline = () => {
+    if (this.isLeader && this.reconnectTimer !== null) this.connect();
+  };
 
   constructor(options: HeraldOptions) {
     if (!options || typeof options !== 'object') throw new TypeError('herald: options are required');
@@ -143,7 +153,8 @@ export class Herald {
     this.tabId = this.env.random().toString(36).slice(2) + this.env.now().toString(36);
     this.getToken = options.getToken;
     this.token = options.token ?? '';
-    this.started = this.start();
+    // Started on a microtask so that listeners added right after construction see everything.
+    this.started = Promise.resolve().then(() => this.start());
     this.started.catch(() => undefined);
   }
 
@@ -211,8 +222,21 @@ export class Herald {
   // ---- start and leadership ----
 
   private async start(): Promise<void> {
+    while (!this.token) {
+      try {
+        this.token = await this.getToken!();
+      } catch (e) {
+        // The app's token endpoint may be down for a moment: try again with backoff.
+        this.env.logger.warn('herald: getToken failed:', e);
+        if (this.closed) return;
+        this.setState('offline', null, 'getToken failed');
+        await new Promise<void>((r) => this.env.timers.setTimeout(r, this.backoff.next()));
+        if (this.closed) return;
+      }
+    }
+    this.backoff.reset();
+    this.env.window?.addEventListener('online', this.onOnline);
     try {
-      if (!this.token) this.token = await this.getToken!();
       this.user = jwtSubject(this.token);
     } catch (e) {
       this.shutdown(e instanceof Error ? e.message : String(e), false);
@@ -308,15 +332,17 @@ export class Herald {
         },
         synced: (seq, unread) => {
           if (!mine()) return;
-          void this.seq!.synced(seq).then(() => {
+          void this.seq!.synced(seq);
+          void this.seq!.then(() => {
             if (!mine()) return;
+            this.bus?.post('synced', { seq });
             this.authFailures = 0;
             this.setUnread(unread);
             this.setState('synced', name);
           });
         },
         unread: (count) => {
-          if (mine()) this.setUnread(count);
+          if (mine()) void this.seq!.then(() => this.setUnread(count));
         },
         closed: (info) => {
           if (!mine()) return;
@@ -394,7 +420,18 @@ export class Herald {
       return;
     }
     try {
-      this.token = await this.getToken();
+      const t = await this.getToken();
+      if (t) {
+        let sub: string | null = null;
+        try {
+          sub = jwtSubject(t);
+        } catch {
+          // kept as is: the server will answer 401 if it is not a token
+        }
+        if (sub !== null && sub !== this.user)
+          this.env.logger.warn('herald: getToken returned a token for', sub, 'instead of', this.user);
+        this.token = t;
+      }
     } catch (e) {
       this.env.logger.warn('herald: getToken failed:', e);
     }
@@ -434,7 +471,8 @@ export class Herald {
   // ---- delivery and relay ----
 
   private deliver(n: Notification): void {
-    if (this.isLeader) this.bus?.post('notification', { n });
+    // Gaps are expected in an unread-only replay: the followers must not fill them either.
+    if (this.isLeader) this.bus?.post('notification', { n, gaps: this.seq!.checkGaps });
     this.emit('notification', n);
   }
 
@@ -468,7 +506,10 @@ export class Herald {
     }
     switch (m.t) {
       case 'notification':
-        this.seq!.push(m.n as Notification).catch(() => this.scheduleCatchUp());
+        this.seq!.push(m.n as Notification, m.gaps !== false).catch(() => this.scheduleCatchUp());
+        break;
+      case 'synced':
+        void this.seq!.synced(Number(m.seq) || 0);
         break;
       case 'unread':
         this.setUnread(Number(m.count));
@@ -534,6 +575,7 @@ export class Herald {
     this.closed = true;
     this.election?.stop();
     this.bus?.close();
+    this.env.window?.removeEventListener('online', this.onOnline);
     this.isLeader = false;
   }
 }

@@ -31,11 +31,12 @@ export class Sequencer {
   ) {}
 
   /**
-   * Queues n behind the notifications before it. The promise rejects when a gap could not
+   * Queues n behind the notifications before it; checkGaps overrides the field for it
+   * (a follower gets the leader's setting along with the notification). The promise rejects when a gap could not
    * be filled (the cursor then stays before the gap, so a reconnect or retry replays it).
    */
-  push(n: Notification): Promise<void> {
-    return this.enqueue(() => this.handle(n));
+  push(n: Notification, checkGaps?: boolean): Promise<void> {
+    return this.enqueue(() => this.handle(n, checkGaps ?? this.checkGaps));
   }
 
   /** The server's synced seq: adopts it (first connection) or notices a rewind. */
@@ -58,6 +59,11 @@ export class Sequencer {
     return this.enqueue(() => this.fill(Infinity));
   }
 
+  /** Runs fn after everything queued so far (keeps counts and states in frame order). */
+  then(fn: () => void): Promise<void> {
+    return this.enqueue(async () => fn());
+  }
+
   /** Resolves once everything queued so far has been handled. */
   idle(): Promise<void> {
     return this.tail;
@@ -69,7 +75,7 @@ export class Sequencer {
     return p;
   }
 
-  private async handle(n: Notification): Promise<void> {
+  private async handle(n: Notification, checkGaps: boolean): Promise<void> {
     if (!n || typeof n.seq !== 'number' || !(n.seq > 0)) return; // push-only: no inbox entry
     const cur = this.cursor.seq;
     if (n.seq <= cur) {
@@ -82,7 +88,7 @@ export class Sequencer {
       this.accept(n);
       return;
     }
-    if (this.checkGaps && cur > 0 && n.prev !== cur) {
+    if (checkGaps && cur > 0 && n.prev !== cur) {
       this.hooks.resync({ reason: 'gap', from: cur, seq: n.seq });
       await this.fill(n.seq);
     }

@@ -138,6 +138,11 @@ export interface Environment {
   now?: () => number;
   /** Default console. */
   logger?: Logger;
+  /**
+   * Where the browser's 'online' event is heard (default globalThis, i.e. window): when the
+   * network comes back, a waiting reconnect happens at once. null disables it.
+   */
+  window?: { addEventListener(type: string, fn: () => void): void; removeEventListener(type: string, fn: () => void): void } | null;
 }
 
 export interface HeraldOptions {
