@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald/app/config"
 	"github.com/heraldhq/herald/app/demo"
+	jsclient "github.com/heraldhq/herald/clients/js"
 	"github.com/heraldhq/herald/delivery/push"
 	"github.com/heraldhq/herald/delivery/push/pushfake"
 	"github.com/heraldhq/herald/store/embedded"
@@ -159,7 +160,7 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 	}
 	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, Unread: gw, APIKeys: []string{d.secrets.APIKey},
 		DefaultAppID: cmp.Or(cfg.PushSettings().DefaultApp, config.DevApp), DevPushes: d.fakes.Handler(),
-		DevJWTSecret: []byte(d.secrets.JWTSecret), DevAPIKey: d.secrets.APIKey, Root: demo.New(demo.Config{SDK: devSDK})})
+		DevJWTSecret: []byte(d.secrets.JWTSecret), DevAPIKey: d.secrets.APIKey, Root: demo.New(demo.Config{SDK: jsclient.Dist})})
 	if err != nil {
 		return nil, err
 	}
