@@ -74,22 +74,43 @@ describe('tabs of one user', { timeout: 150_000 }, () => {
     await eventually(async () => (await connections()) === 1, { message: 'herald_connections = 1 after the takeover' });
   }));
 
-  it("mark all read in one tab: the other tab's badge and a second browser context of A go to 0", () => withLogs(herald, pages, async () => {
+  // Not one of the issue's list, but what its "keeps the unread badge right
+  // across tabs" means, and the precondition of the next test being
+  // meaningful: a tab and a browser opened now show the user's unread count.
+  //
+  // KNOWN FAILING at f879bd1 (web-sdk 68ca832 + web-demo 7f996c6): the tab
+  // opened later shows 5 notifications but #badge 3. The server sends an
+  // unread count only in `synced` and after reads; the SDK's `unread` stays
+  // at the leader's last `synced` count (3: notifications 4 and 5 came live)
+  // and is relayed as is to a new follower tab, which shows it. The tabs that
+  // saw 4 and 5 arrive count them themselves (the demo does), so only a tab
+  // that joins later is wrong. A real bug: keep the assertion.
+  it('a tab and a second browser context opened later show every notification and the unread count', () => withLogs(herald, pages, async () => {
     const third = await openDemo(ctx, herald.base, U);
     tabs.push(third);
     other = await openDemo(await browser.newContext(), herald.base, U);
-    for (const [label, p] of [['first tab', tabs[0]], ['new tab', third], ['second context', other]]) {
-      await waitForCount(p, 5, label);
-      await waitForBadge(p, 5, label);
+    for (const [label, p] of [['first tab', tabs[0]], ['tab opened later', third], ['second context', other]]) {
+      checkInbox(assert, await waitForCount(p, 5, label), { titles, label });
     }
     assert.equal((await leaders()).length, 1, 'one leader among the tabs of the context');
     await eventually(async () => (await connections()) === 2, { message: 'herald_connections = 2 (one per context)' });
+    for (const [label, p] of [['first tab', tabs[0]], ['second context', other], ['tab opened later', third]]) {
+      await waitForBadge(p, 5, label);
+    }
+  }));
+
+  it("mark all read in one tab: the other tab's badge and a second browser context of A go to 0", () => withLogs(herald, pages, async () => {
+    assert.equal(tabs.length, 2, 'two tabs open');
+    assert.ok(other, 'a second browser context open');
+    for (const p of [...tabs, other]) {
+      await p.waitForFunction(() => Number(document.querySelector('#badge')?.textContent) > 0, null, { timeout: WAIT, polling: 100 });
+    }
     // Mark all read from the tab that does not hold the connection.
     const [leader] = await leaders();
     const clicker = tabs.find((t) => t !== leader);
     await clicker.click('#mark-all');
     await waitForBadge(clicker, 0, 'the tab that marked');
-    await waitForBadge(tabs.find((t) => t !== clicker), 0, 'the other tab');
+    await waitForBadge(leader, 0, 'the other tab');
     await waitForBadge(other, 0, 'the second browser context');
     for (const p of [...tabs, other]) checkInbox(assert, await snapshot(p), { titles, label: 'after mark all' });
   }));
