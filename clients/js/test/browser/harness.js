@@ -29,11 +29,15 @@ export const chromiumBin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const WAIT = 45_000;
 
 const live = new Set(); // child processes not yet reaped
-process.on('exit', () => {
+function killLive() {
   for (const child of live) {
     try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
   }
-});
+}
+process.on('exit', killLive);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => { killLive(); process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)); });
+}
 
 /** A free TCP port on 127.0.0.1 (the listener is closed again at once). */
 export function freePort() {
