@@ -81,6 +81,11 @@ export class Herald {
         this.upTimer = null;
         this.catchUpTimer = null;
         this.quiet = false;
+        /**
+         * Whether the current connection is past its synced: from then on the client counts new
+         * unread ones itself (WebSocket and SSE send a count only at synced and after reads).
+         */
+        this.live = false;
         this.onOnline = () => {
             if (this.isLeader && this.reconnectTimer !== null)
                 this.connect();
@@ -154,6 +159,10 @@ export class Herald {
             throw new TypeError("herald: markRead takes a non-empty array of seqs or 'all'");
         await this.started;
         const n = await this.withAuth(() => this.api.markRead(seqs));
+        // A follower tells the others (the leader relays it) rather than wait for the server's
+        // unread frame, which the long poll would only see after its next page.
+        if (!this.isLeader && !this.closed)
+            this.bus?.post('unread', { count: n });
         this.setUnread(n);
         return n;
     }
@@ -202,7 +211,12 @@ export class Herald {
         this.seq = new Sequencer(cur, {
             fetchAfter: async (after) => (await this.api.list({ after, limit: 500 })).notifications,
             deliver: (n) => this.deliver(n),
-            resync: (info) => this.emit('resync', info),
+            resync: (info) => {
+                this.emit('resync', info);
+                // A replaced notification may have changed the count: ask.
+                if (info.reason !== 'gap' && this.isLeader)
+                    this.api.unreadCount().then((c) => this.setUnread(c), () => undefined);
+            },
         });
         const { BroadcastChannel: BC, locks } = this.env;
         if (this.wantShared && BC) {
@@ -260,6 +274,7 @@ export class Herald {
         }
         const after = this.cur.seq > 0 ? this.cur.seq : null;
         this.seq.checkGaps = after !== null;
+        this.live = false;
         this.setState('connecting', name);
         let t = null;
         const mine = () => t !== null && this.current === t;
@@ -269,6 +284,7 @@ export class Herald {
             after,
             api: this.api,
             timers: this.env.timers,
+            now: this.env.now,
             cursor: () => this.cur.seq,
             idle: () => this.seq.idle(),
             handlers: {
@@ -297,6 +313,8 @@ export class Herald {
                             return;
                         this.bus?.post('synced', { seq });
                         this.authFailures = 0;
+                        // The long poll reads the exact count after every page: it needs no counting.
+                        this.live = name !== 'longpoll';
                         this.setUnread(unread);
                         this.setState('synced', name);
                     });
@@ -445,6 +463,10 @@ export class Herald {
         if (this.isLeader)
             this.bus?.post('notification', { n, gaps: this.seq.checkGaps });
         this.emit('notification', n);
+        // The server sends an unread count after reads only; a new unread notification after
+        // synced (whose count covered the replay) adds one. The leader counts and relays.
+        if (this.isLeader && this.live && !n.read && this.unreadCount !== null)
+            this.setUnread(this.unreadCount + 1);
     }
     setUnread(n) {
         if (this.isLeader)
@@ -469,7 +491,9 @@ export class Herald {
         if (this.closed)
             return;
         if (this.isLeader) {
-            if (m.t === 'hello')
+            if (m.t === 'unread')
+                this.setUnread(Number(m.count));
+            else if (m.t === 'hello')
                 this.bus.post('welcome', {
                     cursor: this.cur.seq,
                     unread: this.unreadCount,

@@ -127,6 +127,11 @@ export class Herald {
   private upTimer: TimerId | null = null;
   private catchUpTimer: TimerId | null = null;
   private quiet = false;
+  /**
+   * Whether the current connection is past its synced: from then on the client counts new
+   * unread ones itself (WebSocket and SSE send a count only at synced and after reads).
+   */
+  private live = false;
   private readonly onOnline = () => {
     if (this.isLeader && this.reconnectTimer !== null) this.connect();
   };
@@ -203,6 +208,9 @@ export class Herald {
       throw new TypeError("herald: markRead takes a non-empty array of seqs or 'all'");
     await this.started;
     const n = await this.withAuth(() => this.api!.markRead(seqs));
+    // A follower tells the others (the leader relays it) rather than wait for the server's
+    // unread frame, which the long poll would only see after its next page.
+    if (!this.isLeader && !this.closed) this.bus?.post('unread', { count: n });
     this.setUnread(n);
     return n;
   }
@@ -249,7 +257,15 @@ export class Herald {
     this.seq = new Sequencer(cur, {
       fetchAfter: async (after) => (await this.api!.list({ after, limit: 500 })).notifications,
       deliver: (n) => this.deliver(n),
-      resync: (info) => this.emit('resync', info),
+      resync: (info) => {
+        this.emit('resync', info);
+        // A replaced notification may have changed the count: ask.
+        if (info.reason !== 'gap' && this.isLeader)
+          this.api!.unreadCount().then(
+            (c) => this.setUnread(c),
+            () => undefined,
+          );
+      },
     });
     const { BroadcastChannel: BC, locks } = this.env;
     if (this.wantShared && BC) {
@@ -305,6 +321,7 @@ export class Herald {
     }
     const after = this.cur!.seq > 0 ? this.cur!.seq : null;
     this.seq!.checkGaps = after !== null;
+    this.live = false;
     this.setState('connecting', name);
     let t: Transport | null = null;
     const mine = () => t !== null && this.current === t;
@@ -314,6 +331,7 @@ export class Herald {
       after,
       api: this.api!,
       timers: this.env.timers,
+      now: this.env.now,
       cursor: () => this.cur!.seq,
       idle: () => this.seq!.idle(),
       handlers: {
@@ -337,6 +355,8 @@ export class Herald {
             if (!mine()) return;
             this.bus?.post('synced', { seq });
             this.authFailures = 0;
+            // The long poll reads the exact count after every page: it needs no counting.
+            this.live = name !== 'longpoll';
             this.setUnread(unread);
             this.setState('synced', name);
           });
@@ -474,6 +494,9 @@ export class Herald {
     // Gaps are expected in an unread-only replay: the followers must not fill them either.
     if (this.isLeader) this.bus?.post('notification', { n, gaps: this.seq!.checkGaps });
     this.emit('notification', n);
+    // The server sends an unread count after reads only; a new unread notification after
+    // synced (whose count covered the replay) adds one. The leader counts and relays.
+    if (this.isLeader && this.live && !n.read && this.unreadCount !== null) this.setUnread(this.unreadCount + 1);
   }
 
   private setUnread(n: number): void {
@@ -495,7 +518,8 @@ export class Herald {
   private relayed(m: BusMessage): void {
     if (this.closed) return;
     if (this.isLeader) {
-      if (m.t === 'hello')
+      if (m.t === 'unread') this.setUnread(Number(m.count));
+      else if (m.t === 'hello')
         this.bus!.post('welcome', {
           cursor: this.cur!.seq,
           unread: this.unreadCount,
