@@ -9,6 +9,7 @@ import { LongPollTransport } from './transports/longpoll.js';
 import { SSETransport } from './transports/sse.js';
 import { Close } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
+import { defaultStorage, defaultURL, resolveEnv } from './env.js';
 export * from './types.js';
 export { Backoff, backoffCeiling } from './backoff.js';
 export { jwtSubject, cursorKey } from './cursor.js';
@@ -24,41 +25,6 @@ export const UP_JITTER_MS = 10000;
 export const MAX_AUTH_FAILURES = 3;
 /** The largest delay of a reconnect after 1012 (server restarting), ms. */
 export const RESTART_JITTER_MS = 1000;
-function resolveEnv(e = {}) {
-    const g = globalThis;
-    const pick = (v, name) => v !== undefined ? v : (g[name] ?? null);
-    const gfetch = typeof g.fetch === 'function' ? g.fetch.bind(globalThis) : null;
-    const st = e.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
-    const ct = e.clearTimeout ?? ((id) => clearTimeout(id));
-    return {
-        WebSocket: pick(e.WebSocket, 'WebSocket'),
-        EventSource: pick(e.EventSource, 'EventSource'),
-        fetch: e.fetch !== undefined ? e.fetch : gfetch,
-        BroadcastChannel: pick(e.BroadcastChannel, 'BroadcastChannel'),
-        locks: e.locks !== undefined ? e.locks : (g.navigator?.locks ?? null),
-        timers: { setTimeout: st, clearTimeout: ct },
-        random: e.random ?? Math.random,
-        now: e.now ?? Date.now,
-        logger: e.logger ?? console,
-        window: e.window !== undefined
-            ? e.window
-            : typeof g.addEventListener === 'function'
-                ? globalThis
-                : null,
-    };
-}
-function defaultStorage() {
-    try {
-        const ls = globalThis.localStorage;
-        return ls ?? null;
-    }
-    catch {
-        return null; // access denied (sandboxed frame, disabled storage)
-    }
-}
-function defaultURL() {
-    return globalThis.location?.origin;
-}
 export class Herald {
     constructor(options) {
         this.listeners = new Map();
@@ -181,7 +147,10 @@ export class Herald {
     async start() {
         while (!this.token) {
             try {
-                this.token = await this.getToken();
+                const t = await this.getToken();
+                if (typeof t !== 'string' || t === '')
+                    throw new Error('getToken returned no token');
+                this.token = t;
             }
             catch (e) {
                 // The app's token endpoint may be down for a moment: try again with backoff.

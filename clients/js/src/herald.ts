@@ -8,15 +8,14 @@ import { Bus, BroadcastElection, LockElection, type BusMessage, type Election } 
 import { Sequencer } from './sequencer.js';
 import { LongPollTransport } from './transports/longpoll.js';
 import { SSETransport } from './transports/sse.js';
-import { Close, type CloseInfo, type Timers, type Transport, type TransportContext } from './transports/transport.js';
+import { Close, type CloseInfo, type Transport, type TransportContext } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
+import { defaultStorage, defaultURL, resolveEnv, type ResolvedEnv } from './env.js';
 import type {
   ConnectionState,
   CursorStorage,
-  Environment,
   HeraldEvents,
   HeraldOptions,
-  Logger,
   Notification,
   StateInfo,
   TimerId,
@@ -42,58 +41,6 @@ export const MAX_AUTH_FAILURES = 3;
 export const RESTART_JITTER_MS = 1000;
 
 type Listener<K extends keyof HeraldEvents> = (payload: HeraldEvents[K]) => void;
-
-interface ResolvedEnv {
-  WebSocket: Environment['WebSocket'];
-  EventSource: Environment['EventSource'];
-  fetch: NonNullable<Environment['fetch']> | null;
-  BroadcastChannel: Environment['BroadcastChannel'];
-  locks: Environment['locks'];
-  timers: Timers;
-  random: () => number;
-  now: () => number;
-  logger: Logger;
-  window: Environment['window'];
-}
-
-function resolveEnv(e: Environment = {}): ResolvedEnv {
-  const g = globalThis as unknown as Record<string, unknown> & { navigator?: { locks?: unknown } };
-  const pick = <T>(v: T | null | undefined, name: string): T | null =>
-    v !== undefined ? v : ((g[name] as T | undefined) ?? null);
-  const gfetch = typeof g.fetch === 'function' ? (g.fetch as (...a: unknown[]) => unknown).bind(globalThis) : null;
-  const st = e.setTimeout ?? ((fn: () => void, ms: number) => setTimeout(fn, ms) as TimerId);
-  const ct = e.clearTimeout ?? ((id: TimerId) => clearTimeout(id as ReturnType<typeof setTimeout>));
-  return {
-    WebSocket: pick(e.WebSocket, 'WebSocket'),
-    EventSource: pick(e.EventSource, 'EventSource'),
-    fetch: e.fetch !== undefined ? e.fetch : (gfetch as ResolvedEnv['fetch']),
-    BroadcastChannel: pick(e.BroadcastChannel, 'BroadcastChannel'),
-    locks: e.locks !== undefined ? e.locks : ((g.navigator?.locks as Environment['locks']) ?? null),
-    timers: { setTimeout: st, clearTimeout: ct },
-    random: e.random ?? Math.random,
-    now: e.now ?? Date.now,
-    logger: e.logger ?? console,
-    window:
-      e.window !== undefined
-        ? e.window
-        : typeof g.addEventListener === 'function'
-          ? (globalThis as unknown as Environment['window'])
-          : null,
-  };
-}
-
-function defaultStorage(): CursorStorage | null {
-  try {
-    const ls = (globalThis as { localStorage?: CursorStorage }).localStorage;
-    return ls ?? null;
-  } catch {
-    return null; // access denied (sandboxed frame, disabled storage)
-  }
-}
-
-function defaultURL(): string | undefined {
-  return (globalThis as { location?: { origin?: string } }).location?.origin;
-}
 
 export class Herald {
   private readonly env: ResolvedEnv;
@@ -232,7 +179,9 @@ export class Herald {
   private async start(): Promise<void> {
     while (!this.token) {
       try {
-        this.token = await this.getToken!();
+        const t = await this.getToken!();
+        if (typeof t !== 'string' || t === '') throw new Error('getToken returned no token');
+        this.token = t;
       } catch (e) {
         // The app's token endpoint may be down for a moment: try again with backoff.
         this.env.logger.warn('herald: getToken failed:', e);
