@@ -53,6 +53,9 @@ test('web locks: one leader connects, followers get relayed frames, and take ove
   assert.equal(await b.h.markRead([2]), 0);
   assert.equal(w.server.callsTo('/v1/notifications/read').length, 1);
   assert.equal(ws.sent.length, 0);
+  await flush();
+  assert.equal(a.h.unread, 0, 'the follower told the leader');
+  assert.equal(c.h.unread, 0, 'and the leader the other followers');
 
   // The leader tab goes away: the lock passes to the next tab, which resumes from the shared cursor.
   a.h.close();
