@@ -65,7 +65,7 @@ func TestDevDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dial with the dev token: %v", err)
 	}
-	defer ws.Close()
+	defer func() { _ = ws.Close() }()
 	if f := read(t, ws); f.Type != "synced" {
 		t.Fatalf("first frame %+v", f)
 	}
