@@ -77,14 +77,8 @@ describe('tabs of one user', { timeout: 150_000 }, () => {
   // Not one of the issue's list, but what its "keeps the unread badge right
   // across tabs" means, and the precondition of the next test being
   // meaningful: a tab and a browser opened now show the user's unread count.
-  //
-  // KNOWN FAILING at f879bd1 (web-sdk 68ca832 + web-demo 7f996c6): the tab
-  // opened later shows 5 notifications but #badge 3. The server sends an
-  // unread count only in `synced` and after reads; the SDK's `unread` stays
-  // at the leader's last `synced` count (3: notifications 4 and 5 came live)
-  // and is relayed as is to a new follower tab, which shows it. The tabs that
-  // saw 4 and 5 arrive count them themselves (the demo does), so only a tab
-  // that joins later is wrong. A real bug: keep the assertion.
+  // (It caught a follower tab opened later showing the leader's stale
+  // `synced` count, before the SDK counted live unread notifications.)
   it('a tab and a second browser context opened later show every notification and the unread count', () => withLogs(herald, pages, async () => {
     const third = await openDemo(ctx, herald.base, U);
     tabs.push(third);
