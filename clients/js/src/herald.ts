@@ -233,6 +233,10 @@ export class Herald {
 
   private lead(): void {
     if (this.closed || this.isLeader) return;
+    // Start where the previous leader ended up (a proxy that blocked its WebSocket blocks
+    // this tab's too); the move-up timer still tries the top transport later.
+    const was = this.info.transport;
+    if (this.mode === 'auto' && was !== null) this.tier = TRANSPORTS.indexOf(was);
     this.isLeader = true;
     this.clearTimer('catchUpTimer');
     this.cur!.persist = true;

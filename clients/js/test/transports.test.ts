@@ -423,3 +423,15 @@ test('long poll: the count is the one read after each page, never counted up', a
   h.close();
   w.server.release();
 });
+
+test('a forced transport the environment lacks closes with the reason; auto skips it', async () => {
+  const w = world();
+  const forced = new Herald({ url: 'http://h.test', token: token('ada'), transport: 'sse', env: { ...w.env, EventSource: null } });
+  await flush();
+  assert.equal(forced.state, 'closed');
+  const auto = new Herald({ url: 'http://h.test', token: token('ada'), env: { ...w.env, WebSocket: null, EventSource: null } });
+  await flush();
+  assert.equal(auto.transport, 'longpoll');
+  auto.close();
+  w.server.release();
+});
