@@ -82,7 +82,23 @@ func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, uid s
 		}
 		unreadOnly = b
 	}
-	ns, err := s.cfg.Store.List(r.Context(), uid, after, limit, unreadOnly)
+	wait, err := parseWait(q.Get("wait"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "wait", err.Error())
+		return
+	}
+	list := func(ctx context.Context) ([]herald.Notification, error) {
+		return s.cfg.Store.List(ctx, uid, after, limit, unreadOnly)
+	}
+	var ns []herald.Notification
+	if wait > 0 && s.cfg.Waiter != nil {
+		var answer bool
+		if ns, answer, err = s.longPoll(w, r, uid, after, wait, list); !answer {
+			return
+		}
+	} else {
+		ns, err = list(r.Context())
+	}
 	if err != nil {
 		s.storeError(w, "list", err)
 		return

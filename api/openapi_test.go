@@ -71,7 +71,7 @@ func specServer(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw,
+	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw, SSE: gw.SSE(), Waiter: gw,
 		DevPushes: devPushes{}, DevJWTSecret: []byte("0123456789abcdef0123456789abcdef"), DevAPIKey: "key-dev", Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, ReadyInterval: 5 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -442,6 +442,12 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"GET", "/v1/ws?token=bad", "", "", 401, ok},
 		{"GET", "/v1/ws?after=x", "tok-u1", "", 400, ok},
 		{"GET", "/v1/ws?token=tok-u1", "", "", 400, ok}, // not a WebSocket handshake
+		{"GET", "/v1/sse", "", "", 401, ok},
+		{"GET", "/v1/sse?token=bad", "", "", 401, ok},
+		{"GET", "/v1/sse?after=x", "tok-u1", "", 400, ok},
+		{"GET", "/v1/notifications?wait=61", "tok-u1", "", 400, ok},
+		{"GET", "/v1/notifications?wait=-1", "tok-u1", "", 400, ok},
+		{"GET", "/v1/notifications?after=1&wait=60", "tok-u1", "", 200, ok}, // u1 has notifications after 1: at once
 
 		{"GET", "/healthz", "", "", 200, ok},
 		{"HEAD", "/healthz", "", "", 200, ok},
@@ -503,7 +509,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		t.Fatalf("unknown route: %d", r.code)
 	}
 	checkBody(t, v, deref(doc, "#/components/responses/NotFound"), r)
-	for _, p := range []string{"/v1/events", "/v1/ws", "/metrics"} {
+	for _, p := range []string{"/v1/events", "/v1/ws", "/v1/sse", "/metrics"} {
 		r = call(t, f.srv.URL, "PATCH", p, "", "")
 		if r.code != 405 || r.header.Get("Allow") == "" {
 			t.Fatalf("PATCH %s: %d, Allow %q", p, r.code, r.header.Get("Allow"))

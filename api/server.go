@@ -50,6 +50,17 @@ type Config struct {
 	Unread UnreadPublisher
 	// WebSocket, when set, is mounted at /v1/ws.
 	WebSocket http.Handler
+	// SSE, when set, is mounted at /v1/sse (the gateway's Server-Sent
+	// Events, delivery.Gateway.SSE).
+	SSE http.Handler
+	// Waiter, when set, holds GET /v1/notifications?wait=SECONDS until a
+	// notification after ?after= arrives (longpoll.go). Nil means ?wait=
+	// is validated but the request is answered at once, as with wait=0.
+	Waiter Waiter
+	// WaitWriteTimeout bounds writing a long poll's answer once its wait
+	// is over (the server's WriteTimeout counts from the request, which a
+	// wait may outlast); 0 means DefaultWaitWriteTimeout (30 s).
+	WaitWriteTimeout time.Duration
 	// DevPushes, when set, serves GET /v1/dev/pushes: what herald dev's
 	// fake push providers received. Nil (every production role) means the
 	// route does not exist (404).
@@ -169,6 +180,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLimitedUsers <= 0 {
 		cfg.MaxLimitedUsers = 100_000
 	}
+	if cfg.WaitWriteTimeout <= 0 {
+		cfg.WaitWriteTimeout = DefaultWaitWriteTimeout
+	}
 	origins, err := origin.Parse(cfg.CORSOrigins)
 	if err != nil {
 		return nil, errors.Join(ErrConfig, fmt.Errorf("CORSOrigins: %w", err))
@@ -195,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	s.route("/v1/openapi.json", map[string]http.HandlerFunc{http.MethodGet: serveOpenAPI})
 	if cfg.WebSocket != nil {
 		s.mux.Handle("/v1/ws", cfg.WebSocket)
+	}
+	if cfg.SSE != nil {
+		s.mux.Handle("/v1/sse", cfg.SSE)
 	}
 	if cfg.DevPushes != nil {
 		s.route("/v1/dev/pushes", map[string]http.HandlerFunc{http.MethodGet: cfg.DevPushes.ServeHTTP})
@@ -264,6 +281,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection's deadlines
+// (long polls) through the recorder.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // errorBody is every error response.
 type errorBody struct {

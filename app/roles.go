@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -19,6 +20,11 @@ import (
 	"github.com/heraldhq/herald/pipeline"
 	"github.com/heraldhq/herald/store/cassandra"
 	"github.com/heraldhq/herald/topics"
+)
+
+var (
+	_ api.Waiter = (*delivery.Gateway)(nil)
+	_ api.Waiter = (*delivery.Waiters)(nil)
 )
 
 // groupName derives a consumer group from the topic prefix, so that two
@@ -151,6 +157,14 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 type APIOptions struct {
 	// WebSocket, when set, is mounted at /v1/ws (herald dev's gateway).
 	WebSocket http.Handler
+	// SSE, when set, is mounted at /v1/sse (herald dev's gateway).
+	SSE http.Handler
+	// Waiter holds long polls (GET /v1/notifications?wait=): herald dev's
+	// gateway. Nil means, with Redis, a delivery.Waiters attached to the
+	// API's Cluster (routers forward the notifications of users with a
+	// waiting request to this process), and without Redis none: wait is
+	// answered at once.
+	Waiter api.Waiter
 	// Unread is told of read-state changes; nil means a publish-only
 	// Cluster with Redis (every gateway hears), nobody without.
 	Unread api.UnreadPublisher
@@ -207,11 +221,16 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 			p.mu.Lock()
 			p.onStop(phaseCluster, func(context.Context) { _ = pub.Close() })
 			p.mu.Unlock()
+			if o.Waiter == nil {
+				if o.Waiter, err = p.apiWaiters(pub, log); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	srv, err := api.New(api.Config{
 		Store: st, Events: pipeline.NewEventWriter(cl, p.names), Users: v, Keys: keys,
-		Unread: unread, WebSocket: o.WebSocket, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
+		Unread: unread, WebSocket: o.WebSocket, SSE: o.SSE, Waiter: o.Waiter, Logger: log, Registerer: p.reg, CORSOrigins: p.cfg.Origins,
 		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
 		ProduceTimeout: p.cfg.ProduceTimeout, MaxInflightBytes: int64(p.cfg.IntakeMaxInflight),
 		DefaultAppID: cmp.Or(o.DefaultAppID, p.cfg.PushSettings().DefaultApp), DevPushes: o.DevPushes,
@@ -223,6 +242,43 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 	}
 	p.runReadiness(srv)
 	return srv, nil
+}
+
+// apiWaiters are the long polls of an API process: a delivery.Waiters
+// attached to its Cluster, which then registers the users with a waiting
+// request in the presence registry and receives their notifications from
+// the routers; run until Shutdown, which answers the waiting requests.
+func (p *Process) apiWaiters(cl *cluster.Cluster, log *slog.Logger) (api.Waiter, error) {
+	w := delivery.NewWaiters(delivery.WaitersConfig{Presence: cl, Logger: log, Registerer: p.reg})
+	if err := cl.Attach(w); err != nil {
+		return nil, err
+	}
+	p.g.Go(func() error {
+		if err := cl.Run(p.ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, cluster.ErrClosed) {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		return nil
+	})
+	p.mu.Lock()
+	p.onStop(phaseSockets, func(context.Context) { w.Shutdown() })
+	p.mu.Unlock()
+	return w, nil
+}
+
+// gatewayInbox serves GET /v1/notifications on the gateway role, with
+// long polls held by gw: the API's own handler (same auth, limits and
+// answers) on the store.
+func (p *Process) gatewayInbox(ctx context.Context, gw *delivery.Gateway) (http.Handler, error) {
+	st, err := p.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.Verifier()
+	if err != nil {
+		return nil, err
+	}
+	return api.New(api.Config{Store: st, Users: v, Waiter: gw, Logger: p.log.With("role", "gateway"), Registerer: p.reg,
+		CORSOrigins: p.cfg.Origins, RequestsPerUser: limit(p.cfg.RateUser)})
 }
 
 // Ops is the handler of a role without the user API: health, readiness
@@ -263,15 +319,19 @@ func RunEnricher(ctx context.Context, cfg *config.Config) error {
 	})
 }
 
-// RunGateway serves WebSockets and consumes herald.deliveries until ctx
-// ends.
+// RunGateway serves WebSockets, SSE streams and long polls
+// (GET /v1/notifications) and consumes herald.deliveries until ctx ends.
 func RunGateway(ctx context.Context, cfg *config.Config) error {
 	return run(ctx, cfg, func(p *Process) (http.Handler, error) {
 		gw, err := p.AddGateway(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return p.Ops(map[string]http.Handler{"/v1/ws": gw}), nil
+		inbox, err := p.gatewayInbox(ctx, gw)
+		if err != nil {
+			return nil, err
+		}
+		return p.Ops(map[string]http.Handler{"/v1/ws": gw, "/v1/sse": gw.SSE(), "/v1/notifications": inbox}), nil
 	})
 }
 

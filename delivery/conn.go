@@ -30,7 +30,10 @@ type sentID struct {
 	id  string
 }
 
-// conn is one WebSocket connection.
+// conn is one client connection: a WebSocket (ws set, out a wsSink) or an
+// SSE stream (ws nil, out an *sseSink, see sse.go). Replay, live delivery,
+// the seam, gap fills and the slow-client cut are the same for both; only
+// the sink that writes frames, pings and the close differs.
 //
 // Goroutines: the reader (readLoop) lives as long as the connection and
 // tears it down. The write side has at most one owner at a time, recorded
@@ -40,7 +43,8 @@ type sentID struct {
 // the write side is never handed over again.
 type conn struct {
 	g       *Gateway
-	ws      *websocket.Conn
+	ws      *websocket.Conn // nil for an SSE stream
+	out     sink            // where the write side's owner writes
 	user    string
 	expires int64 // the token's end, Unix nanoseconds; 0: none
 
@@ -231,7 +235,7 @@ func (c *conn) close(code int, reason, why string) {
 // fail drops a connection whose socket failed: no close handshake.
 func (c *conn) fail(why string) {
 	c.close(0, "", why)
-	_ = c.ws.Close()
+	c.out.drop()
 }
 
 // runWriter drains the queue as the write side's owner and releases the
@@ -262,7 +266,7 @@ func (c *conn) runWriter() {
 		c.mu.Unlock()
 
 		if ping {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.g.cfg.WriteTimeout)); err != nil {
+			if err := c.out.ping(); err != nil {
 				c.fail("write_error")
 				return
 			}
@@ -279,22 +283,62 @@ func (c *conn) runWriter() {
 	}
 }
 
-// write sends one text frame; only the write side's owner calls it.
+// write sends one frame; only the write side's owner calls it.
 func (c *conn) write(frame []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
-	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+	if err := c.out.frame(frame); err != nil {
 		return writeErr{err}
 	}
 	return nil
 }
 
-// sendClose writes the close frame and gives the client CloseGrace to
-// answer it; the reader then sees the answer (or the deadline) and tears
-// the connection down.
+// sendClose has the sink write the close (nothing if code is 0).
 func (c *conn) sendClose(code int, reason string) {
 	if code == 0 {
 		return
 	}
+	c.out.close(code, reason)
+}
+
+// sink is the transport of a connection's write side. frame, ping and
+// close are called only by the write side's owner, one at a time; drop may
+// be called from any goroutine, at any time, more than once.
+type sink interface {
+	// frame writes one server frame, given in its WebSocket encoding
+	// (frames.go); an SSE sink renders it as an event.
+	frame(f []byte) error
+	// ping writes a heartbeat (a ping frame, or an SSE comment).
+	ping() error
+	// close writes the close (frame or event) with code and reason; it is
+	// the last write.
+	close(code int, reason string)
+	// drop ends the transport at once, without a close.
+	drop()
+}
+
+// wsSink is the sink of a WebSocket connection.
+type wsSink struct{ c *conn }
+
+var (
+	_ sink = wsSink{}
+	_ sink = (*sseSink)(nil)
+)
+
+func (s wsSink) frame(f []byte) error {
+	_ = s.c.ws.SetWriteDeadline(time.Now().Add(s.c.g.cfg.WriteTimeout))
+	return s.c.ws.WriteMessage(websocket.TextMessage, f)
+}
+
+func (s wsSink) ping() error {
+	return s.c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.c.g.cfg.WriteTimeout))
+}
+
+func (s wsSink) drop() { _ = s.c.ws.Close() }
+
+// close writes the close frame and gives the client CloseGrace to answer
+// it; the reader then sees the answer (or the deadline) and tears the
+// connection down.
+func (s wsSink) close(code int, reason string) {
+	c := s.c
 	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 		time.Now().Add(c.g.cfg.WriteTimeout))
 	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {

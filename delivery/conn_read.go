@@ -15,7 +15,7 @@ import (
 // extendReadDeadline pushes the read deadline PingInterval+PongWait ahead,
 // unless the connection is closing (the close grace deadline stands).
 func (c *conn) extendReadDeadline() {
-	if c.dead.Load() {
+	if c.ws == nil || c.dead.Load() { // an SSE stream reads nothing
 		return
 	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.g.readWait))

@@ -3,6 +3,15 @@
 // from the durable inbox, then streams live notifications handed to it by
 // the router, with no gap and no duplicate at the seam.
 //
+// The same connections also come as Server-Sent Events (sse.go,
+// GET /v1/sse): a connection's write side goes through a sink, a WebSocket
+// or an SSE response, and everything below (replay, seam, gap fill,
+// position checks, seq conflicts, the bounded queue, close codes) is
+// shared; the SSE sink renders frames as events, pings as comments and
+// the close as a close event before the response ends. Long polls
+// (waiters.go, GET /v1/notifications?wait=) are registered in the same hub
+// and woken by Deliver.
+//
 // Design, for many mostly idle connections:
 //
 //   - The hub is sharded by user id; each shard has its own mutex. Nothing
@@ -30,7 +39,7 @@
 // before it is sent.
 //
 // Several gateways: Config.Presence is told when a user's first connection
-// registers and their last one goes away, and LocalUsers lists who is here,
+// (or waiting long poll) registers and their last one goes away, and LocalUsers lists who is here,
 // so that delivery/cluster can keep a presence registry in Redis and route
 // notifications and unread counts to whichever gateway holds the user.
 //

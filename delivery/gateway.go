@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,6 +162,14 @@ type Config struct {
 	// PositionChecks bounds the position checks (store reads) in flight at
 	// once; 0 means 8.
 	PositionChecks int
+
+	// MaxWaits caps the long polls (GET /v1/notifications?wait=, see
+	// waiters.go) waiting on this gateway at once; more are refused with
+	// 503. 0 means DefaultMaxWaits (10,000).
+	MaxWaits int
+	// MaxWaitsPerUser caps one user's waiting long polls; more are refused
+	// with 429. 0 means DefaultMaxWaitsPerUser (32).
+	MaxWaitsPerUser int
 }
 
 // Errors returned by New.
@@ -208,6 +215,9 @@ type Gateway struct {
 	wg    sync.WaitGroup
 	done  chan struct{} // closed when wg has drained after Shutdown
 	conns atomic.Int64
+
+	// waits are the long polls, registered in hub next to the connections.
+	waits *Waiters
 }
 
 // New validates cfg, fills its defaults and starts the ping loops. Stop the
@@ -312,6 +322,8 @@ func New(cfg Config) (*Gateway, error) {
 		g.unread = g
 	}
 	g.hub.init(cfg.Shards)
+	g.waits = newWaiters(&g.hub, &g.closing, WaitersConfig{MaxWaits: cfg.MaxWaits, MaxWaitsPerUser: cfg.MaxWaitsPerUser,
+		Presence: cfg.Presence, Logger: g.log, Registerer: cfg.Registerer})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.WriteTimeout,
@@ -378,7 +390,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	hasAfter := false
 	if s := r.URL.Query().Get("after"); s != "" {
-		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+		if after, err = parseSeq(s); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("after must be a non-negative integer seq, got %q", s))
 			return
 		}
@@ -399,6 +411,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered with an error
 	}
 	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
+	c.out = wsSink{c}
 	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
@@ -452,18 +465,20 @@ func (g *Gateway) originAllowed(r *http.Request) bool {
 	return g.origins.AllowedFor(r.Header.Get("Origin"), r.Host)
 }
 
-// Deliver queues n to every connection of userID on this gateway and
-// reports whether the user has at least one (online). It never blocks on
+// Deliver queues n to every connection of userID on this gateway, wakes
+// the user's long polls waiting for it, and reports whether the user has
+// at least one of either (online). It never blocks on
 // the network: a connection whose queue is full is closed with 4008
 // instead. Notifications older than what a connection already sent are
 // skipped; one that reveals a gap is sent after the gap is filled from the
 // store by a background goroutine. ctx is not used for I/O. The error is
 // non-nil only if n cannot be encoded.
 func (g *Gateway) Deliver(ctx context.Context, userID string, n herald.Notification) (online bool, err error) {
+	online = g.hub.wake(userID, n.Seq) > 0
 	var arr [8]*conn
 	cs := g.hub.appendConns(userID, arr[:0])
 	if len(cs) == 0 {
-		return false, nil
+		return online, nil
 	}
 	frame, err := encodeNotification(&n)
 	if err != nil {
@@ -507,14 +522,21 @@ func (g *Gateway) HasLocal(userID string) bool {
 	return g.hub.hasOpen(userID)
 }
 
-// ConnCount is the number of connections registered on this gateway,
-// including ones being closed.
+// Wait is the long poll of GET /v1/notifications?wait= on this gateway
+// (Waiters.Wait): woken by Deliver, answered at once by Shutdown.
+func (g *Gateway) Wait(ctx context.Context, userID string, after uint64, ready func() bool) error {
+	return g.waits.Wait(ctx, userID, after, ready)
+}
+
+// ConnCount is the number of connections (WebSocket and SSE) registered on
+// this gateway, including ones being closed.
 func (g *Gateway) ConnCount() int {
 	return int(g.conns.Load())
 }
 
 // Shutdown stops accepting upgrades, closes every connection with 1012
-// "server restarting" and waits for all of the gateway's goroutines. When ctx
+// "server restarting" (an SSE stream gets the close event), answers every
+// waiting long poll, and waits for all of the gateway's goroutines. When ctx
 // ends first the remaining sockets are dropped without the close handshake,
 // and ctx's error is returned once the goroutines have exited. It is
 // idempotent and safe to call concurrently: every call waits for the same
@@ -526,6 +548,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if first {
 		g.life.Stop() // the ping loops return
 		g.hub.each(func(c *conn) { c.close(CloseRestarting, "server restarting", "shutdown") })
+		g.hub.wakeAll() // long polls answer now
 		// Every connection is closing: abort replays and read marks
 		// waiting on the store so their close frames go out now.
 		g.cancel()
@@ -541,7 +564,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	// Out of patience: drop the sockets, which ends every reader and writer
 	// promptly.
-	g.hub.each(func(c *conn) { _ = c.ws.Close() })
+	g.hub.each(func(c *conn) { c.out.drop() })
 	<-g.done
 	return ctx.Err()
 }

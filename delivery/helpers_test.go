@@ -62,6 +62,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", gw)
+	mux.Handle("/v1/sse", gw.SSE())
 	srv := httptest.NewServer(mux)
 	e := &env{t: t, gw: gw, store: st, srv: srv, wsURL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"}
 	t.Cleanup(func() {

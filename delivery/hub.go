@@ -22,8 +22,9 @@ type hub struct {
 
 type shard struct {
 	mu    sync.Mutex
-	users map[string][]*conn // a user's connections; usually one or two
-	_     [40]byte           // keep neighbouring shards' locks off one cache line
+	users map[string][]*conn   // a user's connections; usually one or two
+	waits map[string][]*waiter // a user's long polls (waiters.go)
+	_     [40]byte             // keep neighbouring shards' locks off one cache line
 }
 
 func (h *hub) init(n int) {
@@ -32,6 +33,7 @@ func (h *hub) init(n int) {
 	h.shards = make([]shard, n)
 	for i := range h.shards {
 		h.shards[i].users = map[string][]*conn{}
+		h.shards[i].waits = map[string][]*waiter{}
 	}
 }
 
@@ -42,13 +44,14 @@ func (h *hub) shardOf(user string) *shard {
 var (
 	errClosing      = errors.New("gateway closing")
 	errTooManyConns = errors.New("too many connections for this user")
+	errTooManyWaits = errors.New("too many long polls for this user")
 )
 
 // add registers c unless the gateway is closing or c's user already has
 // limit connections. Checking closing under the shard lock means Shutdown,
 // which sets it before walking the shards, sees every connection that add
 // accepted. first reports that c is the user's only registered connection
-// (the user just became present). c shares the frame bucket of the user's
+// or long poll (the user just became present). c shares the frame bucket of the user's
 // other connections; the first one gets a new one from newLimiter.
 func (h *hub) add(c *conn, closing *atomic.Bool, limit int, newLimiter func() *rate.Limiter) (first bool, err error) {
 	s := h.shardOf(c.user)
@@ -67,7 +70,15 @@ func (h *hub) add(c *conn, closing *atomic.Bool, limit int, newLimiter func() *r
 		c.frames = newLimiter()
 	}
 	s.users[c.user] = append(cs, c)
-	return len(s.users[c.user]) == 1, nil
+	return len(cs) == 0 && len(s.waits[c.user]) == 0, nil
+}
+
+// present reports whether user has a registered connection or long poll.
+func (h *hub) present(user string) bool {
+	s := h.shardOf(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.users[user]) > 0 || len(s.waits[user]) > 0
 }
 
 // count is the number of user's registered connections.
@@ -79,7 +90,8 @@ func (h *hub) count(user string) int {
 }
 
 // remove unregisters c; it is a no-op if c is not registered. last reports
-// that c was the user's last registered connection (the user is gone).
+// that c was the user's last registered connection, and the user has no
+// long poll either (the user is gone).
 func (h *hub) remove(c *conn) (last bool) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
@@ -91,7 +103,7 @@ func (h *hub) remove(c *conn) (last bool) {
 		}
 		if len(cs) == 1 {
 			delete(s.users, c.user)
-			return true
+			return len(s.waits[c.user]) == 0
 		}
 		end := len(cs) - 1
 		cs[i] = cs[end]
@@ -145,5 +157,99 @@ func (h *hub) each(f func(*conn)) {
 			f(c)
 		}
 		clear(buf)
+	}
+}
+
+// addWaiter registers w unless closing is set or w's user already has
+// limit long polls; first reports that the user just became present.
+func (h *hub) addWaiter(w *waiter, closing *atomic.Bool, limit int) (first bool, err error) {
+	s := h.shardOf(w.user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if closing.Load() {
+		return false, errClosing
+	}
+	ws := s.waits[w.user]
+	if len(ws) >= limit {
+		return false, errTooManyWaits
+	}
+	s.waits[w.user] = append(ws, w)
+	return len(ws) == 0 && len(s.users[w.user]) == 0, nil
+}
+
+// removeWaiter unregisters w (a no-op if it is not registered); last
+// reports that the user has nothing registered any more.
+func (h *hub) removeWaiter(w *waiter) (last bool) {
+	s := h.shardOf(w.user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waits[w.user]
+	for i, x := range ws {
+		if x != w {
+			continue
+		}
+		if len(ws) == 1 {
+			delete(s.waits, w.user)
+			return len(s.users[w.user]) == 0
+		}
+		end := len(ws) - 1
+		ws[i] = ws[end]
+		ws[end] = nil
+		s.waits[w.user] = ws[:end]
+		return false
+	}
+	return false
+}
+
+// wake wakes user's long polls waiting for a seq below seq and reports
+// how many there are (woken now or already). Closing a channel is all it does under the lock.
+func (h *hub) wake(user string, seq uint64) (woken int) {
+	s := h.shardOf(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.waits[user] {
+		if w.after < seq {
+			w.fire() // a no-op if it was woken already
+			woken++
+		}
+	}
+	return woken
+}
+
+// wakeAll wakes every long poll (Shutdown).
+func (h *hub) wakeAll() {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for _, ws := range s.waits {
+			for _, w := range ws {
+				w.fire()
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// eachUser calls fn for every user with a registered connection or long
+// poll, one shard at a time, holding no lock during fn.
+func (h *hub) eachUser(fn func(user string)) {
+	var buf []string
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for u := range s.users {
+			buf = append(buf, u)
+		}
+		for u := range s.waits {
+			if _, dup := s.users[u]; !dup {
+				buf = append(buf, u)
+			}
+		}
+		s.mu.Unlock()
+		for _, u := range buf {
+			fn(u)
+		}
+		clear(buf)
+		buf = buf[:0]
 	}
 }

@@ -13,7 +13,8 @@ import (
 type gatewayMetrics struct {
 	replay, live prometheus.Counter // herald_deliveries_total{phase}
 	latency      prometheus.Observer
-	connections  prometheus.Gauge
+	connections  prometheus.Gauge       // WebSocket connections
+	sse          prometheus.Gauge       // SSE streams
 	disconnects  *prometheus.CounterVec // by reason
 	conflicts    prometheus.Counter     // herald_seq_conflicts_total
 
@@ -26,7 +27,7 @@ type gatewayMetrics struct {
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 	deliveries := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "herald", Name: "deliveries_total", Help: "Notification frames queued to WebSocket connections, by phase (replay, live).",
+		Namespace: "herald", Name: "deliveries_total", Help: "Notification frames queued to WebSocket connections and SSE streams, by phase (replay, live).",
 	}, []string{"phase"}))
 	return &gatewayMetrics{
 		replay: deliveries.WithLabelValues("replay"),
@@ -36,10 +37,13 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		})),
 		connections: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "herald", Name: "connections", Help: "Open WebSocket connections.",
+			Namespace: "herald", Name: "connections", Help: "Open WebSocket connections (SSE streams are herald_sse_connections).",
+		})),
+		sse: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "herald", Name: "sse_connections", Help: "Open Server-Sent Events streams (GET /v1/sse).",
 		})),
 		disconnects: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "herald", Name: "disconnects_total", Help: "WebSocket connections closed, by reason.",
+			Namespace: "herald", Name: "disconnects_total", Help: "WebSocket connections and SSE streams closed, by reason.",
 		}, []string{"reason"})),
 		conflicts: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Name: "seq_conflicts_total", Help: "Notifications a WebSocket connection received for a seq it had already sent with another id (the inbox reused the seq); they are resent.",

@@ -23,11 +23,11 @@ type PresenceHook interface {
 }
 
 // Present reports whether userID is present on this gateway: it has a
-// registered connection, possibly one being closed. (HasLocal, by
-// contrast, ignores connections being closed.) Presence hooks fire on
-// changes of this.
+// registered connection (WebSocket or SSE, possibly one being closed) or a
+// waiting long poll. (HasLocal, by contrast, ignores connections being
+// closed and long polls.) Presence hooks fire on changes of this.
 func (g *Gateway) Present(userID string) bool {
-	return g.hub.count(userID) > 0
+	return g.hub.present(userID)
 }
 
 // LocalUsers calls fn once for every user present on this gateway, one hub
@@ -35,18 +35,5 @@ func (g *Gateway) Present(userID string) bool {
 // (e.g. on a Redis pipeline); users connecting or leaving meanwhile may or
 // may not be reported.
 func (g *Gateway) LocalUsers(fn func(userID string)) {
-	var buf []string
-	for i := range g.hub.shards {
-		s := &g.hub.shards[i]
-		s.mu.Lock()
-		for u := range s.users {
-			buf = append(buf, u)
-		}
-		s.mu.Unlock()
-		for _, u := range buf {
-			fn(u)
-		}
-		clear(buf)
-		buf = buf[:0]
-	}
+	g.hub.eachUser(fn)
 }
