@@ -47,6 +47,11 @@ export declare class Herald {
     private upTimer;
     private catchUpTimer;
     private quiet;
+    /**
+     * Whether the current connection is past its synced: from then on the client counts new
+     * unread ones itself (WebSocket and SSE send a count only at synced and after reads).
+     */
+    private live;
     private readonly onOnline;
     constructor(options: HeraldOptions);
     private readonly getToken;

@@ -9,6 +9,7 @@ import { LongPollTransport } from './transports/longpoll.js';
 import { SSETransport } from './transports/sse.js';
 import { Close } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
+import { defaultStorage, defaultURL, resolveEnv } from './env.js';
 export * from './types.js';
 export { Backoff, backoffCeiling } from './backoff.js';
 export { jwtSubject, cursorKey } from './cursor.js';
@@ -24,41 +25,6 @@ export const UP_JITTER_MS = 10000;
 export const MAX_AUTH_FAILURES = 3;
 /** The largest delay of a reconnect after 1012 (server restarting), ms. */
 export const RESTART_JITTER_MS = 1000;
-function resolveEnv(e = {}) {
-    const g = globalThis;
-    const pick = (v, name) => v !== undefined ? v : (g[name] ?? null);
-    const gfetch = typeof g.fetch === 'function' ? g.fetch.bind(globalThis) : null;
-    const st = e.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
-    const ct = e.clearTimeout ?? ((id) => clearTimeout(id));
-    return {
-        WebSocket: pick(e.WebSocket, 'WebSocket'),
-        EventSource: pick(e.EventSource, 'EventSource'),
-        fetch: e.fetch !== undefined ? e.fetch : gfetch,
-        BroadcastChannel: pick(e.BroadcastChannel, 'BroadcastChannel'),
-        locks: e.locks !== undefined ? e.locks : (g.navigator?.locks ?? null),
-        timers: { setTimeout: st, clearTimeout: ct },
-        random: e.random ?? Math.random,
-        now: e.now ?? Date.now,
-        logger: e.logger ?? console,
-        window: e.window !== undefined
-            ? e.window
-            : typeof g.addEventListener === 'function'
-                ? globalThis
-                : null,
-    };
-}
-function defaultStorage() {
-    try {
-        const ls = globalThis.localStorage;
-        return ls ?? null;
-    }
-    catch {
-        return null; // access denied (sandboxed frame, disabled storage)
-    }
-}
-function defaultURL() {
-    return globalThis.location?.origin;
-}
 export class Herald {
     constructor(options) {
         this.listeners = new Map();
@@ -81,6 +47,11 @@ export class Herald {
         this.upTimer = null;
         this.catchUpTimer = null;
         this.quiet = false;
+        /**
+         * Whether the current connection is past its synced: from then on the client counts new
+         * unread ones itself (WebSocket and SSE send a count only at synced and after reads).
+         */
+        this.live = false;
         this.onOnline = () => {
             if (this.isLeader && this.reconnectTimer !== null)
                 this.connect();
@@ -154,6 +125,10 @@ export class Herald {
             throw new TypeError("herald: markRead takes a non-empty array of seqs or 'all'");
         await this.started;
         const n = await this.withAuth(() => this.api.markRead(seqs));
+        // A follower tells the others (the leader relays it) rather than wait for the server's
+        // unread frame, which the long poll would only see after its next page.
+        if (!this.isLeader && !this.closed)
+            this.bus?.post('unread', { count: n });
         this.setUnread(n);
         return n;
     }
@@ -172,7 +147,10 @@ export class Herald {
     async start() {
         while (!this.token) {
             try {
-                this.token = await this.getToken();
+                const t = await this.getToken();
+                if (typeof t !== 'string' || t === '')
+                    throw new Error('getToken returned no token');
+                this.token = t;
             }
             catch (e) {
                 // The app's token endpoint may be down for a moment: try again with backoff.
@@ -202,7 +180,12 @@ export class Herald {
         this.seq = new Sequencer(cur, {
             fetchAfter: async (after) => (await this.api.list({ after, limit: 500 })).notifications,
             deliver: (n) => this.deliver(n),
-            resync: (info) => this.emit('resync', info),
+            resync: (info) => {
+                this.emit('resync', info);
+                // A replaced notification may have changed the count: ask.
+                if (info.reason !== 'gap' && this.isLeader)
+                    this.api.unreadCount().then((c) => this.setUnread(c), () => undefined);
+            },
         });
         const { BroadcastChannel: BC, locks } = this.env;
         if (this.wantShared && BC) {
@@ -222,6 +205,11 @@ export class Herald {
     lead() {
         if (this.closed || this.isLeader)
             return;
+        // Start where the previous leader ended up (a proxy that blocked its WebSocket blocks
+        // this tab's too); the move-up timer still tries the top transport later.
+        const was = this.info.transport;
+        if (this.mode === 'auto' && was !== null)
+            this.tier = TRANSPORTS.indexOf(was);
         this.isLeader = true;
         this.clearTimer('catchUpTimer');
         this.cur.persist = true;
@@ -260,6 +248,7 @@ export class Herald {
         }
         const after = this.cur.seq > 0 ? this.cur.seq : null;
         this.seq.checkGaps = after !== null;
+        this.live = false;
         this.setState('connecting', name);
         let t = null;
         const mine = () => t !== null && this.current === t;
@@ -269,6 +258,7 @@ export class Herald {
             after,
             api: this.api,
             timers: this.env.timers,
+            now: this.env.now,
             cursor: () => this.cur.seq,
             idle: () => this.seq.idle(),
             handlers: {
@@ -297,6 +287,8 @@ export class Herald {
                             return;
                         this.bus?.post('synced', { seq });
                         this.authFailures = 0;
+                        // The long poll reads the exact count after every page: it needs no counting.
+                        this.live = name !== 'longpoll';
                         this.setUnread(unread);
                         this.setState('synced', name);
                     });
@@ -445,6 +437,10 @@ export class Herald {
         if (this.isLeader)
             this.bus?.post('notification', { n, gaps: this.seq.checkGaps });
         this.emit('notification', n);
+        // The server sends an unread count after reads only; a new unread notification after
+        // synced (whose count covered the replay) adds one. The leader counts and relays.
+        if (this.isLeader && this.live && !n.read && this.unreadCount !== null)
+            this.setUnread(this.unreadCount + 1);
     }
     setUnread(n) {
         if (this.isLeader)
@@ -469,7 +465,9 @@ export class Herald {
         if (this.closed)
             return;
         if (this.isLeader) {
-            if (m.t === 'hello')
+            if (m.t === 'unread')
+                this.setUnread(Number(m.count));
+            else if (m.t === 'hello')
                 this.bus.post('welcome', {
                     cursor: this.cur.seq,
                     unread: this.unreadCount,

@@ -8,15 +8,14 @@ import { Bus, BroadcastElection, LockElection, type BusMessage, type Election } 
 import { Sequencer } from './sequencer.js';
 import { LongPollTransport } from './transports/longpoll.js';
 import { SSETransport } from './transports/sse.js';
-import { Close, type CloseInfo, type Timers, type Transport, type TransportContext } from './transports/transport.js';
+import { Close, type CloseInfo, type Transport, type TransportContext } from './transports/transport.js';
 import { WebSocketTransport } from './transports/websocket.js';
+import { defaultStorage, defaultURL, resolveEnv, type ResolvedEnv } from './env.js';
 import type {
   ConnectionState,
   CursorStorage,
-  Environment,
   HeraldEvents,
   HeraldOptions,
-  Logger,
   Notification,
   StateInfo,
   TimerId,
@@ -42,58 +41,6 @@ export const MAX_AUTH_FAILURES = 3;
 export const RESTART_JITTER_MS = 1000;
 
 type Listener<K extends keyof HeraldEvents> = (payload: HeraldEvents[K]) => void;
-
-interface ResolvedEnv {
-  WebSocket: Environment['WebSocket'];
-  EventSource: Environment['EventSource'];
-  fetch: NonNullable<Environment['fetch']> | null;
-  BroadcastChannel: Environment['BroadcastChannel'];
-  locks: Environment['locks'];
-  timers: Timers;
-  random: () => number;
-  now: () => number;
-  logger: Logger;
-  window: Environment['window'];
-}
-
-function resolveEnv(e: Environment = {}): ResolvedEnv {
-  const g = globalThis as unknown as Record<string, unknown> & { navigator?: { locks?: unknown } };
-  const pick = <T>(v: T | null | undefined, name: string): T | null =>
-    v !== undefined ? v : ((g[name] as T | undefined) ?? null);
-  const gfetch = typeof g.fetch === 'function' ? (g.fetch as (...a: unknown[]) => unknown).bind(globalThis) : null;
-  const st = e.setTimeout ?? ((fn: () => void, ms: number) => setTimeout(fn, ms) as TimerId);
-  const ct = e.clearTimeout ?? ((id: TimerId) => clearTimeout(id as ReturnType<typeof setTimeout>));
-  return {
-    WebSocket: pick(e.WebSocket, 'WebSocket'),
-    EventSource: pick(e.EventSource, 'EventSource'),
-    fetch: e.fetch !== undefined ? e.fetch : (gfetch as ResolvedEnv['fetch']),
-    BroadcastChannel: pick(e.BroadcastChannel, 'BroadcastChannel'),
-    locks: e.locks !== undefined ? e.locks : ((g.navigator?.locks as Environment['locks']) ?? null),
-    timers: { setTimeout: st, clearTimeout: ct },
-    random: e.random ?? Math.random,
-    now: e.now ?? Date.now,
-    logger: e.logger ?? console,
-    window:
-      e.window !== undefined
-        ? e.window
-        : typeof g.addEventListener === 'function'
-          ? (globalThis as unknown as Environment['window'])
-          : null,
-  };
-}
-
-function defaultStorage(): CursorStorage | null {
-  try {
-    const ls = (globalThis as { localStorage?: CursorStorage }).localStorage;
-    return ls ?? null;
-  } catch {
-    return null; // access denied (sandboxed frame, disabled storage)
-  }
-}
-
-function defaultURL(): string | undefined {
-  return (globalThis as { location?: { origin?: string } }).location?.origin;
-}
 
 export class Herald {
   private readonly env: ResolvedEnv;
@@ -127,6 +74,11 @@ export class Herald {
   private upTimer: TimerId | null = null;
   private catchUpTimer: TimerId | null = null;
   private quiet = false;
+  /**
+   * Whether the current connection is past its synced: from then on the client counts new
+   * unread ones itself (WebSocket and SSE send a count only at synced and after reads).
+   */
+  private live = false;
   private readonly onOnline = () => {
     if (this.isLeader && this.reconnectTimer !== null) this.connect();
   };
@@ -203,6 +155,9 @@ export class Herald {
       throw new TypeError("herald: markRead takes a non-empty array of seqs or 'all'");
     await this.started;
     const n = await this.withAuth(() => this.api!.markRead(seqs));
+    // A follower tells the others (the leader relays it) rather than wait for the server's
+    // unread frame, which the long poll would only see after its next page.
+    if (!this.isLeader && !this.closed) this.bus?.post('unread', { count: n });
     this.setUnread(n);
     return n;
   }
@@ -224,7 +179,9 @@ export class Herald {
   private async start(): Promise<void> {
     while (!this.token) {
       try {
-        this.token = await this.getToken!();
+        const t = await this.getToken!();
+        if (typeof t !== 'string' || t === '') throw new Error('getToken returned no token');
+        this.token = t;
       } catch (e) {
         // The app's token endpoint may be down for a moment: try again with backoff.
         this.env.logger.warn('herald: getToken failed:', e);
@@ -249,7 +206,15 @@ export class Herald {
     this.seq = new Sequencer(cur, {
       fetchAfter: async (after) => (await this.api!.list({ after, limit: 500 })).notifications,
       deliver: (n) => this.deliver(n),
-      resync: (info) => this.emit('resync', info),
+      resync: (info) => {
+        this.emit('resync', info);
+        // A replaced notification may have changed the count: ask.
+        if (info.reason !== 'gap' && this.isLeader)
+          this.api!.unreadCount().then(
+            (c) => this.setUnread(c),
+            () => undefined,
+          );
+      },
     });
     const { BroadcastChannel: BC, locks } = this.env;
     if (this.wantShared && BC) {
@@ -268,6 +233,10 @@ export class Herald {
 
   private lead(): void {
     if (this.closed || this.isLeader) return;
+    // Start where the previous leader ended up (a proxy that blocked its WebSocket blocks
+    // this tab's too); the move-up timer still tries the top transport later.
+    const was = this.info.transport;
+    if (this.mode === 'auto' && was !== null) this.tier = TRANSPORTS.indexOf(was);
     this.isLeader = true;
     this.clearTimer('catchUpTimer');
     this.cur!.persist = true;
@@ -305,6 +274,7 @@ export class Herald {
     }
     const after = this.cur!.seq > 0 ? this.cur!.seq : null;
     this.seq!.checkGaps = after !== null;
+    this.live = false;
     this.setState('connecting', name);
     let t: Transport | null = null;
     const mine = () => t !== null && this.current === t;
@@ -314,6 +284,7 @@ export class Herald {
       after,
       api: this.api!,
       timers: this.env.timers,
+      now: this.env.now,
       cursor: () => this.cur!.seq,
       idle: () => this.seq!.idle(),
       handlers: {
@@ -337,6 +308,8 @@ export class Herald {
             if (!mine()) return;
             this.bus?.post('synced', { seq });
             this.authFailures = 0;
+            // The long poll reads the exact count after every page: it needs no counting.
+            this.live = name !== 'longpoll';
             this.setUnread(unread);
             this.setState('synced', name);
           });
@@ -474,6 +447,9 @@ export class Herald {
     // Gaps are expected in an unread-only replay: the followers must not fill them either.
     if (this.isLeader) this.bus?.post('notification', { n, gaps: this.seq!.checkGaps });
     this.emit('notification', n);
+    // The server sends an unread count after reads only; a new unread notification after
+    // synced (whose count covered the replay) adds one. The leader counts and relays.
+    if (this.isLeader && this.live && !n.read && this.unreadCount !== null) this.setUnread(this.unreadCount + 1);
   }
 
   private setUnread(n: number): void {
@@ -495,7 +471,8 @@ export class Herald {
   private relayed(m: BusMessage): void {
     if (this.closed) return;
     if (this.isLeader) {
-      if (m.t === 'hello')
+      if (m.t === 'unread') this.setUnread(Number(m.count));
+      else if (m.t === 'hello')
         this.bus!.post('welcome', {
           cursor: this.cur!.seq,
           unread: this.unreadCount,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Herald } from '../src/herald.js';
 import { CLAIM_MS, LEADER_TIMEOUT_MS } from '../src/leader.js';
 import type { Environment, Notification, StateInfo } from '../src/types.js';
-import { FakeBroadcastHub, FakeLocks, FakeWebSocket, MemoryStorage, flush, n, token, world } from './fakes.js';
+import { FakeBroadcastHub, FakeEventSource, FakeLocks, FakeWebSocket, MemoryStorage, flush, n, token, world } from './fakes.js';
 
 function tab(w: ReturnType<typeof world>, storage: MemoryStorage | null, env: Partial<Environment> = {}) {
   const h = new Herald({ url: 'http://h.test', token: token('ada'), storage, env: { ...w.env, ...env } });
@@ -53,6 +53,9 @@ test('web locks: one leader connects, followers get relayed frames, and take ove
   assert.equal(await b.h.markRead([2]), 0);
   assert.equal(w.server.callsTo('/v1/notifications/read').length, 1);
   assert.equal(ws.sent.length, 0);
+  await flush();
+  assert.equal(a.h.unread, 0, 'the follower told the leader');
+  assert.equal(c.h.unread, 0, 'and the leader the other followers');
 
   // The leader tab goes away: the lock passes to the next tab, which resumes from the shared cursor.
   a.h.close();
@@ -208,4 +211,41 @@ test('followers see the unread-only replay as the leader does, and adopt its syn
   assert.equal(w.server.callsTo('/v1/notifications').length, 0, 'no gap fetch anywhere');
   a.h.close();
   b.h.close();
+});
+
+test("a new leader starts on the old leader's transport, and still tries to move up", async () => {
+  const hub = new FakeBroadcastHub();
+  const w = world({ hub, locks: new FakeLocks() });
+  const a = tab(w, w.storage);
+  await flush();
+  const b = tab(w, w.storage);
+  await flush();
+  FakeWebSocket.instances[0].fail();
+  await w.clock.advance(0);
+  const es = FakeEventSource.instances[0];
+  es.event('synced', { seq: 0, unread: 0 });
+  await flush();
+  assert.equal(b.h.transport, 'sse');
+  a.h.close();
+  await flush();
+  assert.equal(b.h.leader, true);
+  assert.equal(FakeWebSocket.instances.length, 1, 'no new WebSocket attempt at takeover');
+  assert.equal(FakeEventSource.instances.length, 2);
+  FakeEventSource.instances[1].event('synced', { seq: 0, unread: 0 });
+  await w.clock.advance(70000);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  b.h.close();
+});
+
+test('BroadcastChannel election: tabs that start together end with one leader', async () => {
+  const hub = new FakeBroadcastHub();
+  const w = world({ hub, locks: null });
+  const tabs = [tab(w, w.storage), tab(w, w.storage), tab(w, w.storage), tab(w, w.storage)];
+  await w.clock.advance(CLAIM_MS * 2);
+  assert.equal(tabs.filter((t) => t.h.leader).length, 1);
+  assert.equal(FakeWebSocket.instances.length, 1);
+  await w.clock.advance(LEADER_TIMEOUT_MS * 5);
+  assert.equal(tabs.filter((t) => t.h.leader).length, 1);
+  assert.equal(FakeWebSocket.instances.length, 1);
+  for (const t of tabs) t.h.close();
 });

@@ -370,3 +370,68 @@ test('a token without a sub closes the client with the reason', async () => {
   await assert.rejects(h.list(), /not a JWT/);
   assert.equal(h.state, 'closed');
 });
+
+test('unread: synced gives the count, each new unread notification adds one, reads set it', async () => {
+  const w = world();
+  const { h } = start(w, { storage: null });
+  const counts: number[] = [];
+  h.on('unread', (c) => counts.push(c));
+  await flush();
+  const ws = FakeWebSocket.instances[0];
+  ws.open();
+  ws.notify(n(1, { prev: 0 })); // part of the replay: counted by synced
+  ws.synced(1, 1);
+  ws.notify(n(2));
+  ws.notify(n(3, { read: true }));
+  ws.notify(n(3)); // duplicate: not counted
+  ws.notify(n(4));
+  await flush();
+  assert.deepEqual(counts, [1, 2, 3]);
+  ws.frame({ type: 'unread', count: 1 });
+  await flush();
+  assert.equal(h.unread, 1);
+  h.close();
+});
+
+test('long poll: a server that answers held polls at once is not hammered', async () => {
+  const w = world();
+  const { h } = start(w, { transport: 'longpoll', storage: null });
+  await flush();
+  const polls = () => w.server.callsTo('/v1/notifications').length;
+  const before = polls();
+  w.server.release(); // the held poll comes back empty at once
+  await flush();
+  assert.equal(polls(), before, 'pauses instead of polling again');
+  await w.clock.advance(5000);
+  assert.equal(polls(), before + 1);
+  h.close();
+  assert.equal(w.clock.timers.size, 0);
+});
+
+test('long poll: the count is the one read after each page, never counted up', async () => {
+  const w = world();
+  const { h } = start(w, { transport: 'longpoll', storage: null });
+  const counts: number[] = [];
+  h.on('unread', (c) => counts.push(c));
+  await flush();
+  // The count read after a page may already include notifications of the next page.
+  w.server.unread = 2;
+  w.server.add(n(1, { prev: 0 }), n(2));
+  await flush();
+  assert.equal(h.unread, 2);
+  assert.deepEqual(counts, [0, 2]);
+  h.close();
+  w.server.release();
+});
+
+test('a forced transport the environment lacks closes with the reason; auto skips it', async () => {
+  const w = world();
+  const forced = new Herald({ url: 'http://h.test', token: token('ada'), transport: 'sse', env: { ...w.env, EventSource: null } });
+  await flush();
+  assert.equal(forced.state, 'closed');
+  const auto = new Herald({ url: 'http://h.test', token: token('ada'), env: { ...w.env, WebSocket: null, EventSource: null } });
+  await flush();
+  assert.equal(auto.transport, 'longpoll');
+  auto.close();
+  w.server.release();
+});

@@ -3,11 +3,18 @@ import { type Transport, type TransportContext } from './transport.js';
 export declare const LONGPOLL_WAIT = 25;
 /** Page size of the polls. */
 export declare const LONGPOLL_LIMIT = 100;
+/**
+ * A held poll that comes back empty sooner than this (a server that ignores wait) is
+ * followed by a pause of LONGPOLL_PAUSE_MS instead of the next poll at once.
+ */
+export declare const LONGPOLL_MIN_EMPTY_MS = 1000;
+export declare const LONGPOLL_PAUSE_MS = 5000;
 export declare class LongPollTransport implements Transport {
     private readonly ctx;
     readonly name: "longpoll";
     private done;
     private opened;
+    private pause;
     private readonly abort;
     constructor(ctx: TransportContext);
     close(): void;

@@ -7,6 +7,12 @@ import { Close, codeForStatus } from './transport.js';
 export const LONGPOLL_WAIT = 25;
 /** Page size of the polls. */
 export const LONGPOLL_LIMIT = 100;
+/**
+ * A held poll that comes back empty sooner than this (a server that ignores wait) is
+ * followed by a pause of LONGPOLL_PAUSE_MS instead of the next poll at once.
+ */
+export const LONGPOLL_MIN_EMPTY_MS = 1000;
+export const LONGPOLL_PAUSE_MS = 5000;
 /** Page size of the first walk over the inbox without a cursor. */
 const WALK_LIMIT = 500;
 export class LongPollTransport {
@@ -15,6 +21,7 @@ export class LongPollTransport {
         this.name = 'longpoll';
         this.done = false;
         this.opened = false;
+        this.pause = null;
         this.abort = typeof AbortController === 'function' ? new AbortController() : null;
         this.run().catch((e) => {
             if (e instanceof HTTPError)
@@ -28,6 +35,8 @@ export class LongPollTransport {
             return;
         this.done = true;
         this.abort?.abort();
+        if (this.pause !== null)
+            this.ctx.timers.clearTimeout(this.pause);
     }
     get signal() {
         return this.abort?.signal;
@@ -51,9 +60,16 @@ export class LongPollTransport {
             if (this.done)
                 return;
             const after = this.ctx.cursor();
+            const began = this.ctx.now();
             const page = await api.list({ after, limit: LONGPOLL_LIMIT, wait: synced ? LONGPOLL_WAIT : 0 }, this.signal);
             if (this.done)
                 return;
+            if (synced && page.notifications.length === 0 && this.ctx.now() - began < LONGPOLL_MIN_EMPTY_MS) {
+                await new Promise((r) => (this.pause = this.ctx.timers.setTimeout(r, LONGPOLL_PAUSE_MS)));
+                this.pause = null;
+                if (this.done)
+                    return;
+            }
             this.opening();
             for (const n of page.notifications)
                 handlers.notification(n);

@@ -3,12 +3,19 @@
 // after each page. The last resort where neither WebSocket nor SSE get through.
 
 import { HTTPError } from '../http.js';
+import type { TimerId } from '../types.js';
 import { Close, codeForStatus, type Transport, type TransportContext } from './transport.js';
 
 /** Seconds a poll is held by the server (it allows 0–60). */
 export const LONGPOLL_WAIT = 25;
 /** Page size of the polls. */
 export const LONGPOLL_LIMIT = 100;
+/**
+ * A held poll that comes back empty sooner than this (a server that ignores wait) is
+ * followed by a pause of LONGPOLL_PAUSE_MS instead of the next poll at once.
+ */
+export const LONGPOLL_MIN_EMPTY_MS = 1000;
+export const LONGPOLL_PAUSE_MS = 5000;
 /** Page size of the first walk over the inbox without a cursor. */
 const WALK_LIMIT = 500;
 
@@ -16,6 +23,7 @@ export class LongPollTransport implements Transport {
   readonly name = 'longpoll' as const;
   private done = false;
   private opened = false;
+  private pause: TimerId | null = null;
   private readonly abort: AbortController | null =
     typeof AbortController === 'function' ? new AbortController() : null;
 
@@ -30,6 +38,7 @@ export class LongPollTransport implements Transport {
     if (this.done) return;
     this.done = true;
     this.abort?.abort();
+    if (this.pause !== null) this.ctx.timers.clearTimeout(this.pause);
   }
 
   private get signal(): AbortSignal | undefined {
@@ -54,8 +63,14 @@ export class LongPollTransport implements Transport {
       await this.ctx.idle();
       if (this.done) return;
       const after = this.ctx.cursor();
+      const began = this.ctx.now();
       const page = await api.list({ after, limit: LONGPOLL_LIMIT, wait: synced ? LONGPOLL_WAIT : 0 }, this.signal);
       if (this.done) return;
+      if (synced && page.notifications.length === 0 && this.ctx.now() - began < LONGPOLL_MIN_EMPTY_MS) {
+        await new Promise<void>((r) => (this.pause = this.ctx.timers.setTimeout(r, LONGPOLL_PAUSE_MS)));
+        this.pause = null;
+        if (this.done) return;
+      }
       this.opening();
       for (const n of page.notifications) handlers.notification(n);
       await this.ctx.idle();

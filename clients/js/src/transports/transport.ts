@@ -52,6 +52,7 @@ export interface TransportContext {
   handlers: TransportHandlers;
   api: API;
   timers: Timers;
+  now(): number;
   /** The current cursor (the long poll asks again before each request). */
   cursor(): number;
   /** Resolves when the client has handled every notification handed over so far. */
