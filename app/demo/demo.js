@@ -18,12 +18,8 @@ window.heraldDemo = demo;
 
 /** seq → {n, li}: what #list shows, one entry per seq. */
 const items = new Map();
-/** What #badge shows. */
+/** What #badge shows: the SDK's unread count. */
 let unread = 0;
-/** client.unread when the page last took it (see countNew). */
-let sdkUnread = null;
-/** Whether the connection is synced: notifications after that are new. */
-let live = false;
 
 // ---------------------------------------------------------------- helpers
 
@@ -252,22 +248,6 @@ function refreshReadSoon() {
   }, 250);
 }
 
-/** Shows the SDK's unread count, when it has one. */
-function takeSdkUnread(client) {
-  sdkUnread = client.unread;
-  setBadge(client.unread);
-}
-
-/**
- * A live unread notification arrived: the server sends an unread count
- * only when something is read, so the badge counts new ones itself, unless
- * the SDK's count already moved (then it is the truth).
- */
-function countNew(client) {
-  if (typeof client.unread === 'number' && client.unread !== sdkUnread) takeSdkUnread(client);
-  else setBadge(unread + 1);
-}
-
 // ---------------------------------------------------------------- connect
 
 async function connect(user) {
@@ -312,19 +292,18 @@ async function connect(user) {
 
   client.on('state', (s) => {
     showState(s);
-    // A replay before 'synced' is in the count 'synced' brings.
-    live = s.state === 'synced';
-    if (live) takeSdkUnread(client);
-    if (live && !historyLoaded) loadHistory();
+    if (s.state === 'synced') {
+      setBadge(client.unread);
+      if (!historyLoaded) loadHistory();
+    }
   });
   client.on('notification', (n) => {
     demo.seen.push(n.seq);
-    const isNew = !items.has(Number(n.seq));
     upsert(n, { fresh: true });
-    if (isNew && live && !n.read) countNew(client);
   });
+  // The SDK counts new unread notifications itself (the server sends a
+  // count at synced and after reads).
   client.on('unread', (count) => {
-    sdkUnread = client.unread;
     setBadge(count);
     if (count === 0) for (const seq of items.keys()) setRead(seq, true);
     else refreshReadSoon();
