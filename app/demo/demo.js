@@ -315,7 +315,10 @@ async function connect(user) {
   // A tab that does not hold the connection may never see 'synced' itself:
   // load what is already in the inbox in any case.
   setTimeout(() => { if (!historyLoaded) loadHistory(); }, 1500);
+  // Closing hands the connection to another tab at once; a page restored
+  // from the back/forward cache starts over.
   addEventListener('pagehide', () => client.close());
+  addEventListener('pageshow', (ev) => { if (ev.persisted) location.reload(); });
 }
 
 // ------------------------------------------------------------------- send
