@@ -18,12 +18,8 @@ window.heraldDemo = demo;
 
 /** seq → {n, li}: what #list shows, one entry per seq. */
 const items = new Map();
-/** What #badge shows. */
+/** What #badge shows: the SDK's unread count. */
 let unread = 0;
-/** client.unread when the page last took it (see countNew). */
-let sdkUnread = null;
-/** Whether the connection is synced: notifications after that are new. */
-let live = false;
 
 // ---------------------------------------------------------------- helpers
 
@@ -143,22 +139,23 @@ function render(n, fresh) {
 
 /**
  * Shows n at its place in #list (newest first), replacing what was shown at
- * its seq. fromServer marks a notification read from GET /v1/notifications,
- * whose read flag is the truth; a live one keeps a read flag already shown.
+ * its seq when the id differs (the inbox reused the seq). For one already
+ * shown only its read flag can change, and only to read: nothing is ever
+ * marked unread, so an answer older than a local mark read cannot undo it.
  */
-function upsert(n, { fresh = false, fromServer = false } = {}) {
+function upsert(n, { fresh = false } = {}) {
   const seq = Number(n.seq);
   if (!Number.isSafeInteger(seq) || seq <= 0) return;
   const had = items.get(seq);
   if (had) {
     if (had.n.id === n.id) {
-      if (fromServer) setRead(seq, Boolean(n.read));
+      if (n.read) setRead(seq);
       return;
     }
     had.li.remove(); // the inbox reused this seq: the new notification is the truth
     items.delete(seq);
   }
-  const shown = { ...n, read: had && had.n.id === n.id && !fromServer ? had.n.read : Boolean(n.read) };
+  const shown = { ...n, read: Boolean(n.read) };
   const li = render(shown, fresh);
   let before = null;
   for (const child of $('#list').children) {
@@ -174,11 +171,12 @@ function upsert(n, { fresh = false, fromServer = false } = {}) {
   $('#empty').hidden = items.size > 0;
 }
 
-function setRead(seq, read) {
+/** Marks what #list shows at seq read. */
+function setRead(seq) {
   const it = items.get(seq);
   if (!it) return;
-  it.n.read = read;
-  it.li.dataset.read = String(read);
+  it.n.read = true;
+  it.li.dataset.read = 'true';
 }
 
 async function markRead(seqs) {
@@ -186,8 +184,8 @@ async function markRead(seqs) {
   if (!client) return;
   try {
     const count = await client.markRead(seqs);
-    if (seqs === 'all') for (const seq of items.keys()) setRead(seq, true);
-    else for (const seq of seqs) setRead(seq, true);
+    if (seqs === 'all') for (const seq of items.keys()) setRead(seq);
+    else for (const seq of seqs) setRead(seq);
     setBadge(count);
     notice('');
   } catch (e) {
@@ -227,7 +225,7 @@ async function loadHistory() {
     const list = await fetchFrom(Math.max(0, head - HISTORY), 20);
     // Knowing the head, the list is the last HISTORY and anything newer;
     // not knowing it, it is the whole inbox.
-    for (const n of head > 0 ? list : list.slice(-HISTORY)) upsert(n, { fromServer: true });
+    for (const n of head > 0 ? list : list.slice(-HISTORY)) upsert(n);
   } catch (e) {
     historyLoaded = false;
     notice(`Loading the inbox failed: ${e.message || e}`);
@@ -245,27 +243,11 @@ function refreshReadSoon() {
     if (local === unread) return;
     try {
       const from = Math.min(...items.keys()) - 1;
-      for (const n of await fetchFrom(from, 2)) if (items.has(Number(n.seq))) setRead(Number(n.seq), Boolean(n.read));
+      for (const n of await fetchFrom(from, 2)) if (n.read) setRead(Number(n.seq));
     } catch {
       // the next unread change tries again
     }
   }, 250);
-}
-
-/** Shows the SDK's unread count, when it has one. */
-function takeSdkUnread(client) {
-  sdkUnread = client.unread;
-  setBadge(client.unread);
-}
-
-/**
- * A live unread notification arrived: the server sends an unread count
- * only when something is read, so the badge counts new ones itself, unless
- * the SDK's count already moved (then it is the truth).
- */
-function countNew(client) {
-  if (typeof client.unread === 'number' && client.unread !== sdkUnread) takeSdkUnread(client);
-  else setBadge(unread + 1);
 }
 
 // ---------------------------------------------------------------- connect
@@ -312,21 +294,20 @@ async function connect(user) {
 
   client.on('state', (s) => {
     showState(s);
-    // A replay before 'synced' is in the count 'synced' brings.
-    live = s.state === 'synced';
-    if (live) takeSdkUnread(client);
-    if (live && !historyLoaded) loadHistory();
+    if (s.state === 'synced') {
+      setBadge(client.unread);
+      if (!historyLoaded) loadHistory();
+    }
   });
   client.on('notification', (n) => {
     demo.seen.push(n.seq);
-    const isNew = !items.has(Number(n.seq));
     upsert(n, { fresh: true });
-    if (isNew && live && !n.read) countNew(client);
   });
+  // The SDK counts new unread notifications itself (the server sends a
+  // count at synced and after reads).
   client.on('unread', (count) => {
-    sdkUnread = client.unread;
     setBadge(count);
-    if (count === 0) for (const seq of items.keys()) setRead(seq, true);
+    if (count === 0) for (const seq of items.keys()) setRead(seq);
     else refreshReadSoon();
   });
   client.on('resync', () => loadHistory());
@@ -336,7 +317,10 @@ async function connect(user) {
   // A tab that does not hold the connection may never see 'synced' itself:
   // load what is already in the inbox in any case.
   setTimeout(() => { if (!historyLoaded) loadHistory(); }, 1500);
+  // Closing hands the connection to another tab at once; a page restored
+  // from the back/forward cache starts over.
   addEventListener('pagehide', () => client.close());
+  addEventListener('pageshow', (ev) => { if (ev.persisted) location.reload(); });
 }
 
 // ------------------------------------------------------------------- send

@@ -96,3 +96,15 @@ func TestPageHooks(t *testing.T) {
 		}
 	}
 }
+
+// The page loads nothing from elsewhere: no CDN, no framework, no fonts.
+func TestPageIsSelfContained(t *testing.T) {
+	for _, name := range []string{"index.html", "demo.css", "demo.js"} {
+		b, _ := assets.ReadFile(name)
+		for _, bad := range []string{"http://", "https://", "//cdn", "@import", "url("} {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s contains %q", name, bad)
+			}
+		}
+	}
+}
