@@ -17,7 +17,8 @@ export class BlockingProxy {
   constructor(target, { blockSSE = false } = {}) {
     this.target = new URL(target);
     this.blockSSE = blockSSE;
-    this.counts = { upgradesRefused: 0, sseRefused: 0, sseForwarded: 0, longPolls: 0, forwarded: 0 };
+    this.counts = { upgradesRefused: 0, sseRefused: 0, sseForwarded: 0, longPolls: 0, forwarded: 0, dropped: 0 };
+    this.streams = new Set(); // open SSE responses and held long polls
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
     this.server = http.createServer((req, res) => this.#handle(req, res));
     this.server.on('upgrade', (req, socket) => {
@@ -52,8 +53,13 @@ export class BlockingProxy {
       }
       this.counts.sseForwarded += 1;
     }
-    if (url.pathname === '/v1/notifications' && url.searchParams.has('wait')) this.counts.longPolls += 1;
+    const longPoll = url.pathname === '/v1/notifications' && url.searchParams.has('wait');
+    if (longPoll) this.counts.longPolls += 1;
     this.counts.forwarded += 1;
+    if (longPoll || url.pathname === '/v1/sse') {
+      this.streams.add(res);
+      res.on('close', () => this.streams.delete(res));
+    }
     const up = http.request({
       host: this.target.hostname,
       port: this.target.port,
@@ -79,6 +85,19 @@ export class BlockingProxy {
     // the upstream request too, so no stream outlives its browser side.
     res.on('close', () => { if (!res.writableFinished) up.destroy(); });
     req.pipe(up);
+  }
+
+  /**
+   * Cuts every open SSE stream and held long poll mid-way (the TCP
+   * connection closed, as a proxy's idle timeout would), so the client must
+   * reconnect and resume. Returns how many were cut.
+   */
+  dropStreams() {
+    const n = this.streams.size;
+    for (const res of this.streams) res.socket?.destroy();
+    this.streams.clear();
+    this.counts.dropped += n;
+    return n;
   }
 
   async close() {
