@@ -58,10 +58,9 @@ func parseWait(v string) (time.Duration, error) {
 // is there to read it (the client went away).
 func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, uid string, after uint64, wait time.Duration,
 	list func(ctx context.Context) ([]herald.Notification, error)) (ns []herald.Notification, answer bool, err error) {
-	rc := http.NewResponseController(w)
-	// The server's ReadTimeout, counted from the request, would cancel
-	// the request mid-wait; a client that goes away still does.
-	_ = rc.SetReadDeadline(time.Time{})
+	// net/http reads the connection without a deadline once the request
+	// is in (to notice a client that goes away, which cancels r's
+	// context), so only the write deadline needs care, below.
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	found := false
@@ -82,7 +81,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, uid string, af
 	}
 	// The server's WriteTimeout counts from the request: the wait may
 	// have outlasted it.
-	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WaitWriteTimeout))
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WaitWriteTimeout))
 	return ns, true, err
 }
 

@@ -95,9 +95,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Origin", o)
 	}
 	w.WriteHeader(http.StatusOK)
-	// The stream outlives the server's ReadTimeout, whose expiry would
-	// cancel the request; the client going away still does.
-	_ = rc.SetReadDeadline(time.Time{})
+	// net/http reads the connection without a deadline once the request
+	// is in (a client that goes away cancels r's context); the write
+	// deadline is set per write by the sink, past the server's WriteTimeout.
 	s := &sseSink{w: w, rc: rc, timeout: g.cfg.WriteTimeout, done: make(chan struct{})}
 	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", SSERetry.Milliseconds())); err != nil {
 		return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -500,4 +501,26 @@ func FuzzParseSeq(f *testing.F) {
 			t.Fatalf("parseSeq(%q) = %d", s, v)
 		}
 	})
+}
+
+// The server's read and write timeouts, counted from the request, do not
+// cut a stream: the sink sets its own write deadline per event.
+func TestSSEOutlivesServerTimeouts(t *testing.T) {
+	e := newEnv(t, nil)
+	const timeouts = 150 * time.Millisecond
+	srv := httptest.NewUnstartedServer(e.gw.SSE())
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = timeouts, timeouts
+	srv.Start()
+	defer srv.Close()
+	s, resp := e.openSSE(srv.URL+"/v1/sse?token="+token(t, "alice"), nil)
+	if s == nil {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	defer resp.Body.Close()
+	s.start().untilSynced()
+	time.Sleep(4 * timeouts) // past every server timeout
+	e.publish("alice", 1)
+	if got := s.seqs(1); got[0] != 1 {
+		t.Fatalf("after the server timeouts: %v", got)
+	}
 }
