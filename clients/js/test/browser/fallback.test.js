@@ -81,4 +81,31 @@ describe('transport fallbacks', { timeout: 150_000 }, () => {
     assert.ok(proxy.counts.sseRefused >= 1, `the page tried SSE: ${JSON.stringify(proxy.counts)}`);
     assert.ok(proxy.counts.longPolls >= 1, `the page long-polled: ${JSON.stringify(proxy.counts)}`);
   }));
+
+  // Not one of the issue's list: an SSE stream is a response that never
+  // ends, so the listener's timeouts (--http-read-timeout and
+  // --http-write-timeout, 30 s by default) must not cut it. With 2 s ones, an
+  // event sent once the stream has been open for three times that arrives
+  // on the same stream.
+  it('an SSE stream outlives the server\'s read and write timeouts', () => withLogs(herald, pages, async () => {
+    const short = await HeraldDev.create({ extraArgs: ['--http-read-timeout', '2s', '--http-write-timeout', '2s'] });
+    try {
+      const proxy = new BlockingProxy(short.base);
+      proxies.push(proxy);
+      await proxy.listen();
+      const page = await openDemo(await browser.newContext(), proxy.base, 'frank');
+      open.push(page);
+      await waitForTransport(page, 'sse');
+      await waitForState(page, 'synced');
+      const streams = proxy.counts.sseForwarded;
+      await eventually(() => Date.now() - proxy.lastSSEAt > 6_000, { message: 'the stream open for 6 s' });
+      await short.send(event('frank', 1));
+      const snap = await waitForCount(page, 1, 'after the write timeout');
+      checkInbox(assert, snap, { titles: ['frank #1'], label: 'frank' });
+      assert.equal(proxy.counts.sseForwarded, streams, `the same stream delivered it (none re-opened): ${JSON.stringify(proxy.counts)}\n${short.tail(20)}`);
+      await waitForTransport(page, 'sse');
+    } finally {
+      await short.destroy();
+    }
+  }));
 });

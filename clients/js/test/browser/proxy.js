@@ -52,6 +52,7 @@ export class BlockingProxy {
         return;
       }
       this.counts.sseForwarded += 1;
+      this.lastSSEAt = Date.now();
     }
     const longPoll = url.pathname === '/v1/notifications' && url.searchParams.has('wait');
     if (longPoll) this.counts.longPolls += 1;
