@@ -6,7 +6,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 15s
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all build run test test-integration fuzz bench bench-e2e bench-storm lint vet fmt stack-up stack-down stack-status clean
+.PHONY: all build run test test-web test-web-browser test-integration fuzz bench bench-e2e bench-storm lint vet fmt stack-up stack-down stack-status clean
 
 all: build
 
@@ -20,6 +20,25 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
+
+# The web client (clients/js) and the browser tests: builds bin/herald, then
+# in clients/js installs the locked dev dependencies from the npm registry,
+# builds the SDK and checks that the committed dist/ (embedded in the binary
+# for the demo) is what the sources build to, runs the SDK's unit tests, and
+# runs the browser tests (headless Chromium from Debian's `chromium` package,
+# CHROMIUM_BIN to use another) against `herald dev` processes they start.
+test-web: build
+	cd clients/js && npm ci --no-audit --no-fund && npm run build
+	@if ! git diff --quiet -- clients/js/dist || [ -n "$$(git ls-files --others --exclude-standard -- clients/js/dist)" ]; then \
+		echo "clients/js/dist differs from a fresh build: run 'npm run build' in clients/js and commit dist/" >&2; \
+		git status --short -- clients/js/dist >&2; git diff --stat -- clients/js/dist >&2; exit 1; fi
+	cd clients/js && npm test
+	$(MAKE) test-web-browser
+
+# Only the browser tests, on the bin/herald there is (HERALD_BIN to use another).
+test-web-browser:
+	cd clients/js/test/browser && npm ci --no-audit --no-fund && \
+		HERALD_BIN=$${HERALD_BIN:-$(abspath $(BIN))} npm test
 
 # Short coverage-guided runs of every fuzz target (the seed corpora also run in `make test`).
 fuzz:

@@ -72,6 +72,12 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, true, "invalid API key")
 		return
 	}
+	s.acceptEvents(w, r, key)
+}
+
+// acceptEvents is POST /v1/events once the caller is known to hold key
+// (rate limits are per key): every step after authentication.
+func (s *Server) acceptEvents(w http.ResponseWriter, r *http.Request, key string) {
 	if s.cfg.Events == nil {
 		retryAfter(w, time.Minute)
 		writeError(w, http.StatusServiceUnavailable, "", "event intake is not configured on this server")

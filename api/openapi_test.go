@@ -72,7 +72,7 @@ func specServer(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw, SSE: gw.SSE(), Waiter: gw,
-		DevPushes: devPushes{}, Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, ReadyInterval: 5 * time.Millisecond, Logger: quiet})
+		DevPushes: devPushes{}, DevJWTSecret: []byte("0123456789abcdef0123456789abcdef"), DevAPIKey: "key-dev", Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, ReadyInterval: 5 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +458,12 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"GET", "/metrics", "", "", 200, ok},
 		{"GET", "/v1/openapi.json", "", "", 200, ok},
 		{"GET", "/v1/dev/pushes", "", "", 200, ok},
+		{"POST", "/v1/dev/token", "", `{"user_id":"ada"}`, 200, valid},
+		{"POST", "/v1/dev/token", "", `{"user_id":"a da"}`, 400, invalid},
+		{"POST", "/v1/dev/token", "", `{"user":"ada"}`, 400, invalid},
+		{"POST", "/v1/dev/events", "", `{"id":"e-dev","user_id":"ada","type":"mention","title":"Hi"}`, 202, valid},
+		{"POST", "/v1/dev/events", "", `{"events":[{"id":"e-dev2","user_id":"ada","type":"t"}]}`, 202, valid},
+		{"POST", "/v1/dev/events", "", `{"id":"e-dev3","user_id":"ada"}`, 400, invalid},
 	}
 	for _, c := range cases {
 		name := c.method + " " + c.path + " " + c.body

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/store"
 )
@@ -63,6 +65,19 @@ type Config struct {
 	// fake push providers received. Nil (every production role) means the
 	// route does not exist (404).
 	DevPushes http.Handler
+	// DevJWTSecret, when set (herald dev's secret, at least
+	// auth.MinSecretLen bytes), serves POST /v1/dev/token: user tokens
+	// signed with it, valid for DevTokenTTL. Nil means the route does not
+	// exist (404).
+	DevJWTSecret []byte
+	// DevAPIKey, when set (herald dev's key), serves POST /v1/dev/events:
+	// POST /v1/events as this API key, for the demo page. "" means the
+	// route does not exist (404).
+	DevAPIKey string
+	// Root, when set, serves the requests no route matches whose path is
+	// not under /v1/ (herald dev's demo page at /); it answers the paths
+	// it does not know itself. Nil means the JSON 404 for them all.
+	Root http.Handler
 	// Ready are the dependency checks of /readyz, run in the background by
 	// Run (readiness.go); none means always ready.
 	Ready []ReadyCheck
@@ -130,6 +145,7 @@ type Server struct {
 	users   *limiters
 	intake  *budget
 	ready   *readiness
+	origins *origin.Matcher
 }
 
 // ErrConfig is returned by New for an incomplete Config.
@@ -171,9 +187,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, errors.Join(ErrConfig, fmt.Errorf("CORSOrigins: %w", err))
 	}
+	if cfg.DevJWTSecret != nil && len(cfg.DevJWTSecret) < auth.MinSecretLen {
+		return nil, errors.Join(ErrConfig, fmt.Errorf("DevJWTSecret: %d bytes, need at least %d", len(cfg.DevJWTSecret), auth.MinSecretLen))
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: newServerMetrics(cfg.Registerer),
 		keys: newLimiters(cfg.EventsPerKey, 1024), users: newLimiters(cfg.RequestsPerUser, cfg.MaxLimitedUsers),
-		intake: newBudget(cfg.MaxInflightBytes), ready: newReadiness(cfg.Ready, cfg.ReadyInterval, cfg.ReadyTimeout, cfg.Now, cfg.Logger)}
+		intake: newBudget(cfg.MaxInflightBytes), origins: origins, ready: newReadiness(cfg.Ready, cfg.ReadyInterval, cfg.ReadyTimeout, cfg.Now, cfg.Logger)}
 	s.handler = cors(origins, canonicalPaths(s.mux))
 	s.route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
 	s.route("/v1/notifications", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listNotifications)})
@@ -197,7 +216,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DevPushes != nil {
 		s.route("/v1/dev/pushes", map[string]http.HandlerFunc{http.MethodGet: cfg.DevPushes.ServeHTTP})
 	}
+	if cfg.DevJWTSecret != nil {
+		s.route("/v1/dev/token", map[string]http.HandlerFunc{http.MethodPost: s.devOnly(s.postDevToken)})
+	}
+	if cfg.DevAPIKey != "" {
+		s.route("/v1/dev/events", map[string]http.HandlerFunc{http.MethodPost: s.devOnly(s.postDevEvents)})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Root != nil && !strings.HasPrefix(r.URL.Path, "/v1/") {
+			cfg.Root.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "", "no route for "+r.URL.Path)
 	})
 	return s, nil

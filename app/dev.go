@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/heraldhq/herald/app/config"
+	"github.com/heraldhq/herald/app/demo"
+	jsclient "github.com/heraldhq/herald/clients/js"
 	"github.com/heraldhq/herald/delivery/push"
 	"github.com/heraldhq/herald/delivery/push/pushfake"
 	"github.com/heraldhq/herald/store/embedded"
@@ -157,7 +159,8 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, SSE: gw.SSE(), Waiter: gw, Unread: gw, APIKeys: []string{d.secrets.APIKey},
-		DefaultAppID: cmp.Or(cfg.PushSettings().DefaultApp, config.DevApp), DevPushes: d.fakes.Handler()})
+		DefaultAppID: cmp.Or(cfg.PushSettings().DefaultApp, config.DevApp), DevPushes: d.fakes.Handler(),
+		DevJWTSecret: []byte(d.secrets.JWTSecret), DevAPIKey: d.secrets.APIKey, Root: demo.New(demo.Config{SDK: jsclient.Dist})})
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +216,7 @@ func (d *Dev) Shutdown(ctx context.Context) error { return d.p.Shutdown(ctx) }
 // Banner is what `herald dev` prints once it is up.
 func (d *Dev) Banner(self string) string {
 	return fmt.Sprintf(`Herald dev is running.
+  Demo inbox   %[1]s/   (open it in a browser)
   HTTP API     %[1]s   (WebSocket: %[2]s/v1/ws?token=…)
   Kafka        %[3]s   (topics %[4]sevents, …)
   data dir     %[5]s

@@ -213,6 +213,13 @@ type APIOptions struct {
 	DefaultAppID string
 	// DevPushes, when set, serves GET /v1/dev/pushes (herald dev's fakes).
 	DevPushes http.Handler
+	// DevJWTSecret and DevAPIKey, when set, serve POST /v1/dev/token and
+	// POST /v1/dev/events (herald dev's secrets; api.Config).
+	DevJWTSecret []byte
+	DevAPIKey    string
+	// Root, when set, serves / and the other paths outside /v1/ that no
+	// route matches (herald dev's demo page; api.Config.Root).
+	Root http.Handler
 }
 
 // AddAPI builds the HTTP API: event intake to Kafka and the user
@@ -265,6 +272,7 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		EventsPerKey: limit(p.cfg.RateKey), RequestsPerUser: limit(p.cfg.RateUser),
 		ProduceTimeout: p.cfg.ProduceTimeout, MaxInflightBytes: int64(p.cfg.IntakeMaxInflight),
 		DefaultAppID: cmp.Or(o.DefaultAppID, p.cfg.PushSettings().DefaultApp), DevPushes: o.DevPushes,
+		DevJWTSecret: o.DevJWTSecret, DevAPIKey: o.DevAPIKey, Root: o.Root,
 		Ready: p.Checks(),
 	})
 	if err != nil {

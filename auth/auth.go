@@ -348,14 +348,21 @@ func classify(err error) error {
 // is what `herald token` prints; secret must be one of the Verifier's
 // HMACSecrets.
 func Mint(secret []byte, userID string, ttl time.Duration) (string, error) {
+	tok, _, err := MintExpiry(secret, userID, ttl)
+	return tok, err
+}
+
+// MintExpiry is Mint that also returns the token's exp, in the whole
+// seconds the token carries.
+func MintExpiry(secret []byte, userID string, ttl time.Duration) (token string, exp time.Time, err error) {
 	if len(secret) < MinSecretLen {
-		return "", fmt.Errorf("auth: secret is %d bytes, need at least %d", len(secret), MinSecretLen)
+		return "", time.Time{}, fmt.Errorf("auth: secret is %d bytes, need at least %d", len(secret), MinSecretLen)
 	}
 	if err := herald.ValidateUserID(userID); err != nil {
-		return "", fmt.Errorf("auth: %w", err)
+		return "", time.Time{}, fmt.Errorf("auth: %w", err)
 	}
 	if ttl <= 0 {
-		return "", fmt.Errorf("auth: ttl must be positive, got %s", ttl)
+		return "", time.Time{}, fmt.Errorf("auth: ttl must be positive, got %s", ttl)
 	}
 	now := time.Now()
 	claims := jwt.RegisteredClaims{
@@ -363,7 +370,11 @@ func Mint(secret []byte, userID string, ttl time.Duration) (string, error) {
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return token, claims.ExpiresAt.Time, nil
 }
 
 // BearerToken returns the credential of r: the token of an

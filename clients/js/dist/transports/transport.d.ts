@@ -1,0 +1,59 @@
+import type { API } from '../http.js';
+import type { Notification, TransportName, TimerId } from '../types.js';
+/** Close codes of docs/ARCHITECTURE.md, plus the ones the client makes up itself. */
+export declare const Close: {
+    readonly normal: 1000;
+    /** The connection dropped or never came up (WebSocket 1006; network error on HTTP). */
+    readonly abnormal: 1006;
+    readonly unsupported: 1003;
+    readonly invalidPayload: 1007;
+    readonly tooManyConns: 1008;
+    readonly tooBig: 1009;
+    readonly storeFailure: 1011;
+    readonly restarting: 1012;
+    readonly tryAgainLater: 1013;
+    readonly unauthorized: 4001;
+    readonly tooSlow: 4008;
+    readonly rateLimited: 4029;
+};
+export interface CloseInfo {
+    code: number;
+    reason: string;
+    /** Whether the connection ever came up (WebSocket open; an SSE event; an HTTP answer). */
+    opened: boolean;
+}
+export interface TransportHandlers {
+    open(): void;
+    notification(n: Notification): void;
+    synced(seq: number, unread: number): void;
+    unread(count: number): void;
+    /** Called once when the connection ends, unless the client closed it with close(). */
+    closed(info: CloseInfo): void;
+}
+export interface Timers {
+    setTimeout(fn: () => void, ms: number): TimerId;
+    clearTimeout(id: TimerId): void;
+}
+export interface TransportContext {
+    /** http(s) base URL without a trailing slash. */
+    base: string;
+    token: string;
+    /** The seq to resume after; null on a first connection (the server replays unread). */
+    after: number | null;
+    handlers: TransportHandlers;
+    api: API;
+    timers: Timers;
+    now(): number;
+    /** The current cursor (the long poll asks again before each request). */
+    cursor(): number;
+    /** Resolves when the client has handled every notification handed over so far. */
+    idle(): Promise<void>;
+}
+export interface Transport {
+    readonly name: TransportName;
+    /** Ends the connection without calling handlers.closed. */
+    close(): void;
+}
+/** Maps an HTTP status to the close code the client acts on. */
+export declare function codeForStatus(status: number): number;
+export declare function query(token: string, after: number | null): string;

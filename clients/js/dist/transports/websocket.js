@@ -1,0 +1,91 @@
+// WebSocket transport: GET /v1/ws?token=&after= (docs/ARCHITECTURE.md, "WebSocket protocol").
+import { Close, query } from './transport.js';
+export function wsURL(base) {
+    return base.replace(/^http(s?):/i, (_m, s) => 'ws' + s + ':');
+}
+export class WebSocketTransport {
+    constructor(ctor, ctx) {
+        this.ctx = ctx;
+        this.name = 'websocket';
+        this.opened = false;
+        this.done = false;
+        const url = wsURL(ctx.base) + '/v1/ws?' + query(ctx.token, ctx.after);
+        let ws;
+        try {
+            ws = new ctor(url);
+        }
+        catch (e) {
+            this.ws = null;
+            // Report asynchronously, like a socket that failed to connect.
+            ctx.timers.setTimeout(() => this.end(Close.abnormal, String(e)), 0);
+            return;
+        }
+        this.ws = ws;
+        ws.onopen = () => {
+            if (this.done)
+                return;
+            this.opened = true;
+            ctx.handlers.open();
+        };
+        ws.onmessage = (ev) => this.frame(ev.data);
+        ws.onerror = () => {
+            // A close event follows; it carries the code.
+        };
+        ws.onclose = (ev) => this.end(ev.code || Close.abnormal, ev.reason || '');
+    }
+    close() {
+        if (this.done)
+            return;
+        this.done = true;
+        this.detach();
+        try {
+            this.ws?.close(Close.normal, 'client closed');
+        }
+        catch {
+            // already closing
+        }
+    }
+    frame(data) {
+        if (this.done)
+            return;
+        if (typeof data !== 'string')
+            return;
+        let f;
+        try {
+            f = JSON.parse(data);
+        }
+        catch {
+            return;
+        }
+        const h = this.ctx.handlers;
+        switch (f.type) {
+            case 'notification':
+                if (f.notification)
+                    h.notification(f.notification);
+                break;
+            case 'synced':
+                h.synced(Number(f.seq) || 0, Number(f.unread) || 0);
+                break;
+            case 'unread':
+                h.unread(Number(f.count) || 0);
+                break;
+            default:
+            // Unknown frame types are ignored: a newer server may send more.
+        }
+    }
+    end(code, reason) {
+        if (this.done)
+            return;
+        this.done = true;
+        this.detach();
+        this.ctx.handlers.closed({ code, reason, opened: this.opened });
+    }
+    detach() {
+        if (!this.ws)
+            return;
+        this.ws.onopen = null;
+        this.ws.onmessage = null;
+        this.ws.onerror = null;
+        this.ws.onclose = null;
+    }
+}

@@ -1,0 +1,2 @@
+// Shared types of the Herald client. Everything here is part of the public API.
+export {};
