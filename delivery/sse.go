@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldhq/herald/auth"
 )
 
 // Server-Sent Events: GET /v1/sse?token=JWT&after=SEQ.
@@ -42,47 +41,12 @@ var errStreamEnded = errors.New("sse stream ended")
 func (g *Gateway) SSE() http.Handler { return http.HandlerFunc(g.serveSSE) }
 
 func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "use GET (an EventSource)")
+	hs, ok := g.admitStream(w, r, "use GET (an EventSource)", sseAfter)
+	if !ok {
 		return
 	}
-	g.mu.Lock()
-	if g.closing.Load() {
-		g.mu.Unlock()
-		g.m.refused.WithLabelValues(refusedShutdown).Inc()
-		writeError(w, http.StatusServiceUnavailable, "server is shutting down, retry later")
-		return
-	}
-	g.wg.Add(1)
-	g.mu.Unlock()
 	defer g.wg.Done()
-
-	user, expires, err := g.verify(auth.BearerToken(r))
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
-		writeError(w, http.StatusUnauthorized, err.Error())
-		return
-	}
-	if !g.originAllowed(r) {
-		writeError(w, http.StatusForbidden, "origin not allowed")
-		return
-	}
-	after, hasAfter, err := sseAfter(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if g.hub.count(user) >= g.cfg.MaxConnsPerUser {
-		g.m.refused.WithLabelValues(refusedUserCap).Inc()
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d connections for this user", g.cfg.MaxConnsPerUser))
-		return
-	}
-	if ok, retryAfter, why := g.adm.admit(); !ok {
-		g.m.refused.WithLabelValues(why).Inc()
-		refuseUpgrade(w, retryAfter)
-		return
-	}
+	user, expires, after, hasAfter := hs.user, hs.expires, hs.after, hs.hasAfter
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -138,7 +102,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 }
 
 // sseAfter is the stream's starting point: Last-Event-ID if sent, else
-// ?after=.
+// ?after= (queryAfter).
 func sseAfter(r *http.Request) (after uint64, has bool, err error) {
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		if after, err = parseSeq(v); err != nil {
@@ -146,13 +110,7 @@ func sseAfter(r *http.Request) (after uint64, has bool, err error) {
 		}
 		return after, true, nil
 	}
-	if v := r.URL.Query().Get("after"); v != "" {
-		if after, err = parseSeq(v); err != nil {
-			return 0, false, fmt.Errorf("after must be a non-negative integer seq, got %q", v)
-		}
-		return after, true, nil
-	}
-	return 0, false, nil
+	return queryAfter(r)
 }
 
 // parseSeq parses a seq: decimal digits only (no sign, no spaces), at
