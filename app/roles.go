@@ -164,12 +164,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 			_ = cl.Close()
 			return nil, err
 		}
-		p.g.Go(func() error {
-			if err := cl.Run(p.ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, cluster.ErrClosed) {
-				return fmt.Errorf("cluster: %w", err)
-			}
-			return nil
-		})
+		p.runCluster(cl)
 		p.mu.Lock()
 		p.onStop(phaseCluster, func(context.Context) { _ = cl.Close() })
 		p.mu.Unlock()
@@ -282,6 +277,17 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 	return srv, nil
 }
 
+// runCluster runs cl (presence and its subscription) on the process's
+// group until Shutdown cancels the roles' context.
+func (p *Process) runCluster(cl *cluster.Cluster) {
+	p.g.Go(func() error {
+		if err := cl.Run(p.ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, cluster.ErrClosed) {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		return nil
+	})
+}
+
 // apiWaiters are the long polls of an API process: a delivery.Waiters
 // attached to its Cluster, which then registers the users with a waiting
 // request in the presence registry and receives their notifications from
@@ -291,12 +297,7 @@ func (p *Process) apiWaiters(cl *cluster.Cluster, log *slog.Logger) (api.Waiter,
 	if err := cl.Attach(w); err != nil {
 		return nil, err
 	}
-	p.g.Go(func() error {
-		if err := cl.Run(p.ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, cluster.ErrClosed) {
-			return fmt.Errorf("cluster: %w", err)
-		}
-		return nil
-	})
+	p.runCluster(cl)
 	p.mu.Lock()
 	p.onStop(phaseSockets, func(context.Context) { w.Shutdown() })
 	p.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // extendReadDeadline pushes the read deadline PingInterval+PongWait ahead,
@@ -197,14 +198,21 @@ func (c *conn) linger() {
 // teardown releases the connection; only the reader calls it, once.
 func (c *conn) teardown() {
 	_ = c.ws.Close()
+	c.release(c.g.m.connections, "disconnected")
+}
+
+// release takes an ended connection (WebSocket or SSE) out of the hub,
+// the presence registry (its user's last) and open, its transport's
+// gauge; it counts and logs why it ended.
+func (c *conn) release(open prometheus.Gauge, msg string) {
 	if c.g.hub.remove(c) && c.g.cfg.Presence != nil {
 		c.g.cfg.Presence.UserOffline(c.user)
 	}
 	c.g.conns.Add(-1)
-	c.g.m.connections.Dec()
+	open.Dec()
 	c.mu.Lock()
 	why := c.why
 	c.mu.Unlock()
 	c.g.m.disconnects.WithLabelValues(why).Inc()
-	c.g.log.Debug("disconnected", "user", c.user, "reason", why)
+	c.g.log.Debug(msg, "user", c.user, "reason", why)
 }

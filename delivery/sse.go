@@ -122,16 +122,7 @@ func parseSeq(s string) (uint64, error) {
 // teardownSSE releases an SSE connection once its response is over; only
 // its handler calls it, once.
 func (c *conn) teardownSSE() {
-	if c.g.hub.remove(c) && c.g.cfg.Presence != nil {
-		c.g.cfg.Presence.UserOffline(c.user)
-	}
-	c.g.conns.Add(-1)
-	c.g.m.sse.Dec()
-	c.mu.Lock()
-	why := c.why
-	c.mu.Unlock()
-	c.g.m.disconnects.WithLabelValues(why).Inc()
-	c.g.log.Debug("sse disconnected", "user", c.user, "reason", why)
+	c.release(c.g.m.sse, "sse disconnected")
 }
 
 // sseSink writes a connection's frames to an SSE response.
