@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
 )
 
 // Server-Sent Events: GET /v1/sse?token=JWT&after=SEQ.
