@@ -209,7 +209,7 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
 	// Writers of partitions this member loses are forgotten, so that a
 	// partition that comes back is fenced anew.
-	opts = append(opts, group.opts(forget, forget)...)
+	opts = append(opts, group.opts(ws.assign, forget, forget)...)
 	opts = append(opts,
 		// Forwards to a user's partition rely on this partitioner (see
 		// forward.go).

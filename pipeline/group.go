@@ -93,12 +93,18 @@ func newMembership(component, group, instance string, log *slog.Logger) (*member
 }
 
 // opts are the group options: the group, the instance id, and the
-// callbacks that keep Ready up to date, which run revoked and lost (the
-// component's own callbacks, may be nil) after their own bookkeeping.
-func (m *membership) opts(revoked, lost func(context.Context, *kgo.Client, map[string][]int32)) []kgo.Opt {
+// callbacks that keep Ready up to date, which run the component's own
+// (each may be nil): assigned before their bookkeeping, revoked and lost
+// after it.
+func (m *membership) opts(assigned, revoked, lost func(context.Context, *kgo.Client, map[string][]int32)) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(m.group),
-		kgo.OnPartitionsAssigned(m.assigned),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+			if assigned != nil {
+				assigned(ctx, cl, parts)
+			}
+			m.assigned(ctx, cl, parts)
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 			m.revoked(parts)
 			if revoked != nil {

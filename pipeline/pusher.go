@@ -228,7 +228,7 @@ func NewPusher(cfg PusherConfig) (*Pusher, error) {
 		consume = append(consume, name)
 	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
-	opts = append(opts, group.opts(p.forget, p.forget)...)
+	opts = append(opts, group.opts(nil, p.forget, p.forget)...)
 	opts = append(opts,
 		kgo.ConsumeTopics(consume...),
 		// The enricher writes push jobs in its transactions.

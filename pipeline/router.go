@@ -150,7 +150,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		return nil, err
 	}
 	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
-	opts = append(opts, group.opts(nil, nil)...)
+	opts = append(opts, group.opts(nil, nil, nil)...)
 	opts = append(opts,
 		kgo.ConsumeTopics(cfg.Topics.Deliveries),
 		// Deliveries are written in transactions: never show a client a
