@@ -293,23 +293,7 @@ func TestSlowReaderCut(t *testing.T) {
 	readUntilSynced(t, slow)
 	before := counterValue(e.gw.m.disconnects.WithLabelValues("too_slow"))
 
-	body := strings.Repeat("x", 16<<10)
-	var last uint64
-	for e.gw.openConns("alice") == 2 {
-		if last > 20000 {
-			t.Fatal("the slow connection was never cut")
-		}
-		n := appendN(t, e.store, "alice", 1)[0]
-		n.Body = body
-		if _, err := e.gw.Deliver(context.Background(), "alice", n); err != nil {
-			t.Fatal(err)
-		}
-		last = n.Seq
-		// Lockstep with the fast reader, so only the slow one falls behind.
-		if got := readSeqs(t, fast, 1); got[0] != last {
-			t.Fatalf("fast reader got %d, want %d", got[0], last)
-		}
-	}
+	last := floodUntilCut(t, e, fast)
 	e.publish("alice", 1)
 	if got := readSeqs(t, fast, 1); got[0] != last+1 {
 		t.Fatalf("fast reader after the cut: %v", got)

@@ -298,3 +298,28 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// floodUntilCut delivers 16 KiB notifications to alice, who has two
+// connections, in lockstep with the fast one (a WebSocket read after each),
+// until the other, which reads nothing, is cut for falling behind; it
+// returns the last seq delivered.
+func floodUntilCut(t *testing.T, e *env, fast *websocket.Conn) uint64 {
+	t.Helper()
+	body := strings.Repeat("x", 16<<10)
+	var last uint64
+	for e.gw.openConns("alice") == 2 {
+		if last > 20000 {
+			t.Fatal("the slow connection was never cut")
+		}
+		n := appendN(t, e.store, "alice", 1)[0]
+		n.Body = body
+		if _, err := e.gw.Deliver(context.Background(), "alice", n); err != nil {
+			t.Fatal(err)
+		}
+		last = n.Seq
+		if got := readSeqs(t, fast, 1); got[0] != last {
+			t.Fatalf("fast reader got %d, want %d", got[0], last)
+		}
+	}
+	return last
+}
