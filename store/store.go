@@ -48,6 +48,93 @@ type Writer interface {
 	Append(ctx context.Context, ns []herald.Notification) ([]AppendResult, error)
 	// Scope is the scope the Writer was fenced for.
 	Scope() string
+
+	// PutPolicy replaces the policy state of userID (a user of this
+	// Writer's scope) with state, and adds due to the scope's due index
+	// (an entry already there is left as is). A nil or empty state deletes
+	// the user's state; due entries are written even then. Due entries are
+	// made durable no later than the state (an entry whose state never
+	// landed is harmless: the enricher finds no window to close), and the
+	// state is replaced atomically: a reader sees the old or the new one.
+	// len(state) is at most MaxPolicyStateBytes; each due entry must pass
+	// ValidatePolicyDue. Invalid input returns a *herald.ValidationError
+	// naming "user_id", "state", "due.user_id" or "due.key". It returns
+	// ErrFenced, and changes nothing, when the scope was fenced again
+	// before the call started (like Append; a call already past that check
+	// cannot override what the new Writer wrote: each implementation
+	// documents how).
+	PutPolicy(ctx context.Context, userID string, state []byte, due []PolicyDue) error
+	// SetPolicyCursor records that the scope's due index was handled up to
+	// and including cur, for PolicyCursor. A cursor not after the stored
+	// one (by PolicyDue.Less) is ignored. Entries at or before the cursor
+	// may be dropped by the store. ErrFenced as PutPolicy.
+	SetPolicyCursor(ctx context.Context, cur PolicyDue) error
+}
+
+// PolicyDue is one entry of a scope's due index: the policy window Key of
+// UserID is due at At. The enricher scans the index of the scopes it owns
+// and closes what is due (package policy, pipeline/policy*.go).
+type PolicyDue struct {
+	// At is when the window is due. Stores keep microseconds (finer
+	// precision is truncated) and return it in UTC.
+	At     time.Time
+	UserID string
+	// Key names the window within the user's state: opaque to the store,
+	// 1 to MaxPolicyKeyBytes bytes.
+	Key string
+}
+
+// Less orders due entries by (At, UserID, Key): the order of PolicyDue
+// scans and of cursors.
+func (d PolicyDue) Less(o PolicyDue) bool {
+	if !d.At.Equal(o.At) {
+		return d.At.Before(o.At)
+	}
+	if d.UserID != o.UserID {
+		return d.UserID < o.UserID
+	}
+	return d.Key < o.Key
+}
+
+// Limits of the policy state.
+const (
+	// MaxPolicyStateBytes bounds one user's encoded policy state.
+	MaxPolicyStateBytes = 256 << 10
+	// MaxPolicyKeyBytes bounds PolicyDue.Key.
+	MaxPolicyKeyBytes = 1024
+	// PolicyDueRetention is how long a due entry is kept after its At at
+	// least (stores may drop older entries, and entries at or before the
+	// scope's cursor, earlier): an enricher outage longer than this leaves
+	// the windows due in it to be closed by the user's next event instead.
+	PolicyDueRetention = 30 * 24 * time.Hour
+)
+
+// ValidatePolicyDue checks an entry of PutPolicy.
+func ValidatePolicyDue(d PolicyDue) error {
+	if d.UserID == "" || len(d.UserID) > herald.MaxUserIDLen {
+		return &herald.ValidationError{Field: "due.user_id", Reason: fmt.Sprintf("must be 1 to %d bytes", herald.MaxUserIDLen)}
+	}
+	if d.Key == "" || len(d.Key) > MaxPolicyKeyBytes {
+		return &herald.ValidationError{Field: "due.key", Reason: fmt.Sprintf("must be 1 to %d bytes", MaxPolicyKeyBytes)}
+	}
+	return nil
+}
+
+// Policies is the read side of the enricher's durable policy state
+// (digest windows, rate and cap counters: package policy): one opaque
+// state per user, and per scope a due index of windows to close and a
+// cursor of how far that index was handled. It is written only through
+// the Writer of the user's scope (PutPolicy, SetPolicyCursor), so a fenced
+// enricher cannot change it.
+type Policies interface {
+	// PolicyState returns the user's state as last put; nil, nil if none.
+	PolicyState(ctx context.Context, userID string) ([]byte, error)
+	// PolicyDue returns up to limit (1 to 10,000) entries of scope's due
+	// index strictly after after (by PolicyDue.Less; the zero PolicyDue is
+	// before every entry) with At not after until, in ascending order.
+	PolicyDue(ctx context.Context, scope string, after PolicyDue, until time.Time, limit int) ([]PolicyDue, error)
+	// PolicyCursor returns the scope's cursor (the zero PolicyDue if none).
+	PolicyCursor(ctx context.Context, scope string) (PolicyDue, error)
 }
 
 // Inbox is the per-user durable list of notifications.
@@ -210,6 +297,7 @@ type Store interface {
 	Preferences
 	Devices
 	PushProgress
+	Policies
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases resources. It is idempotent; calls after it return ErrClosed.

@@ -58,6 +58,9 @@ type Store struct {
 	jobs    map[jobKey]map[string]bool // → tokens marked
 	expiry  expiryHeap
 	fences  store.Fences // epochs of Fence; taken and checked under mu
+
+	policies  map[string][]byte       // user → policy state
+	policyDue map[string]*scopePolicy // scope → due index and cursor
 }
 
 // Options configures NewWith. Zero values mean the documented default.
@@ -92,6 +95,9 @@ func NewWith(o Options) *Store {
 		pushTTL: o.PushProgressTTL,
 		pushed:  map[pushKey]time.Time{},
 		jobs:    map[jobKey]map[string]bool{},
+
+		policies:  map[string][]byte{},
+		policyDue: map[string]*scopePolicy{},
 	}
 }
 
