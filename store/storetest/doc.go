@@ -53,7 +53,8 @@
 // limit, paged by 1,000 over 2,500 entries; At truncated to microseconds
 // and returned in UTC; duplicates kept once; scopes independent; the
 // cursor zero at first and only moving forward; and a fenced Writer's
-// PutPolicy and SetPolicyCursor returning ErrFenced and changing nothing.
+// PutPolicy and SetPolicyCursor returning ErrFenced and changing nothing,
+// and losing to the new Writer when a Fence races its puts.
 // Due times are a day after the wall clock, so that no store may drop
 // them under store.PolicyDueRetention, and the tests never assert that
 // entries at or before a cursor were dropped (stores may keep them).

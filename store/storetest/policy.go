@@ -527,3 +527,40 @@ func (s *suite) policyConcurrent(t *testing.T) {
 	}
 	wantDue(t, "due index after parallel puts", allDue(t, ctx, st, w.Scope()), sortedDue(all))
 }
+
+// policyFenceRace fences a scope while its old Writer keeps putting one
+// user's state: the old writer's puts end with ErrFenced, and the state
+// is the new writer's, whatever the old one had in flight when the fence
+// happened (the contract: a put past the fence check cannot override what
+// the new Writer wrote).
+func (s *suite) policyFenceRace(t *testing.T) {
+	st, ctx := s.open(t)
+	scope := s.scope("pol-race")
+	old := mustFence(t, ctx, st, scope)
+	u := s.user("pol-race")
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		// Bounded: a store that never fences fails promptly.
+		for i := 0; i < 10000; i++ {
+			err := old.PutPolicy(ctx, u, fmt.Appendf(nil, "old-%d", i), nil)
+			if i == 0 {
+				close(started)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- errors.New("10000 puts of the old writer succeeded")
+	}()
+	<-started
+	cur := mustFence(t, ctx, st, scope)
+	mustPutPolicy(t, ctx, cur, u, []byte("new"))
+	if err := <-done; !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("old writer's puts ended with %v, want ErrFenced", err)
+	}
+	if got := mustPolicyState(t, ctx, st, u); string(got) != "new" {
+		t.Fatalf("state after the race = %q, want the new writer's \"new\"", got)
+	}
+}

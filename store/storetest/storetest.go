@@ -82,6 +82,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		t.Run("Scopes", s.policyScopes)
 		t.Run("Cursor", s.policyCursor)
 		t.Run("Fenced", s.policyFenced)
+		t.Run("FenceRace", s.policyFenceRace)
 		t.Run("Concurrent", s.policyConcurrent)
 	})
 	t.Run("Validation", func(t *testing.T) {
