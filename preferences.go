@@ -12,6 +12,10 @@ type Preferences struct {
 	MutedTypes []string    `json:"muted_types"`
 	Channels   Channels    `json:"channels"`
 	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
+	// Timezone is the user's IANA timezone: the local day of daily caps
+	// turns at its midnight (quiet hours keep their own timezone). Empty:
+	// quiet_hours.timezone, else UTC (see Location).
+	Timezone string `json:"timezone,omitempty"`
 }
 
 // Channels says where a user's notifications may go.
@@ -63,6 +67,11 @@ func (p *Preferences) Validate() error {
 	}
 	slices.Sort(p.MutedTypes)
 	p.MutedTypes = slices.Compact(p.MutedTypes)
+	if p.Timezone != "" {
+		if _, err := time.LoadLocation(p.Timezone); err != nil {
+			return invalid("timezone", "unknown IANA timezone %q", p.Timezone)
+		}
+	}
 	if q := p.QuietHours; q != nil {
 		if _, err := parseClock(q.Start); err != nil {
 			return invalid("quiet_hours.start", "must be HH:MM, got %q", q.Start)
@@ -78,6 +87,23 @@ func (p *Preferences) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Location is the user's timezone: Timezone, else the quiet hours'
+// timezone, else UTC (also for a name this build cannot load).
+func (p *Preferences) Location() *time.Location {
+	name := p.Timezone
+	if name == "" && p.QuietHours != nil {
+		name = p.QuietHours.Timezone
+	}
+	if name == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // Muted reports whether events of type t are dropped for this user.

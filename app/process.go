@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/lograte"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/pipeline"
+	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/store/cassandra"
 	"github.com/heraldhq/herald/store/embedded"
@@ -94,6 +96,11 @@ type Process struct {
 	adminLn  net.Listener
 	shutOnce sync.Once
 	shutErr  error
+
+	// policy is the notification policy in force, reloaded on SIGHUP
+	// (policy.go); reloads counts the reloads, nil until initPolicy.
+	policy  atomic.Pointer[policy.Policy]
+	reloads *prometheus.CounterVec
 }
 
 // NewProcess returns a Process for cfg. The roles it builds run until

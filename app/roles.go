@@ -64,11 +64,15 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := p.initPolicy(); err != nil {
+		return err
+	}
 	p.superviseConsumer(phaseEnricher, "enricher", func() (consumer, error) {
 		return pipeline.NewEnricher(pipeline.EnricherConfig{
 			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: log, Registerer: p.reg,
 			Group: p.groupName("enricher"), TransactionalID: p.cfg.TransactionalID,
 			InstanceID: p.instanceID(p.cfg.TransactionalID), Live: live,
+			Policy: p.Policy,
 		})
 	})
 	return nil

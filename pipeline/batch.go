@@ -16,7 +16,7 @@ import (
 // batch is one polled batch of herald.events on its way through the
 // enricher's stages, inside the batch's transaction:
 //
-//	decode → preferences → route → [throttle, digest: to come] → store → emit
+//	decode → preferences → route → policy → claim → append → emit
 //
 // Each stage is one method. A stage returns an error only for what makes
 // the whole batch fail (a transient or fatal error: the transaction is
@@ -54,6 +54,20 @@ type entry struct {
 	// the store returned, set once appended by this record.
 	n      herald.Notification
 	stored *herald.Notification
+
+	// tick is set for a policy tick record (no event: ev is zero).
+	tick *PolicyTick
+	// digest: a digest notification the policy stage made (policy.go);
+	// rec is the record that closed its window.
+	digest bool
+	// before are the digests this record closed, placed before it.
+	before []*entry
+	// dup: the policy stage found the event id claimed by another record.
+	dup bool
+	// expired: a push-only event past its TTL, dropped by routing.
+	expired bool
+	// policy are the policy actions taken on this record, for metrics.
+	policy []policyAction
 }
 
 // userBatch is one user's share of the batch.
@@ -90,9 +104,10 @@ func (b *batch) run(ctx context.Context) error {
 	}
 	b.lap("preferences")
 	b.route()
-	// Throttling and digest stages slot in here: they see the routed,
-	// kept entries and may hold them back or merge them before anything
-	// is claimed or stored.
+	if err := b.policy(ctx); err != nil {
+		return err
+	}
+	b.lap("policy")
 	if err := b.claim(ctx); err != nil {
 		return err
 	}
@@ -110,28 +125,39 @@ func (b *batch) run(ctx context.Context) error {
 func (b *batch) decode(ctx context.Context) error {
 	b.entries = make([]*entry, 0, len(b.recs))
 	for _, r := range b.recs {
-		ev, err := DecodeEventRecord(r)
+		var ev herald.Event
+		tick, isTick, err := DecodeTickRecord(r)
+		if !isTick && err == nil {
+			ev, err = DecodeEventRecord(r)
+		}
 		if err != nil {
 			b.st.rejected++
 			b.out = append(b.out, b.e.codec.EventDLQ(r, err))
 			continue
 		}
+		userID := ev.UserID
+		if isTick {
+			userID = tick.UserID
+		}
 		n, err := b.e.counts.get(ctx, r.Topic)
 		if err != nil {
 			return err
 		}
-		if userPartition(ev.UserID, n) != r.Partition {
+		if userPartition(userID, n) != r.Partition {
 			b.st.forwarded++
-			b.out = append(b.out, forwardEvent(r, ev.UserID))
+			b.out = append(b.out, forwardEvent(r, userID))
 			continue
 		}
-		u, ok := b.byID[ev.UserID]
+		u, ok := b.byID[userID]
 		if !ok {
-			u = &userBatch{id: ev.UserID}
-			b.byID[ev.UserID] = u
+			u = &userBatch{id: userID}
+			b.byID[userID] = u
 			b.users = append(b.users, u)
 		}
 		en := &entry{rec: r, ev: ev, user: u}
+		if isTick {
+			en.tick = &tick
+		}
 		u.entries = append(u.entries, en)
 		b.entries = append(b.entries, en)
 	}
@@ -198,25 +224,34 @@ func (b *batch) preferences(ctx context.Context) error {
 	})
 }
 
-// route applies each user's preferences; what survives is kept.
+// route applies each user's preferences; what survives is kept. A tick
+// is kept for the policy stage (and dead-lettered with its user's records
+// if the user fails).
 func (b *batch) route() {
 	for _, en := range b.entries {
 		if en.user.failed != nil {
 			continue
 		}
-		en.route = en.user.prefs.Route(&en.ev, b.now)
-		en.routed = true
-		switch {
-		case en.route.Dropped == herald.DropMuted:
-			b.st.muted++
-		case en.route.Drop:
-			b.st.noChannel++
-		case !en.route.InApp && expired(&en.ev, b.now):
-			// Push-only and already past its TTL: nothing to do.
-			b.st.expired++
-		default:
-			en.kept = true
+		if en.tick != nil {
+			en.routed, en.kept = true, true
+			continue
 		}
+		b.routeEntry(en)
+	}
+}
+
+// routeEntry applies the preferences of en's user to en. It only touches
+// en: the counts of what it drops are made by emit.
+func (b *batch) routeEntry(en *entry) {
+	en.route = en.user.prefs.Route(&en.ev, b.now)
+	en.routed = true
+	switch {
+	case en.route.Drop:
+	case !en.route.InApp && expired(&en.ev, b.now):
+		// Push-only and already past its TTL: nothing to do.
+		en.expired = true
+	default:
+		en.kept = true
 	}
 }
 
@@ -228,10 +263,10 @@ func (b *batch) route() {
 func (b *batch) claim(ctx context.Context) error {
 	return b.perUser(ctx, b.users, func(ctx context.Context, u *userBatch) error {
 		for _, en := range u.entries {
-			if !en.kept || en.route.InApp {
+			if !en.kept || en.tick != nil || en.route.InApp {
 				continue
 			}
-			ok, err := b.e.cfg.Store.Claim(ctx, u.id, en.ev.ID, sourceToken(en.rec))
+			ok, err := b.e.cfg.Store.Claim(ctx, u.id, en.ev.ID, en.token())
 			if err != nil {
 				return fmt.Errorf("claim %s/%s: %w", u.id, en.ev.ID, err)
 			}
@@ -247,9 +282,9 @@ func (b *batch) claim(ctx context.Context) error {
 func (b *batch) append(ctx context.Context) error {
 	var pending []*entry
 	for _, en := range b.entries {
-		if en.kept && en.route.InApp && en.user.failed == nil {
+		if en.kept && en.tick == nil && en.route.InApp && en.user.failed == nil {
 			en.n = herald.NewNotification(&en.ev)
-			en.n.ID = herald.SourceID(en.ev.CreatedAt, sourceToken(en.rec))
+			en.n.ID = herald.SourceID(en.ev.CreatedAt, en.token())
 			pending = append(pending, en)
 		}
 	}
@@ -340,12 +375,26 @@ func storedCopy(r store.AppendResult) *herald.Notification {
 // deliveries of stored notifications (in seq order for each user).
 func (b *batch) emit() error {
 	for _, en := range b.entries {
+		b.st.countPolicy(en)
 		switch {
+		case en.digest && en.user.failed != nil:
+			// Its closing record is dead-lettered (the window stays in
+			// the state as the policy stage left it).
 		case en.user.failed != nil && (en.kept || !en.routed):
 			// Not yet handled when the user failed (what routing dropped
 			// stays dropped).
 			b.st.rejected++
 			b.out = append(b.out, b.e.codec.EventDLQ(en.rec, en.user.failed))
+		case en.tick != nil:
+			// Its digests, if any, are the entries before it.
+		case en.dup:
+			b.st.duplicate++
+		case en.route.Dropped == herald.DropMuted:
+			b.st.muted++
+		case en.route.Drop:
+			b.st.noChannel++
+		case en.expired:
+			b.st.expired++
 		case !en.kept:
 		case !en.route.InApp:
 			if !en.claimed {
@@ -357,7 +406,7 @@ func (b *batch) emit() error {
 			// replayed record yields the same job id (the pusher's
 			// per-device progress key) and the same collapse id.
 			n := herald.NewNotification(&en.ev)
-			n.ID = herald.SourceID(en.ev.CreatedAt, sourceToken(en.rec))
+			n.ID = herald.SourceID(en.ev.CreatedAt, en.token())
 			job := herald.PushJob{
 				UserID:       en.ev.UserID,
 				Notification: n,
@@ -370,6 +419,9 @@ func (b *batch) emit() error {
 			}
 			b.out = append(b.out, r)
 			b.st.push++
+			if en.digest {
+				b.st.emitted(&en.ev)
+			}
 		case en.stored == nil:
 			b.st.duplicate++
 		default:
@@ -380,6 +432,9 @@ func (b *batch) emit() error {
 			}
 			b.out = append(b.out, r)
 			b.st.out++
+			if en.digest {
+				b.st.emitted(&en.ev)
+			}
 			if b.e.live != nil {
 				b.live = append(b.live, herald.UserNotification{UserID: en.ev.UserID, Notification: *en.stored})
 			}

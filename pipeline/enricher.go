@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/retry"
+	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/topics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ import (
 type EnricherStore interface {
 	store.Inbox
 	store.Preferences
+	store.Policies
 }
 
 // EnricherConfig configures an Enricher. Only Store and a way to reach the
@@ -106,6 +108,16 @@ type EnricherConfig struct {
 	LiveQueue int
 	// LiveTimeout bounds one PublishLive call. Zero value: 1s.
 	LiveTimeout time.Duration
+	// Policy returns the notification policy in force (digests, rate
+	// limits, daily caps: package policy, policy.go); it is called once
+	// per batch, so a reload takes effect at the next batch. Zero value,
+	// or a nil result: no policy (every event is delivered as is; digest
+	// windows already open still close).
+	Policy func() *policy.Policy
+	// PolicyTick is how often the due index of each partition this member
+	// owns is scanned for digest windows to close (policy_due.go). Zero
+	// value: 1s.
+	PolicyTick time.Duration
 
 	// beforeEnd, for tests, runs after a batch was stored and produced
 	// (flushed), right before the transaction is committed. An error
@@ -163,6 +175,9 @@ func (c *EnricherConfig) setDefaults() error {
 	if c.LiveTimeout <= 0 {
 		c.LiveTimeout = time.Second
 	}
+	if c.PolicyTick <= 0 {
+		c.PolicyTick = time.Second
+	}
 	c.Registerer = metrics.Or(c.Registerer)
 	return nil
 }
@@ -183,6 +198,8 @@ type Enricher struct {
 	group *membership
 	// live is the direct path to the gateways; nil without Config.Live.
 	live *livePath
+	// due scans the due index and produces the ticks (policy_due.go).
+	due *dueScanner
 
 	lc        lifecycle.Lifecycle
 	closeOnce sync.Once
@@ -231,7 +248,13 @@ func NewEnricher(cfg EnricherConfig) (*Enricher, error) {
 	}
 	counts.cl = sess.Client()
 	m := newEnricherMetrics(cfg.Registerer)
+	due, err := newDueScanner(&cfg, ws, log, m)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
 	return &Enricher{
+		due:     due,
 		live:    newLivePath(cfg.Live, cfg.LiveQueue, cfg.LiveTimeout, log, m),
 		writers: ws,
 		counts:  counts,
@@ -257,6 +280,7 @@ func (e *Enricher) closeClient() {
 	e.closeOnce.Do(func() {
 		e.group.leave(e.sess.Client())
 		e.sess.Close()
+		e.due.close()
 	})
 }
 
@@ -303,6 +327,12 @@ func (e *Enricher) Run(ctx context.Context) error {
 		go func() { defer close(done); e.live.run(liveCtx) }()
 		defer func() { stopLive(); <-done }()
 	}
+
+	// The due scanner is owned by Run like the direct path.
+	dueCtx, stopDue := context.WithCancel(ctx)
+	dueDone := make(chan struct{})
+	go func() { defer close(dueDone); e.due.run(dueCtx) }()
+	defer func() { stopDue(); <-dueDone }()
 
 	loop := pollLoop{
 		poll: e.sess.PollRecords,
@@ -404,6 +434,8 @@ func (e *Enricher) produce(ctx context.Context, rs []*kgo.Record) error {
 // transaction committed so that replays are not counted twice.
 type batchStats struct {
 	rejected, muted, duplicate, noChannel, expired, out, push, forwarded int
+	// policy counts herald_policy_total (policy.go).
+	policy map[policyAction]int
 }
 
 func (st *batchStats) publish(m *enricherMetrics, took time.Duration, committedAt time.Time, recs []*kgo.Record) {
@@ -421,8 +453,30 @@ func (st *batchStats) publish(m *enricherMetrics, took time.Duration, committedA
 	add(m.out, st.out)
 	add(m.forwarded, st.forwarded)
 	add(m.pushJobs.WithLabelValues("enricher"), st.push)
+	for a, n := range st.policy {
+		m.policy.WithLabelValues(a.typ, a.action).Add(float64(n))
+	}
 	m.batchSeconds.Observe(took.Seconds())
 	for _, r := range recs {
 		m.latencySeconds.Observe(committedAt.Sub(r.Timestamp).Seconds())
 	}
+}
+
+// noPolicy governs nothing: the policy when Config.Policy has none.
+var noPolicy = func() *policy.Policy {
+	p, err := policy.New(policy.Config{})
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+// policy is the policy in force for the next batch, never nil.
+func (e *Enricher) policy() *policy.Policy {
+	if e.cfg.Policy != nil {
+		if p := e.cfg.Policy(); p != nil {
+			return p
+		}
+	}
+	return noPolicy
 }

@@ -48,6 +48,11 @@ type enricherMetrics struct {
 	// poll, the previous batch), preferences, claim, append, produce,
 	// commit.
 	stageSeconds *prometheus.HistogramVec
+	// policy counts the policy's actions by event type (policy.go);
+	// policyTicks the ticks produced for due windows, policyReset the
+	// unreadable states replaced by empty ones.
+	policy                   *prometheus.CounterVec
+	policyTicks, policyReset prometheus.Counter
 }
 
 func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
@@ -84,9 +89,21 @@ func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
 		})),
 		stageSeconds: metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "herald", Subsystem: "enricher", Name: "stage_seconds",
-			Help:    "Time one batch spent in each stage (queue: oldest record timestamp to batch start; preferences, claim, append, produce, commit).",
+			Help:    "Time one batch spent in each stage (queue: oldest record timestamp to batch start; preferences, policy, claim, append, produce, commit).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"stage"})),
+		policy: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Name: "policy_total",
+			Help: "Notification policy actions by event type: digested (an event folded into a digest window), throttled (refused by the rate limit; also digested or dropped), dropped (throttled with excess: drop), capped (daily cap reached; digests too), overflow (no room for one more window: delivered as is), emitted (a digest notification went out).",
+		}, []string{"type", "action"})),
+		policyTicks: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "policy_ticks_total",
+			Help: "Ticks produced to herald.events for digest windows found due in the due index.",
+		})),
+		policyReset: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "policy_state_reset_total",
+			Help: "Users whose stored policy state could not be read and was replaced by an empty one (see the error log).",
+		})),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/topics"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -39,6 +40,10 @@ const (
 	// HeaderExpiresAt is created_at+ttl in RFC 3339, only for events with a
 	// TTL: no push is sent after it.
 	HeaderExpiresAt = "herald-expires-at"
+	// HeaderPolicyTick marks a herald.events record that is not an event
+	// but a policy tick (PolicyTick): the enricher's signal, to itself, that
+	// a digest window is due (policy_due.go).
+	HeaderPolicyTick = "herald-policy-tick"
 )
 
 // Codec encodes Herald's records for the topics of Names. The zero value
@@ -80,6 +85,65 @@ func (c Codec) Event(ev *herald.Event, ts time.Time) (*kgo.Record, error) {
 // *herald.ValidationError (the record belongs in the DLQ).
 func DecodeEventRecord(r *kgo.Record) (herald.Event, error) {
 	return herald.DecodeEvent(r.Value, r.Timestamp)
+}
+
+// PolicyTick is the value of a herald.events record marked with
+// HeaderPolicyTick: the digest window Key of UserID was due at DueAt. The
+// enricher produces one per entry of its due index, keyed by the user id
+// like the user's events, and closes the window when it consumes it, in
+// that batch's transaction. A tick for a window that is not open (closed
+// already, a duplicate tick) changes nothing.
+type PolicyTick struct {
+	UserID string    `json:"user_id"`
+	Key    string    `json:"key"`
+	DueAt  time.Time `json:"due_at"`
+}
+
+// Tick is the herald.events record of t.
+func (c Codec) Tick(t PolicyTick) (*kgo.Record, error) {
+	v, err := encodeJSON(t)
+	if err != nil {
+		return nil, fmt.Errorf("encode policy tick %s: %w", t.UserID, err)
+	}
+	return &kgo.Record{
+		Topic: c.Names.Events, Key: []byte(t.UserID), Value: v,
+		Headers: []kgo.RecordHeader{{Key: HeaderPolicyTick, Value: []byte("1")}},
+	}, nil
+}
+
+// maxTickBytes bounds a tick record's value: a user id, a key and a time,
+// JSON-quoted.
+const maxTickBytes = 8 << 10
+
+// DecodeTickRecord reads r as a policy tick: ok is false when r is not
+// one (no HeaderPolicyTick: an event). A malformed tick returns a
+// *herald.ValidationError (the record belongs in the DLQ).
+func DecodeTickRecord(r *kgo.Record) (t PolicyTick, ok bool, err error) {
+	if _, ok := header(r, HeaderPolicyTick); !ok {
+		return PolicyTick{}, false, nil
+	}
+	invalid := func(field, reason string) error {
+		return &herald.ValidationError{Field: field, Reason: reason}
+	}
+	if len(r.Value) > maxTickBytes {
+		return PolicyTick{}, true, invalid("", fmt.Sprintf("policy tick is %d bytes, more than %d", len(r.Value), maxTickBytes))
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Value))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return PolicyTick{}, true, invalid("", "policy tick is not valid JSON: "+err.Error())
+	}
+	switch {
+	case t.UserID == "" || len(t.UserID) > herald.MaxUserIDLen:
+		return PolicyTick{}, true, invalid("user_id", fmt.Sprintf("must be 1 to %d bytes", herald.MaxUserIDLen))
+	case t.Key == "" || len(t.Key) > store.MaxPolicyKeyBytes:
+		return PolicyTick{}, true, invalid("key", fmt.Sprintf("must be 1 to %d bytes", store.MaxPolicyKeyBytes))
+	case t.DueAt.IsZero():
+		return PolicyTick{}, true, invalid("due_at", "is required")
+	case string(r.Key) != t.UserID:
+		return PolicyTick{}, true, invalid("user_id", "differs from the record key")
+	}
+	return t, true, nil
 }
 
 // DeadLetter describes a dead-lettered record: why, and where it was read.

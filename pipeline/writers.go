@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -68,6 +69,18 @@ func (w *writers) get(ctx context.Context, scope string) (store.Writer, error) {
 	}
 	w.byScope[scope] = wr
 	return wr, nil
+}
+
+// scopes returns the scopes assigned to this member, sorted.
+func (w *writers) scopes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.owned))
+	for sc := range w.owned {
+		out = append(out, sc)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // assign records the partitions the group gave this member; a kgo

@@ -13,11 +13,13 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/heraldhq/herald/internal/conn"
+	"github.com/heraldhq/herald/policy"
 )
 
 // Config is the settings of one process. A role reads only the fields of
@@ -107,13 +109,42 @@ type Sections struct {
 	// (push.go). Nil when the file has no push: section; read it with
 	// Config.PushSettings, which fills the defaults.
 	Push *Push `yaml:"push"`
-	// Policy: throttling, digests and quiet-hour defaults. Not yet defined.
-	Policy *Policy `yaml:"policy"`
+	// Policy: the notification policy of the enricher (per-type digests,
+	// rate limits, daily caps: package policy). Nil when the file has no
+	// policy: section (no policy). Read by herald enricher and herald dev,
+	// and again on SIGHUP (ReadPolicy).
+	Policy *policy.Config `yaml:"policy"`
 }
 
-// Policy is the placeholder of the policy section; it has no fields yet,
-// so any key under policy: is refused.
-type Policy struct{}
+// PolicySettings is the policy of the policy: section (an empty one,
+// governing nothing, without it). The section was validated by Parse.
+func (c *Config) PolicySettings() (*policy.Policy, error) {
+	var pc policy.Config
+	if c.Sections.Policy != nil {
+		pc = *c.Sections.Policy
+	}
+	return policy.New(pc)
+}
+
+// ReadPolicy reads the policy: section of the --config file at path
+// again, for a reload: the whole file must still parse (a file that this
+// build would refuse at start is refused), but only its policy is
+// returned; the other settings keep the values the process started with.
+func ReadPolicy(path string) (*policy.Policy, error) {
+	var sections Sections
+	if _, err := loadFile(path, &sections); err != nil {
+		return nil, err
+	}
+	var pc policy.Config
+	if sections.Policy != nil {
+		pc = *sections.Policy
+	}
+	p, err := policy.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return p, nil
+}
 
 // Logger builds the process logger from LogLevel and LogFormat (checked
 // by Validate).

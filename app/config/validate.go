@@ -146,6 +146,11 @@ func (c *Command) validate() error {
 			errs = append(errs, fmt.Errorf("config file %s: %w", cfg.File, err))
 		}
 	}
+	if pc := cfg.Sections.Policy; pc != nil && (c.role == "enricher" || c.role == "dev") {
+		if err := pc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("config file %s: %w", cfg.File, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
