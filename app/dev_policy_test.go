@@ -178,8 +178,8 @@ func TestDevPolicyReload(t *testing.T) {
 
 	for _, bad := range []string{
 		"policy:\n  types:\n    comment:\n      rate: {limit: 0, per: 1h}\n", // invalid policy
-		"policy:\n  types:\n    comment:\n      digets: {window: 1m}\n",     // unknown key
-		"policy: [\n",                                                    // not YAML
+		"policy:\n  types:\n    comment:\n      digets: {window: 1m}\n",      // unknown key
+		"policy: [\n", // not YAML
 	} {
 		before := reloads("error")
 		hup(bad)
