@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -239,6 +240,24 @@ func (s *State) Prune(before int64) {
 func (s *State) findDecision(offset int64) (int, bool) {
 	i := sort.Search(len(s.Decisions), func(i int) bool { return s.Decisions[i].Offset >= offset })
 	return i, i < len(s.Decisions) && s.Decisions[i].Offset == offset
+}
+
+// Due returns the due entries of the open windows, by At then Key: the
+// scanner reads only the due index, never states, so this is how the
+// enricher learns from a state alone what must be in the index (to
+// rewrite the entries of a state it restores, or to check one).
+func (s *State) Due() []Due {
+	due := make([]Due, 0, len(s.Windows))
+	for id, w := range s.Windows {
+		due = append(due, Due{At: fromMicros(w.Due), Key: id})
+	}
+	slices.SortFunc(due, func(a, b Due) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return due
 }
 
 // nextNumber hands out the next window number.

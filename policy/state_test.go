@@ -265,3 +265,45 @@ func BenchmarkEncodeDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestStateDue(t *testing.T) {
+	p := mustPolicy(t, "types: {like: {digest: {window: 10m}}, comment: {digest: {window: 5m}}}")
+	s := &State{}
+	if d := s.Due(); len(d) != 0 {
+		t.Fatalf("empty state: %v", d)
+	}
+	var opened []Due
+	for i, typ := range []string{"like", "comment", "like", "comment"} {
+		ev := event(fmt.Sprint("e", i), typ, t0)
+		ev.CollapseKey = fmt.Sprint("k", i%3)
+		now := t0.Add(time.Duration(i) * 7 * time.Nanosecond) // truncated to µs
+		if o := p.Apply(s, ev, now, time.UTC); o.Due != nil {
+			opened = append(opened, *o.Due)
+		}
+	}
+	got := s.Due()
+	if len(got) != 4 || len(opened) != 4 {
+		t.Fatalf("Due = %v, opened %v", got, opened)
+	}
+	for i, d := range got {
+		if d.At.Location() != time.UTC || d.At.Nanosecond()%1000 != 0 {
+			t.Errorf("At %v not UTC µs", d.At)
+		}
+		if i > 0 && (d.At.Before(got[i-1].At) || d.At.Equal(got[i-1].At) && d.Key < got[i-1].Key) {
+			t.Errorf("not sorted: %v", got)
+		}
+	}
+	// The two comment windows (5m) first, each entry as Apply returned it.
+	for _, o := range opened {
+		found := false
+		for _, d := range got {
+			found = found || (d.Key == o.Key && d.At.Equal(o.At))
+		}
+		if !found {
+			t.Errorf("opened %v not in Due %v", o, got)
+		}
+	}
+	if !strings.HasPrefix(got[0].Key, "comment") || !strings.HasPrefix(got[3].Key, "like") {
+		t.Errorf("order %v", got)
+	}
+}
