@@ -118,7 +118,7 @@ func (s *State) check() error {
 			return fmt.Errorf("window %q is null", id)
 		case id == "":
 			return errors.New("window with an empty id")
-		case w.N == 0 || (s.NextWindow != 0 && w.N >= s.NextWindow):
+		case w.N == 0 || w.N >= s.NextWindow:
 			return fmt.Errorf("window %q has number %d, next is %d", id, w.N, s.NextWindow)
 		case w.Count < 1:
 			return fmt.Errorf("window %q has count %d", id, w.Count)
@@ -134,9 +134,12 @@ func (s *State) check() error {
 			return fmt.Errorf("cap of %q has count %d", t, c.Count)
 		}
 	}
-	for i := 1; i < len(s.Decisions); i++ {
-		if s.Decisions[i].Offset <= s.Decisions[i-1].Offset {
+	for i, d := range s.Decisions {
+		if i > 0 && d.Offset <= s.Decisions[i-1].Offset {
 			return errors.New("decisions are not sorted by offset")
+		}
+		if d.Outcome.Action < Deliver || d.Outcome.Action > Emit {
+			return fmt.Errorf("decision of offset %d has action %d", d.Offset, d.Outcome.Action)
 		}
 	}
 	return nil
