@@ -103,7 +103,8 @@
 //
 // A Policy is immutable; a reload builds a new one and states carry over.
 // Rate logs and cap counters of types no longer configured (or no longer
-// rate-limited or capped) are dropped by the next Apply or Tick. Open
+// rate-limited or capped) are dropped by the next Apply (or Tick that
+// closes a window). Open
 // windows are kept whatever the policy: a window of a type removed by a
 // reload still closes on its tick, with the default title and no cap.
 // Changed windows apply to windows opened from then on; an open window

@@ -116,8 +116,8 @@ func (s *State) check() error {
 		switch {
 		case w == nil:
 			return fmt.Errorf("window %q is null", id)
-		case id == "":
-			return errors.New("window with an empty id")
+		case id == "" || w.Type == "" || w.Key == "":
+			return fmt.Errorf("window %q has an empty id, type or key", id)
 		case w.N == 0 || w.N >= s.NextWindow:
 			return fmt.Errorf("window %q has number %d, next is %d", id, w.N, s.NextWindow)
 		case w.Count < 1:

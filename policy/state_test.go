@@ -166,16 +166,17 @@ func TestDecodeCorrupt(t *testing.T) {
 		"[]",
 		"null x",
 		`{"w":{"k":null}}`,
-		`{"w":{"":{"n":1,"c":1}}}`,
-		`{"n":3,"w":{"k":{"n":3,"c":1}}}`,
-		`{"w":{"k":{"n":0,"c":1}}}`,
-		`{"w":{"k":{"n":1,"c":0}}}`,
+		`{"n":2,"w":{"":{"n":1,"c":1,"t":"a","k":"b"}}}`,
+		`{"n":3,"w":{"k":{"n":3,"c":1,"t":"a","k":"b"}}}`,
+		`{"n":3,"w":{"k":{"n":0,"c":1,"t":"a","k":"b"}}}`,
+		`{"n":3,"w":{"k":{"n":1,"c":0,"t":"a","k":"b"}}}`,
 		`{"r":{"like":[3,2]}}`,
 		`{"c":{"like":{"y":"2026-03-01","n":-1}}}`,
 		`{"d":[{"o":2,"d":{"a":1}},{"o":1,"d":{"a":1}}]}`,
 		`{"d":[{"o":2,"d":{"a":1}},{"o":2,"d":{"a":1}}]}`,
 		`{"n":"x"}`,
 		`{"w":{"k":{"n":1,"c":1}}}`,
+		`{"n":2,"w":{"k":{"n":1,"c":1,"t":"like"}}}`,
 		`{"d":[{"o":1,"d":{"a":0}}]}`,
 		`{"d":[{"o":1,"d":{"a":8}}]}`,
 		`{"r":{"like":[1e30]}}`,
@@ -183,6 +184,10 @@ func TestDecodeCorrupt(t *testing.T) {
 		if s, err := Decode([]byte(b)); err == nil {
 			t.Errorf("Decode(%s) = %+v, want an error", b, s)
 		}
+	}
+	// The same minimal window, well formed, decodes.
+	if _, err := Decode([]byte(`{"n":2,"w":{"k":{"n":1,"c":1,"t":"a","k":"b"}},"d":[{"o":1,"d":{"a":7}}]}`)); err != nil {
+		t.Errorf("Decode of a minimal state: %v", err)
 	}
 	// Empty collections decode to the canonical nil.
 	s, err := Decode([]byte(`{"w":{},"r":{"x":[]},"c":{},"d":[]}`))
