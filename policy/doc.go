@@ -42,8 +42,9 @@
 // the error is on the side of fewer notifications.
 //
 // Caps count per local day so that "20 a day" means the user's day: the
-// counter turns at the user's midnight (Location: the timezone of the
-// user's quiet hours for now, else UTC), and the same instant can be a
+// counter turns at the user's midnight (herald.Preferences.Location: the
+// user's timezone, else that of their quiet hours, else UTC), and the
+// same instant can be a
 // different day for two users. A counter of a past day is reset when next
 // used.
 //

@@ -536,26 +536,6 @@ types:
 	}
 }
 
-func TestLocation(t *testing.T) {
-	tokyo := mustLoc(t, "Asia/Tokyo")
-	tests := []struct {
-		prefs herald.Preferences
-		want  string
-	}{
-		{herald.DefaultPreferences(), "UTC"},
-		{herald.Preferences{QuietHours: &herald.QuietHours{Start: "22:00", End: "07:00"}}, "UTC"},
-		{herald.Preferences{QuietHours: &herald.QuietHours{Timezone: "Asia/Tokyo"}}, tokyo.String()},
-		{herald.Preferences{QuietHours: &herald.QuietHours{Timezone: "Mars/Olympus"}}, "UTC"},
-	}
-	for _, tt := range tests {
-		for range 2 { // the second from the cache
-			if got := Location(tt.prefs).String(); got != tt.want {
-				t.Errorf("Location(%+v) = %s, want %s", tt.prefs.QuietHours, got, tt.want)
-			}
-		}
-	}
-}
-
 func TestActionString(t *testing.T) {
 	for a, want := range map[Action]string{Deliver: "deliver", Emit: "emit", Overflow: "overflow", 0: "unknown", 99: "unknown"} {
 		if a.String() != want {
