@@ -350,4 +350,3 @@ func localDay(us int64, loc *time.Location) string {
 	}
 	return time.UnixMicro(us).In(loc).Format(time.DateOnly)
 }
-
