@@ -14,6 +14,7 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store"
+	"github.com/heraldhq/herald/topics"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -313,4 +314,41 @@ func TestEnricherPolicyCrash(t *testing.T) {
 	if got := eventIDs(deliveriesOf(t, e, "eve")); !slices.Equal(got, eventIDs(ns)) {
 		t.Errorf("deliveries %v, want %v", got, eventIDs(ns))
 	}
+}
+
+// FuzzDecodeTickRecord: the tick decoder never panics, accepts only what
+// it validated, and what it accepts encodes back to a tick it accepts
+// again unchanged.
+func FuzzDecodeTickRecord(f *testing.F) {
+	f.Add("ada", []byte(`{"user_id":"ada","key":"like\u001fpost-1","due_at":"2026-12-02T12:01:00.000001Z"}`))
+	f.Add("ada", []byte(`{"user_id":"bob","key":"k","due_at":"2026-12-02T12:01:00Z"}`))
+	f.Add("ada", []byte(`{"user_id":"ada","key":"","due_at":"2026-12-02T12:01:00Z"}`))
+	f.Add("ada", []byte(`{"user_id":"ada","key":"k","due_at":"2026-12-02T12:01:00Z","x":1}`))
+	f.Add("", []byte(`null`))
+	codec := NewCodec(topics.WithPrefix(""))
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		r := &kgo.Record{Key: []byte(key), Value: value, Headers: []kgo.RecordHeader{{Key: HeaderPolicyTick, Value: []byte("1")}}}
+		tick, ok, err := DecodeTickRecord(r)
+		if !ok {
+			t.Fatal("a record with the tick header is a tick")
+		}
+		if err != nil {
+			var ve *herald.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v is not a ValidationError", err)
+			}
+			return
+		}
+		if tick.UserID != key || tick.Key == "" || tick.DueAt.IsZero() {
+			t.Fatalf("accepted %+v for key %q", tick, key)
+		}
+		again, err := codec.Tick(tick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, ok, err := DecodeTickRecord(again)
+		if !ok || err != nil || back.UserID != tick.UserID || back.Key != tick.Key || !back.DueAt.Equal(tick.DueAt) {
+			t.Fatalf("round trip of %+v: %+v %v %v", tick, back, ok, err)
+		}
+	})
 }
