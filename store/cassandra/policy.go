@@ -1,0 +1,317 @@
+package cassandra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/store"
+)
+
+// The policy tables (migration 0007, doc.go "Policy state"): policy_state
+// (user → blob), policy_due ((scope, hour) → at_us, user_id, key) and
+// policy_cursor (scope → at_us, user_id, key). Times are unix microseconds.
+
+const (
+	// maxDueLimit bounds PolicyDue's limit (store.Policies).
+	maxDueLimit = 10_000
+	// dueProbeBuckets is how many hour buckets one probe of PolicyDue
+	// asks about (one day).
+	dueProbeBuckets = 24
+	// maxTTL is Cassandra's largest TTL (20 years), in seconds.
+	maxTTL    = 20 * 365 * 24 * 3600
+	usPerHour = int64(time.Hour / time.Microsecond)
+)
+
+// dueHour is the hour bucket of a due time in unix microseconds:
+// floor(us / 3600e6), also for times before 1970.
+func dueHour(us int64) int64 {
+	h := us / usPerHour
+	if us%usPerHour < 0 {
+		h--
+	}
+	return h
+}
+
+// dueTime is the stored form's At: microseconds, UTC (time.UnixMicro
+// round-trips the zero time, so the zero cursor reads back as zero).
+func dueTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// dueTTL is the TTL, in seconds, of a due entry at us written at now:
+// PolicyDueRetention past its At, and at least PolicyDueRetention (an entry
+// written for a past At, a backlog, still lives the retention).
+func dueTTL(us int64, now time.Time) int {
+	ret := int64(store.PolicyDueRetention / time.Second)
+	ttl := max((us-now.UnixMicro())/int64(time.Second/time.Microsecond)+ret, ret)
+	return int(min(ttl, maxTTL))
+}
+
+// checkPolicy validates PutPolicy's input like every store does.
+func checkPolicy(userID string, state []byte, due []store.PolicyDue) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if len(state) > store.MaxPolicyStateBytes {
+		return &herald.ValidationError{Field: "state", Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(state), store.MaxPolicyStateBytes)}
+	}
+	for _, d := range due {
+		if err := store.ValidatePolicyDue(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutPolicy implements store.Writer: the epoch check, then the due entries
+// (one plain batch per hour bucket, each a single partition), then the
+// state row, all stamped with one timestamp of the epoch; calls for one
+// user through this Writer are serialised, so the later call's timestamp
+// is the higher one. Nothing here is conditional: a fenced writer's call
+// already past the check loses on every cell its successor wrote (doc.go,
+// "Policy state"). On error the due entries may be written without the
+// state (harmless, see store.Writer); a retry rewrites the same cells.
+func (w *writer) PutPolicy(ctx context.Context, userID string, state []byte, due []store.PolicyDue) error {
+	if err := checkPolicy(userID, state, due); err != nil {
+		return fmt.Errorf("cassandra: put policy: %w", err)
+	}
+	s := w.s
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	mu := &w.users[maphash.String(w.seed, userID)%uint64(len(w.users))]
+	mu.Lock()
+	defer mu.Unlock()
+	if err := w.check(ctx); err != nil {
+		return err
+	}
+	ts, err := w.nextTS()
+	if err != nil {
+		return err
+	}
+	if err := w.putDue(ctx, due, ts); err != nil {
+		return err
+	}
+	var q *gocql.Query
+	if len(state) == 0 {
+		q = s.read(s.q.policyDelete, ts, userID)
+	} else {
+		q = s.read(s.q.policyPut, userID, state, ts) // same cells, same timestamp: safe to retry
+	}
+	if err := q.ExecContext(ctx); err != nil {
+		return s.fail("put policy state", err)
+	}
+	return nil
+}
+
+// putDue writes due entries, one unlogged batch per (scope, hour)
+// partition: atomic per partition, and exempt from Cassandra's batch size
+// limits (they apply to multi-partition batches only). Buckets are written
+// one after the other; a call usually carries at most one entry.
+func (w *writer) putDue(ctx context.Context, due []store.PolicyDue, ts int64) error {
+	if len(due) == 0 {
+		return nil
+	}
+	s := w.s
+	now := time.Now()
+	byHour := make(map[int64]*gocql.Batch)
+	var hours []int64
+	for _, d := range due {
+		us := d.At.UnixMicro()
+		h := dueHour(us)
+		b, ok := byHour[h]
+		if !ok {
+			b = s.session.Batch(gocql.UnloggedBatch)
+			byHour[h] = b
+			hours = append(hours, h)
+		}
+		b.Entries = append(b.Entries, gocql.BatchEntry{
+			Stmt: s.q.dueInsert, Args: []any{w.scope, h, us, d.UserID, d.Key, dueTTL(us, now), ts},
+			// Same cells, same timestamp: a retry is a rewrite.
+			Idempotent: true,
+		})
+	}
+	slices.Sort(hours)
+	for _, h := range hours {
+		if err := byHour[h].ExecContext(ctx); err != nil {
+			return s.fail("put policy due entries", err)
+		}
+	}
+	return nil
+}
+
+// SetPolicyCursor implements store.Writer: the epoch check, a read of the
+// stored cursor and, when cur is after it, one write stamped with the
+// epoch's next timestamp. Calls through one Writer are serialised; the
+// epoch makes this Writer the scope's only one, and a fenced writer's
+// late write loses to its successor's (doc.go, "Policy state").
+func (w *writer) SetPolicyCursor(ctx context.Context, cur store.PolicyDue) error {
+	s := w.s
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	w.cursorMu.Lock()
+	defer w.cursorMu.Unlock()
+	if err := w.check(ctx); err != nil {
+		return err
+	}
+	stored, err := s.PolicyCursor(ctx, w.scope)
+	if err != nil {
+		return err
+	}
+	cur.At = cur.At.UTC().Truncate(time.Microsecond)
+	if !stored.Less(cur) {
+		return nil
+	}
+	ts, err := w.nextTS()
+	if err != nil {
+		return err
+	}
+	if err := s.read(s.q.cursorPut, w.scope, cur.At.UnixMicro(), cur.UserID, cur.Key, ts).ExecContext(ctx); err != nil {
+		return s.fail("set policy cursor", err)
+	}
+	return nil
+}
+
+// PolicyState implements store.Policies: one point read.
+func (s *Store) PolicyState(ctx context.Context, userID string) ([]byte, error) {
+	if err := checkUserID(userID); err != nil {
+		return nil, err
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	var state []byte
+	err := s.read(s.q.policyGet, userID).ScanContext(ctx, &state)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, s.fail("read policy state", err)
+	}
+	if len(state) == 0 {
+		return nil, nil
+	}
+	return state, nil
+}
+
+// PolicyCursor implements store.Policies: one point read.
+func (s *Store) PolicyCursor(ctx context.Context, scope string) (store.PolicyDue, error) {
+	if err := store.ValidateScope(scope); err != nil {
+		return store.PolicyDue{}, err
+	}
+	if err := s.begin(ctx); err != nil {
+		return store.PolicyDue{}, err
+	}
+	var (
+		us          int64
+		userID, key string
+	)
+	err := s.read(s.q.cursorGet, scope).ScanContext(ctx, &us, &userID, &key)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return store.PolicyDue{}, nil
+	case err != nil:
+		return store.PolicyDue{}, s.fail("read policy cursor", err)
+	}
+	return store.PolicyDue{At: dueTime(us), UserID: userID, Key: key}, nil
+}
+
+// PolicyDue implements store.Policies. It walks the hour buckets from
+// after's (but not before until - PolicyDueRetention: older entries may
+// have expired and are not looked for) to until's, in order, reading
+// each with LIMIT what is still wanted, until limit entries are found.
+// When more than two buckets are left, it first asks which of the next
+// dueProbeBuckets hold anything in range (one IN query, PER PARTITION
+// LIMIT 1) and reads only those: a scope whose cursor is days behind
+// (nothing was due for a while) costs a request per day, not per hour.
+func (s *Store) PolicyDue(ctx context.Context, scope string, after store.PolicyDue, until time.Time, limit int) ([]store.PolicyDue, error) {
+	if err := store.ValidateScope(scope); err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > maxDueLimit {
+		return nil, &herald.ValidationError{Field: "limit", Reason: fmt.Sprintf("must be 1 to %d", maxDueLimit)}
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	afterUS, untilUS := after.At.UnixMicro(), until.UnixMicro()
+	out := []store.PolicyDue{}
+	if afterUS > untilUS {
+		return out, nil
+	}
+	from := max(dueHour(afterUS), dueHour(untilUS-int64(store.PolicyDueRetention/time.Microsecond)))
+	to := dueHour(untilUS)
+	args := []any{afterUS, after.UserID, after.Key, untilUS}
+	for h := from; h <= to && len(out) < limit; {
+		if to-h+1 <= 2 {
+			var err error
+			if out, err = s.dueBucket(ctx, scope, h, args, limit, out); err != nil {
+				return nil, err
+			}
+			h++
+			continue
+		}
+		n := min(to-h+1, dueProbeBuckets)
+		full, err := s.dueProbe(ctx, scope, h, n, args)
+		if err != nil {
+			return nil, err
+		}
+		for _, fh := range full {
+			if len(out) >= limit {
+				break
+			}
+			if out, err = s.dueBucket(ctx, scope, fh, args, limit, out); err != nil {
+				return nil, err
+			}
+		}
+		h += n
+	}
+	return out, nil
+}
+
+// dueBucket appends to out the entries of bucket h in range (args: after's
+// at_us, user_id and key, until's at_us), at most limit-len(out) of them.
+func (s *Store) dueBucket(ctx context.Context, scope string, h int64, args []any, limit int, out []store.PolicyDue) ([]store.PolicyDue, error) {
+	want := limit - len(out)
+	bind := append(append([]any{scope, h}, args...), want)
+	iter := s.read(s.q.dueAfter, bind...).PageSize(min(want, 5000)).IterContext(ctx)
+	var (
+		us          int64
+		userID, key string
+	)
+	for len(out) < limit && iter.Scan(&us, &userID, &key) {
+		out = append(out, store.PolicyDue{At: dueTime(us), UserID: userID, Key: key})
+	}
+	if err := iter.Close(); err != nil {
+		return nil, s.fail("read policy due index", err)
+	}
+	return out, nil
+}
+
+// dueProbe returns, ascending, which of the n buckets from h hold an entry
+// in range.
+func (s *Store) dueProbe(ctx context.Context, scope string, h, n int64, args []any) ([]int64, error) {
+	hours := make([]int64, n)
+	for i := range hours {
+		hours[i] = h + int64(i)
+	}
+	iter := s.read(s.q.dueProbe, append([]any{scope, hours}, args...)...).IterContext(ctx)
+	var (
+		full []int64
+		fh   int64
+	)
+	for iter.Scan(&fh) {
+		full = append(full, fh)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, s.fail("probe policy due index", err)
+	}
+	slices.Sort(full)
+	return slices.Compact(full), nil
+}
