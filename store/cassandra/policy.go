@@ -90,6 +90,13 @@ func (w *writer) PutPolicy(ctx context.Context, userID string, state []byte, due
 	if err := w.check(ctx); err != nil {
 		return err
 	}
+	return w.putPolicyChecked(ctx, userID, state, due)
+}
+
+// putPolicyChecked is PutPolicy past its fencing check (and under the
+// user's lock): what a fenced writer's call already in flight still does.
+func (w *writer) putPolicyChecked(ctx context.Context, userID string, state []byte, due []store.PolicyDue) error {
+	s := w.s
 	ts, err := w.nextTS()
 	if err != nil {
 		return err
@@ -160,6 +167,13 @@ func (w *writer) SetPolicyCursor(ctx context.Context, cur store.PolicyDue) error
 	if err := w.check(ctx); err != nil {
 		return err
 	}
+	return w.setCursorChecked(ctx, cur)
+}
+
+// setCursorChecked is SetPolicyCursor past its fencing check (and under
+// cursorMu).
+func (w *writer) setCursorChecked(ctx context.Context, cur store.PolicyDue) error {
+	s := w.s
 	stored, err := s.PolicyCursor(ctx, w.scope)
 	if err != nil {
 		return err
