@@ -46,7 +46,7 @@ func TestPolicyFencedLateWrite(t *testing.T) {
 	if err := w2.PutPolicy(ctx, uB, nil, nil); err != nil { // deletes
 		t.Fatal(err)
 	}
-	c2 := store.PolicyDue{At: at, UserID: uA, Key: "k"}
+	c2 := store.PolicyDue{At: at, UserID: uA, Key: "k\xff"}
 	if err := w2.SetPolicyCursor(ctx, c2); err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +118,12 @@ func TestPolicyDueAcrossBuckets(t *testing.T) {
 		at := base.Add(time.Duration(k) * 7 * time.Hour).Add(time.Duration(k) * 1234567891) // ns are truncated
 		for _, u := range []string{"u2", "u1"} {
 			d := store.PolicyDue{At: at, UserID: u, Key: "t\x1fk"}
-			if err := w.PutPolicy(ctx, u, []byte("s"), []store.PolicyDue{d, {At: at.Add(-time.Microsecond), UserID: u, Key: "b"}}); err != nil {
+			raw := store.PolicyDue{At: at, UserID: u, Key: "\xff\x00raw"} // keys are bytes, not UTF-8
+			if err := w.PutPolicy(ctx, u, []byte("s"), []store.PolicyDue{d, raw, {At: at.Add(-time.Microsecond), UserID: u, Key: "b"}}); err != nil {
 				t.Fatal(err)
 			}
 			want = append(want, store.PolicyDue{At: at.Truncate(time.Microsecond), UserID: u, Key: "t\x1fk"},
+				store.PolicyDue{At: at.Truncate(time.Microsecond), UserID: u, Key: raw.Key},
 				store.PolicyDue{At: at.Add(-time.Microsecond).Truncate(time.Microsecond), UserID: u, Key: "b"})
 		}
 	}
@@ -135,7 +137,7 @@ func TestPolicyDueAcrossBuckets(t *testing.T) {
 		}
 		return 1
 	})
-	until := want[len(want)-3].At // the last two are after until
+	until := want[len(want)-5].At // the last group's "b" entries: its four others are after until
 	var got []store.PolicyDue
 	var cur store.PolicyDue
 	for range 100 {
@@ -149,8 +151,8 @@ func TestPolicyDueAcrossBuckets(t *testing.T) {
 		got = append(got, page...)
 		cur = page[len(page)-1]
 	}
-	if !reflect.DeepEqual(got, want[:len(want)-2]) {
-		t.Fatalf("paged scan:\n got %v\nwant %v", got, want[:len(want)-2])
+	if !reflect.DeepEqual(got, want[:len(want)-4]) {
+		t.Fatalf("paged scan:\n got %v\nwant %v", got, want[:len(want)-4])
 	}
 	all, err := s.PolicyDue(ctx, scope, store.PolicyDue{}, until.Add(time.Hour), 10_000)
 	if err != nil || !reflect.DeepEqual(all, want) {
