@@ -49,6 +49,10 @@
 //	tokens   token            → user id owning the token
 //	pushed   userKey+len16(job)+job+token → expiry (8 bytes, Unix ns)
 //	pushexp  expiry+pushed key → empty: the expiry index of pushed
+//	policy   userKey          → the user's policy state (opaque bytes)
+//	policydue/<scope>  dueKey → empty: one nested bucket per scope, the
+//	                            scope's due index
+//	policycursor  scope       → dueKey of the scope's cursor
 //	herald   "format"         → layout version
 //
 // The read flag lives only in the unread index, so MarkRead deletes keys and
@@ -67,6 +71,31 @@
 // of MarkPushSent first deletes up to 64 expired entries, oldest first,
 // walking pushexp. While marks go on the expired backlog shrinks; when
 // they stop it stays as it was until the next mark.
+//
+// Policy (store.Policies, written through the Writer). PutPolicy and
+// SetPolicyCursor check the fence first inside their write transaction,
+// exactly like Append, so a fenced writer changes nothing (store.ErrFenced)
+// and one that passed the check commits before the new writer's first
+// transaction: the new writer never has its state overwritten by a stale
+// one. PutPolicy writes the state and the due entries in one transaction
+// (the contract only asks the entries to land no later than the state); a
+// nil or empty state deletes the key. dueKey is At as big-endian Unix
+// microseconds with the sign bit flipped (times before 1970 sort first),
+// then the user id with each 0x00 escaped as 0x00 0xFF and ended by
+// 0x00 0x01, then the window key: byte order is store.PolicyDue.Less
+// order even for user ids that prefix each other or hold 0x00, and a
+// scan is one Seek and a walk. At keeps microseconds and reads back in
+// UTC. SetPolicyCursor stores a cursor only if it is after the stored one
+// and deletes, in the same transaction, the scope's entries at or before
+// it, so the due index holds what the enricher has not handled yet. An
+// enricher down longer than store.PolicyDueRetention leaves entries older
+// than that: each PutPolicy with due entries deletes up to 64 of them,
+// oldest first (by Config.Now), so they do not stay for ever once the
+// scope is written again; until then scans still return them. A corrupt
+// due key or cursor (a damaged file) fails PolicyDue or PolicyCursor with
+// an error naming the scope instead of being skipped. The policy
+// buckets were added to layout 1 without changing its version: Open
+// creates them in an older file, and an older binary ignores them.
 //
 // Notifications use a compact versioned binary record: they are the hot path
 // (written per event, read on every replay), the record needs no field names

@@ -97,8 +97,14 @@ var (
 	bPushed  = []byte("pushed")
 	bPushExp = []byte("pushexp")
 	bHerald  = []byte("herald")
+	// Policy state (policy.go). Open creates them in a file written before
+	// they existed: the layout only grew, so the format version is still 1.
+	bPolicy       = []byte("policy")
+	bPolicyDue    = []byte("policydue")
+	bPolicyCursor = []byte("policycursor")
 
-	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bPushed, bPushExp, bHerald}
+	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bPushed, bPushExp, bHerald,
+		bPolicy, bPolicyDue, bPolicyCursor}
 
 	keyFormat = []byte("format")
 	unreadVal = []byte{1} // never mutated; bbolt keeps a reference until commit

@@ -377,3 +377,55 @@ func TestCloseWaitsAndThenRefuses(t *testing.T) {
 		t.Fatalf("Append racing Close ended with %v, want ErrClosed", err)
 	}
 }
+
+// TestPolicySurvivesReopen: state, due index and cursor are in the file.
+func TestPolicySurvivesReopen(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "herald.db")
+	s := open(t, path, false)
+	w := fence(t, s)
+	at := time.Now().UTC().Truncate(time.Second).Add(time.Hour)
+	d := []store.PolicyDue{
+		{At: at, UserID: "u1", Key: "like\x1fp1"},
+		{At: at.Add(time.Second), UserID: "u1", Key: "like\x1fp2"},
+		{At: at.Add(2 * time.Second), UserID: "u2", Key: "follow\x1ffollow"},
+	}
+	if err := w.PutPolicy(ctx, "u1", []byte("state-1"), d[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.PutPolicy(ctx, "u2", []byte("state-2"), d[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetPolicyCursor(ctx, d[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.PutPolicy(ctx, "u1", []byte("late"), nil); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("PutPolicy through a writer of the closed Store = %v, want ErrClosed", err)
+	}
+
+	s = open(t, path, false)
+	for u, want := range map[string]string{"u1": "state-1", "u2": "state-2"} {
+		if got, err := s.PolicyState(ctx, u); err != nil || string(got) != want {
+			t.Fatalf("PolicyState(%s) after reopen = %q, %v; want %q", u, got, err, want)
+		}
+	}
+	cur, err := s.PolicyCursor(ctx, "test")
+	if err != nil || cmpDue(cur, d[0]) != 0 {
+		t.Fatalf("PolicyCursor after reopen = %+v, %v; want %+v", cur, err, d[0])
+	}
+	got, err := s.PolicyDue(ctx, "test", cur, at.Add(time.Hour), 10)
+	if err != nil || len(got) != 2 || cmpDue(got[0], d[1]) != 0 || cmpDue(got[1], d[2]) != 0 {
+		t.Fatalf("PolicyDue after reopen = %+v, %v; want %+v", got, err, d[1:])
+	}
+	// A new Writer of the reopened Store continues.
+	w = fence(t, s)
+	if err := w.SetPolicyCursor(ctx, d[2]); err != nil {
+		t.Fatal(err)
+	}
+	if n := dueCount(t, s, "test"); n != 0 {
+		t.Fatalf("%d due entries left at or before the cursor", n)
+	}
+}

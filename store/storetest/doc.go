@@ -43,4 +43,19 @@
 //     Writer's notifications, and the seqs stay dense;
 //   - SharedWriter: several goroutines append for different users through
 //     one Writer, with dense seqs per user.
+//
+// The Policy group holds every implementation to store.Policies and the
+// Writer's PutPolicy and SetPolicyCursor: state round trips as a copy,
+// replace and delete (nil or empty); the MaxPolicyStateBytes boundary and
+// the fields named by validation errors ("state", "user_id",
+// "due.user_id", "due.key", "limit", "scope"); the due index in
+// (At, UserID, Key) order with a strict after, an inclusive until and a
+// limit, paged by 1,000 over 2,500 entries; At truncated to microseconds
+// and returned in UTC; duplicates kept once; scopes independent; the
+// cursor zero at first and only moving forward; and a fenced Writer's
+// PutPolicy and SetPolicyCursor returning ErrFenced and changing nothing,
+// and losing to the new Writer when a Fence races its puts.
+// Due times are a day after the wall clock, so that no store may drop
+// them under store.PolicyDueRetention, and the tests never assert that
+// entries at or before a cursor were dropped (stores may keep them).
 package storetest

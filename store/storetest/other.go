@@ -270,6 +270,16 @@ func (s *suite) close(t *testing.T) {
 		"MarkPushSent": func() error { return st.MarkPushSent(ctx, u, "job", dev.Token) },
 		"PushSent":     func() error { _, err := st.PushSent(ctx, u, "job"); return err },
 		"Ping":         func() error { return st.Ping(ctx) },
+		"PutPolicy":    func() error { return w.PutPolicy(ctx, u, []byte("s"), nil) },
+		"SetPolicyCursor": func() error {
+			return w.SetPolicyCursor(ctx, store.PolicyDue{At: baseTime, UserID: u, Key: "k"})
+		},
+		"PolicyState": func() error { _, err := st.PolicyState(ctx, u); return err },
+		"PolicyDue": func() error {
+			_, err := st.PolicyDue(ctx, w.Scope(), store.PolicyDue{}, baseTime, 10)
+			return err
+		},
+		"PolicyCursor": func() error { _, err := st.PolicyCursor(ctx, w.Scope()); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, store.ErrClosed) {

@@ -58,6 +58,8 @@ func (s *suite) rejectsBadUserIDs(t *testing.T) {
 			},
 			"Devices":      func() error { _, err := st.Devices(ctx, u); return err },
 			"DeleteDevice": func() error { return st.DeleteDevice(ctx, u, "tok") },
+			"PutPolicy":    func() error { return w.PutPolicy(ctx, u, []byte("s"), nil) },
+			"PolicyState":  func() error { _, err := st.PolicyState(ctx, u); return err },
 		}
 		for method, call := range calls {
 			wantInvalid(t, method+" with "+name, call(), "user_id")
