@@ -266,27 +266,34 @@
 // # Policy state
 //
 // The enricher's notification policy (digest windows, rate logs, daily
-// caps: package policy) keeps three things, all written only through the
+// caps: package policy) keeps four tables, all written only through the
 // fenced Writer of the scope and all with plain writes stamped with the
 // epoch's timestamps, like the inbox's writer cells:
 //
-//	policy_state  PRIMARY KEY (user_id)                         state blob
-//	policy_due    PRIMARY KEY ((scope, hour), at_us, user_id, key)
-//	policy_cursor PRIMARY KEY (scope)                           at_us, user_id, key
+//	policy_state     PRIMARY KEY (user_id)          state blob
+//	policy_due       PRIMARY KEY ((scope, hour), at_us, user_id, key)
+//	policy_due_hours PRIMARY KEY ((scope), hour)    hours with entries
+//	policy_cursor    PRIMARY KEY (scope)            at_us, user_id, key
 //
 // Times are bigint unix microseconds, not Cassandra timestamps (which keep
 // milliseconds): the enricher matches a tick to its window by the due
-// entry's At at microsecond precision. hour is floor(at_us / 3.6e9): the
-// due index of a scope is one partition per hour, so the every-second scan
-// ("what is due up to now, after the cursor") reads one or two small
-// partitions. Due rows are never updated or deleted: the cursor moves past
-// them and they expire by TTL, at least store.PolicyDueRetention after
-// both their write and their At (TimeWindowCompactionStrategy drops each
-// day's SSTable whole once it expired: no tombstones to compact).
+// entry's At at microsecond precision. Keys are blobs (opaque bytes,
+// ordered bytewise like PolicyDue.Less). hour is floor(at_us / 3.6e9):
+// the due index of a scope is one partition per hour, listed in
+// policy_due_hours, so the every-second scan ("what is due up to now,
+// after the cursor") reads the list of hours in range and then only the
+// hours that have entries: usually two small partitions, however far
+// behind the cursor is. Due rows are never updated or deleted: the cursor
+// moves past them and they expire by TTL, at least
+// store.PolicyDueRetention after both their write and their At
+// (TimeWindowCompactionStrategy drops each day's SSTable whole once it
+// expired: no tombstones to compact); an hour's row in policy_due_hours
+// lives as long as an entry due at the end of that hour would.
 //
 // PutPolicy reads the scope's epoch (store.ErrFenced if it moved on, as
-// Append), then writes the due entries (one single-partition batch per
-// hour bucket), then the state row (INSERT, or DELETE for an empty state),
+// Append), then writes the hours of its due entries to policy_due_hours
+// (one batch), the due entries (one single-partition batch per hour),
+// then the state row (INSERT, or DELETE for an empty state),
 // all USING TIMESTAMP one timestamp of the epoch; calls for one user
 // through one Writer are serialised, so the later call has the higher
 // timestamp and wins. SetPolicyCursor reads the epoch and the stored
@@ -310,12 +317,12 @@
 //     counting them twice; the zombie's deliveries never committed, the
 //     successor's replay makes them. The successor's next write of that
 //     user replaces it.
-//   - Due entries are only ever added, and an entry is harmless whatever
-//     wrote it: a tick closes a window only if the user's state has it
-//     open with a due time at or before the entry's (policy.Tick), so an
-//     entry whose state never landed, or was overwritten, finds nothing to
-//     close (or a later window, which it cannot close early), and a
-//     duplicate tick finds the window closed.
+//   - Due entries (and their hours) are only ever added, and an entry is
+//     harmless whatever wrote it: a tick closes a window only if the
+//     user's state has it open with a due time at or before the entry's
+//     (policy.Tick), so an entry whose state never landed, or was
+//     overwritten, finds nothing to close (or a later window, which it
+//     cannot close early), and a duplicate tick finds the window closed.
 //   - The cursor: a late write with a lower timestamp loses to any cursor
 //     the successor wrote, so the cursor the successor reads back is its
 //     own; one landing before the successor's first write moves the cursor
@@ -328,15 +335,10 @@
 //     (the successor overwriting a zombie's further one) only re-ticks
 //     entries, which Tick ignores.
 //
-// PolicyDue walks the hour buckets from the cursor's to until's, at most
-// PolicyDueRetention back from until; when more than two are left it first
-// asks which of the next 24 hold anything in range (one IN query with PER
-// PARTITION LIMIT 1). A cursor that lags far behind (a scope where nothing
-// was due for days) thus costs a request per day of lag on every scan, up
-// to 31 for the whole retention: an enricher that finds nothing due may
-// move the cursor up to a safe point (now minus the clock skew it
-// tolerates, with empty user and key) to keep its scans at one or two
-// requests.
+// A crash or error part-way through PutPolicy leaves a prefix of that
+// order: hours without entries (an empty read), entries without the state
+// (harmless, as above), never an entry whose hour is not listed or a
+// state whose entries are missing.
 //
 // # Driver settings
 //

@@ -15,15 +15,13 @@ import (
 )
 
 // The policy tables (migration 0007, doc.go "Policy state"): policy_state
-// (user → blob), policy_due ((scope, hour) → at_us, user_id, key) and
-// policy_cursor (scope → at_us, user_id, key). Times are unix microseconds.
+// (user → blob), policy_due ((scope, hour) → at_us, user_id, key),
+// policy_due_hours (scope → hours that may hold entries) and policy_cursor
+// (scope → at_us, user_id, key). Times are unix microseconds.
 
 const (
 	// maxDueLimit bounds PolicyDue's limit (store.Policies).
 	maxDueLimit = 10_000
-	// dueProbeBuckets is how many hour buckets one probe of PolicyDue
-	// asks about (one day).
-	dueProbeBuckets = 24
 	// maxTTL is Cassandra's largest TTL (20 years), in seconds.
 	maxTTL    = 20 * 365 * 24 * 3600
 	usPerHour = int64(time.Hour / time.Microsecond)
@@ -116,10 +114,15 @@ func (w *writer) putPolicyChecked(ctx context.Context, userID string, state []by
 	return nil
 }
 
-// putDue writes due entries, one unlogged batch per (scope, hour)
-// partition: atomic per partition, and exempt from Cassandra's batch size
-// limits (they apply to multi-partition batches only). Buckets are written
-// one after the other; a call usually carries at most one entry.
+// putDue writes due entries: first the rows of their hours in
+// policy_due_hours (one batch: one partition), each with the TTL of an
+// entry due at the end of its hour (at least any entry's of the hour,
+// and never shorter than an earlier write's), so that a scan that finds
+// an entry also finds its hour; then the entries, one unlogged batch per
+// (scope, hour) partition. Single-partition batches are atomic and exempt
+// from Cassandra's batch size limits (which apply to multi-partition
+// batches only). Buckets are written one after the other; a call usually
+// carries at most one entry.
 func (w *writer) putDue(ctx context.Context, due []store.PolicyDue, ts int64) error {
 	if len(due) == 0 {
 		return nil
@@ -144,6 +147,16 @@ func (w *writer) putDue(ctx context.Context, due []store.PolicyDue, ts int64) er
 		})
 	}
 	slices.Sort(hours)
+	hb := s.session.Batch(gocql.UnloggedBatch)
+	for _, h := range hours {
+		end := (h+1)*usPerHour - 1
+		hb.Entries = append(hb.Entries, gocql.BatchEntry{
+			Stmt: s.q.dueHourInsert, Args: []any{w.scope, h, dueTTL(end, now), ts}, Idempotent: true,
+		})
+	}
+	if err := hb.ExecContext(ctx); err != nil {
+		return s.fail("put policy due hours", err)
+	}
 	for _, h := range hours {
 		if err := byHour[h].ExecContext(ctx); err != nil {
 			return s.fail("put policy due entries", err)
@@ -236,14 +249,13 @@ func (s *Store) PolicyCursor(ctx context.Context, scope string) (store.PolicyDue
 	return store.PolicyDue{At: dueTime(us), UserID: userID, Key: key}, nil
 }
 
-// PolicyDue implements store.Policies. It walks the hour buckets from
-// after's (but not before until - PolicyDueRetention: older entries may
-// have expired and are not looked for) to until's, in order, reading
-// each with LIMIT what is still wanted, until limit entries are found.
-// When more than two buckets are left, it first asks which of the next
-// dueProbeBuckets hold anything in range (one IN query, PER PARTITION
-// LIMIT 1) and reads only those: a scope whose cursor is days behind
-// (nothing was due for a while) costs a request per day, not per hour.
+// PolicyDue implements store.Policies. It reads which hour buckets from
+// after's to until's may hold entries (policy_due_hours, one small
+// partition) and reads those in order, each with LIMIT what is still
+// wanted, until limit entries are found: the cost is one request plus one
+// per bucket with entries in range, however far behind the cursor or
+// ahead until is. Entries expire by TTL (at least
+// store.PolicyDueRetention after their write and their At).
 func (s *Store) PolicyDue(ctx context.Context, scope string, after store.PolicyDue, until time.Time, limit int) ([]store.PolicyDue, error) {
 	if err := store.ValidateScope(scope); err != nil {
 		return nil, err
@@ -259,32 +271,18 @@ func (s *Store) PolicyDue(ctx context.Context, scope string, after store.PolicyD
 	if afterUS > untilUS {
 		return out, nil
 	}
-	from := max(dueHour(afterUS), dueHour(untilUS-int64(store.PolicyDueRetention/time.Microsecond)))
-	to := dueHour(untilUS)
 	args := []any{afterUS, after.UserID, after.Key, untilUS}
-	for h := from; h <= to && len(out) < limit; {
-		if to-h+1 <= 2 {
-			var err error
-			if out, err = s.dueBucket(ctx, scope, h, args, limit, out); err != nil {
-				return nil, err
-			}
-			h++
-			continue
-		}
-		n := min(to-h+1, dueProbeBuckets)
-		full, err := s.dueProbe(ctx, scope, h, n, args)
-		if err != nil {
+	iter := s.read(s.q.dueHours, scope, dueHour(afterUS), dueHour(untilUS)).PageSize(100).IterContext(ctx)
+	var h int64
+	for len(out) < limit && iter.Scan(&h) {
+		var err error
+		if out, err = s.dueBucket(ctx, scope, h, args, limit, out); err != nil {
+			_ = iter.Close()
 			return nil, err
 		}
-		for _, fh := range full {
-			if len(out) >= limit {
-				break
-			}
-			if out, err = s.dueBucket(ctx, scope, fh, args, limit, out); err != nil {
-				return nil, err
-			}
-		}
-		h += n
+	}
+	if err := iter.Close(); err != nil {
+		return nil, s.fail("read policy due hours", err)
 	}
 	return out, nil
 }
@@ -306,26 +304,4 @@ func (s *Store) dueBucket(ctx context.Context, scope string, h int64, args []any
 		return nil, s.fail("read policy due index", err)
 	}
 	return out, nil
-}
-
-// dueProbe returns, ascending, which of the n buckets from h hold an entry
-// in range.
-func (s *Store) dueProbe(ctx context.Context, scope string, h, n int64, args []any) ([]int64, error) {
-	hours := make([]int64, n)
-	for i := range hours {
-		hours[i] = h + int64(i)
-	}
-	iter := s.read(s.q.dueProbe, append([]any{scope, hours}, args...)...).IterContext(ctx)
-	var (
-		full []int64
-		fh   int64
-	)
-	for iter.Scan(&fh) {
-		full = append(full, fh)
-	}
-	if err := iter.Close(); err != nil {
-		return nil, s.fail("probe policy due index", err)
-	}
-	slices.Sort(full)
-	return slices.Compact(full), nil
 }

@@ -70,14 +70,15 @@ type statements struct {
 	markPushSent string
 	pushSent     string
 
-	policyGet    string
-	policyPut    string
-	policyDelete string
-	dueInsert    string
-	dueAfter     string
-	dueProbe     string
-	cursorGet    string
-	cursorPut    string
+	policyGet     string
+	policyPut     string
+	policyDelete  string
+	dueInsert     string
+	dueAfter      string
+	dueHours      string
+	dueHourInsert string
+	cursorGet     string
+	cursorPut     string
 
 	ping string
 }
@@ -167,12 +168,11 @@ func newStatements(ks string) statements {
 		// not after until, in clustering (= PolicyDue.Less) order.
 		dueAfter: f(`SELECT at_us, user_id, key FROM {ks}.policy_due
 			WHERE scope = ? AND hour = ? AND (at_us, user_id, key) > (?, ?, ?) AND (at_us) <= (?) LIMIT ?`),
-		// Which of up to dueProbeBuckets hour buckets hold an entry in that
-		// range: one request instead of one per (mostly empty) bucket.
-		dueProbe: f(`SELECT hour FROM {ks}.policy_due
-			WHERE scope = ? AND hour IN ? AND (at_us, user_id, key) > (?, ?, ?) AND (at_us) <= (?) PER PARTITION LIMIT 1`),
-		cursorGet: f(`SELECT at_us, user_id, key FROM {ks}.policy_cursor WHERE scope = ?`),
-		cursorPut: f(`INSERT INTO {ks}.policy_cursor (scope, at_us, user_id, key) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
+		// The hour buckets that may hold entries, ascending.
+		dueHours:      f(`SELECT hour FROM {ks}.policy_due_hours WHERE scope = ? AND hour >= ? AND hour <= ?`),
+		dueHourInsert: f(`INSERT INTO {ks}.policy_due_hours (scope, hour) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?`),
+		cursorGet:     f(`SELECT at_us, user_id, key FROM {ks}.policy_cursor WHERE scope = ?`),
+		cursorPut:     f(`INSERT INTO {ks}.policy_cursor (scope, at_us, user_id, key) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
 
 		ping: `SELECT release_version FROM system.local`,
 	}
