@@ -30,7 +30,15 @@ const (
 	MaxDataDepth = 32
 	// MaxTTL is the largest ttl, in seconds: 365 days.
 	MaxTTL = 365 * 24 * 60 * 60
+	// MaxRecipients bounds user_ids.
+	MaxRecipients = 1000
+	// MaxTopicLen bounds a topic (an audience), in bytes.
+	MaxTopicLen = 128
 )
+
+// Multi reports whether e is addressed to several users (UserIDs or
+// Audience) rather than to UserID.
+func (e *Event) Multi() bool { return len(e.UserIDs) > 0 || e.Audience != "" }
 
 // Priority of an event. High bypasses quiet hours and throttling.
 type Priority string
@@ -45,8 +53,16 @@ const (
 // Event is what upstream services produce to herald.events or POST to
 // /v1/events.
 type Event struct {
-	ID          string          `json:"id"`
-	UserID      string          `json:"user_id"`
+	ID     string `json:"id"`
+	UserID string `json:"user_id,omitempty"`
+	// UserIDs and Audience address a multi-recipient event instead of
+	// UserID: exactly one of the three is set. UserIDs are 1 to
+	// MaxRecipients distinct user ids (DecodeEvent drops repeats, keeping
+	// the first); Audience is a topic (ValidateTopic) whose subscribers
+	// receive the event. The fan-out stage expands such an event into one
+	// event per recipient, with the same ID and UserID set.
+	UserIDs     []string        `json:"user_ids,omitempty"`
+	Audience    string          `json:"audience,omitempty"`
 	Type        string          `json:"type"`
 	Priority    Priority        `json:"priority,omitempty"`
 	Title       string          `json:"title,omitempty"`
@@ -454,6 +470,23 @@ func ValidateUserID(id string) error {
 			r, _ := utf8.DecodeRuneInString(id[i:])
 			return invalid("user_id", "may only contain A-Z a-z 0-9 . _ : @ -, found %q at character %d", r, utf8.RuneCountInString(id[:i])+1)
 		}
+	}
+	return nil
+}
+
+// ValidateTopic checks a topic (an audience, a subscription): the user
+// id alphabet, 1 to MaxTopicLen characters of [A-Za-z0-9._:@-], so that a
+// topic is one URL path segment as it is. Errors name "topic".
+func ValidateTopic(topic string) error {
+	if topic == "" {
+		return invalid("topic", "must not be empty")
+	}
+	if len(topic) > MaxTopicLen {
+		return invalid("topic", "is %d characters, more than the %d allowed", len(topic), MaxTopicLen)
+	}
+	if err := ValidateUserID(topic); err != nil {
+		ve, _ := AsValidationError(err)
+		return invalid("topic", "%s", ve.Reason)
 	}
 	return nil
 }
