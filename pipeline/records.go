@@ -69,15 +69,25 @@ func EncodeEvent(ev *herald.Event) ([]byte, error) {
 	return encodeJSON(ev)
 }
 
-// Event is the herald.events record of a validated event: key = user id,
-// value = EncodeEvent, timestamp = ts (zero: set by the client when
-// produced).
+// Event is the herald.events record of a validated event: key = user id
+// (a multi-recipient event, ev.Multi(), has none: key = event id, which
+// spreads broadcasts over the partitions), value = EncodeEvent, timestamp
+// = ts (zero: set by the client when produced).
 func (c Codec) Event(ev *herald.Event, ts time.Time) (*kgo.Record, error) {
 	v, err := EncodeEvent(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s/%s: %w", ev.UserID, ev.ID, err)
 	}
-	return &kgo.Record{Topic: c.Names.Events, Key: []byte(ev.UserID), Value: v, Timestamp: ts}, nil
+	return &kgo.Record{Topic: c.Names.Events, Key: []byte(EventKey(ev)), Value: v, Timestamp: ts}, nil
+}
+
+// EventKey is the herald.events key of ev: its user id, or its id when
+// it is addressed to several users (user_ids or audience).
+func EventKey(ev *herald.Event) string {
+	if ev.Multi() {
+		return ev.ID
+	}
+	return ev.UserID
 }
 
 // DecodeEventRecord decodes and validates a herald.events record; an event
