@@ -58,6 +58,10 @@ type Store struct {
 	// execFn runs an append's plain batch: execBatch, replaced by tests to
 	// hold a batch back and deliver it late.
 	execFn func(ctx context.Context, b *gocql.Batch) error
+	// lwtFn runs a single conditional statement (the subscription
+	// transactions), filling prev when it did not apply: mapScanCAS,
+	// replaced by tests to lose answers.
+	lwtFn func(ctx context.Context, q *gocql.Query, prev map[string]any) (bool, error)
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -198,6 +202,7 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer)}
 	s.commitFn = s.commit
 	s.execFn = execBatch
+	s.lwtFn = mapScanCAS
 	s.log.Info("cassandra store opened", "hosts", st.Hosts, "keyspace", st.Keyspace,
 		"consistency", st.cons.String(), "serial", st.serial.String(), "retention", st.Retention)
 	return s, nil

@@ -402,9 +402,10 @@
 // The index follows the truth by plain writes with the driver's client
 // timestamps: a Subscribe and an Unsubscribe of one membership racing
 // from two API instances can leave the index row's presence disagreeing
-// with subscriptions_by_user (the later transaction's index write landing
-// first, with the earlier timestamp, under clock skew) until the next
-// call for that membership repairs it.
+// with subscriptions_by_user (when the earlier call's index write gets
+// the later timestamp: it was sent after the later call's, or the
+// instances' clocks differ) until the next call for that membership
+// repairs it.
 //
 // # Driver settings
 //
@@ -416,7 +417,9 @@
 // are marked idempotent and retried by the driver with backoff
 // (Config.MaxRetries), append batches included (same cells, same
 // timestamp); conditional batches are not (a retried commit is handled by
-// the compare-and-set loop, see above), except Claim, whose retry is safe. Config.Timeout bounds each request.
+// the compare-and-set loop, see above), except Claim, whose retry is safe;
+// nor are the subscription transactions and counter updates (see
+// "Subscriptions"). Config.Timeout bounds each request.
 //
 // # Known limits
 //

@@ -95,7 +95,7 @@ func (s *Store) Subscribe(ctx context.Context, userID, topic string, at time.Tim
 func (s *Store) subscribeLWT(ctx context.Context, userID, topic string, us int64) (created bool, stored int64, err error) {
 	for unknown := 0; ; unknown++ {
 		prev := map[string]any{}
-		applied, err := s.session.Query(s.q.subInsert, userID, topic, us).MapScanCASContext(ctx, prev)
+		applied, err := s.lwtFn(ctx, s.session.Query(s.q.subInsert, userID, topic, us), prev)
 		if err == nil {
 			if applied {
 				return true, us, nil
@@ -137,7 +137,7 @@ func (s *Store) Unsubscribe(ctx context.Context, userID, topic string) (bool, er
 	}
 	var removed bool
 	for unknown := 0; ; unknown++ {
-		applied, err := s.session.Query(s.q.subDelete, userID, topic).MapScanCASContext(ctx, map[string]any{})
+		applied, err := s.lwtFn(ctx, s.session.Query(s.q.subDelete, userID, topic), map[string]any{})
 		if err == nil {
 			removed = applied
 			break
@@ -165,6 +165,11 @@ func (s *Store) Unsubscribe(ctx context.Context, userID, topic string) (bool, er
 		}
 		return nil
 	})
+}
+
+// mapScanCAS runs a conditional statement (Store.lwtFn).
+func mapScanCAS(ctx context.Context, q *gocql.Query, prev map[string]any) (bool, error) {
+	return q.MapScanCASContext(ctx, prev)
 }
 
 // subscription reads one membership's subscribed_at_us; serial reads at
