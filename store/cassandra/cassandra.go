@@ -43,8 +43,9 @@ var requiredTables = []string{"inbox", "claims", "preferences", "devices", "devi
 // Every method blocks until Cassandra answers, bounded by ctx and by
 // Config.Timeout per request; a cancelled ctx abandons the requests in
 // flight. A write abandoned that way may still be applied: every write is
-// idempotent on replay (see the package doc). Methods called after Close
-// return store.ErrClosed.
+// idempotent on replay (see the package doc), except the member count's
+// counter updates, which are never replayed (doc.go, "Subscriptions").
+// Methods called after Close return store.ErrClosed.
 type Store struct {
 	cfg     settings
 	session *gocql.Session
