@@ -428,4 +428,3 @@ func TestPostEventsMultiRecipient(t *testing.T) {
 		t.Fatalf("b1 in Kafka: %+v", b1)
 	}
 }
-
