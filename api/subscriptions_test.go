@@ -33,8 +33,11 @@ type subsStore struct {
 
 var _ store.Store = (*subsStore)(nil)
 
-func newSubsStore() *subsStore {
-	return &subsStore{Store: memory.New(), topics: map[string]map[string]time.Time{}}
+func newSubsStore() *subsStore { return withSubs(memory.New()) }
+
+// withSubs gives st the fake Subscriptions.
+func withSubs(st *memory.Store) *subsStore {
+	return &subsStore{Store: st, topics: map[string]map[string]time.Time{}}
 }
 
 func (s *subsStore) check(userID string) error {
