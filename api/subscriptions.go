@@ -306,6 +306,9 @@ func (s *Server) applyMembers(ctx context.Context, topic string, add, remove []m
 	}
 	run := func(field string, ids []member, op func(id string) (bool, error), n *int) {
 		for _, m := range ids {
+			if ctx.Err() != nil {
+				return
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
