@@ -1,0 +1,531 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/stacktest"
+	"github.com/heraldhq/herald/store/cassandra"
+)
+
+// The notification policy (issue 12) on the real stack: enricher
+// processes with a policy: section in their --config file, crashed,
+// stopped and reloaded (SIGHUP) while digest windows are open. The
+// verdict is always drawn from the store and herald.deliveries
+// (read_committed): every like produced is counted in exactly one digest,
+// each digest is stored once at contiguous seqs and delivered once.
+//
+// Each user gets at most policyMaxEvents likes, so that every window holds
+// at most the 10 newest event ids a digest lists: the event ids of all the
+// digests of a user are then exactly the likes produced for them, which
+// shows that no like was counted in two windows (a replay folding it
+// again) and none was lost, not just that the counts add up.
+
+// policyWindow is the digest window of the crash tests: long enough that
+// windows are still open when the enricher dies or its partitions move.
+const policyWindow = 20 * time.Second
+
+// regexpPolicyReloadFailed matches the log line of a refused reload.
+var regexpPolicyReloadFailed = regexp.MustCompile(`policy reload failed`)
+
+// policyMaxEvents is the most event ids a digest lists (the newest 10).
+const policyMaxEvents = 10
+
+// digestYAML is a --config file with a digest on type typ.
+func digestYAML(typ string, window time.Duration) string {
+	return fmt.Sprintf("policy:\n  types:\n    %s:\n      digest: {window: %s}\n", typ, window)
+}
+
+// writeConfig writes the --config file at path through a rename, so that
+// a SIGHUP never reads half of it.
+func writeConfig(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// typedRecord is an event record of type typ for user, with a collapse key
+// (the digest's key) when collapse is set.
+func typedRecord(id, user, typ, title, collapse string) *kgo.Record {
+	m := map[string]any{"id": id, "user_id": user, "type": typ, "title": title,
+		"created_at": time.Now().UTC().Format(time.RFC3339Nano)}
+	if collapse != "" {
+		m["collapse_key"] = collapse
+	}
+	v, _ := json.Marshal(m)
+	return &kgo.Record{Key: []byte(user), Value: v}
+}
+
+// digestData is data.digest of a digest notification.
+type digestData struct {
+	Count    int       `json:"count"`
+	Key      string    `json:"key"`
+	FirstAt  time.Time `json:"first_at"`
+	LastAt   time.Time `json:"last_at"`
+	EventIDs []string  `json:"event_ids"`
+	Titles   []string  `json:"titles"`
+}
+
+// digestOf returns n's data.digest, false when n is not a digest.
+func digestOf(n herald.Notification) (digestData, bool) {
+	var data struct {
+		Digest *digestData `json:"digest"`
+	}
+	if !strings.HasPrefix(n.EventID, "herald-digest-") || json.Unmarshal(n.Data, &data) != nil || data.Digest == nil {
+		return digestData{}, false
+	}
+	return *data.Digest, true
+}
+
+// openStore opens the env's keyspace for the test's reads; closed at the
+// test's end.
+func openStore(ctx context.Context, t *testing.T, e *env) *cassandra.Store {
+	t.Helper()
+	cs := stacktest.Cassandra()
+	st, err := cassandra.Open(ctx, cassandra.Config{Hosts: cs.Hosts, Username: cs.User, Password: cs.Password,
+		TLS: cs.TLSConfig(), LocalDC: cs.LocalDC, Keyspace: e.keyspace, Consistency: "ONE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() }) // read-only use; nothing to report on close
+	return st
+}
+
+// folded is the sum of the digest counts in ns.
+func folded(ns []herald.Notification) int {
+	n := 0
+	for _, x := range ns {
+		if d, ok := digestOf(x); ok {
+			n += d.Count
+		}
+	}
+	return n
+}
+
+// waitFolded waits until the digests in the inbox of every user of want
+// count at least as many events as were produced for them, and returns
+// the inboxes. Windows close one PolicyTick after they are due, so this
+// is bounded by the test's deadline only.
+func waitFolded(ctx context.Context, t *testing.T, st *cassandra.Store, want map[string][]string, deadline time.Time, procs ...*proc) map[string][]herald.Notification {
+	t.Helper()
+	inboxes := map[string][]herald.Notification{}
+	pending := func() []string {
+		var users []string
+		for user, ids := range want {
+			if folded(inboxes[user]) >= len(ids) {
+				continue
+			}
+			inboxes[user] = listAll(ctx, t, st, user)
+			if folded(inboxes[user]) < len(ids) {
+				users = append(users, user)
+			}
+		}
+		return users
+	}
+	logged := false
+	waitUntil(t, deadline, "every like in a digest", func() bool {
+		left := pending()
+		if len(left) > 0 && !logged && time.Until(deadline) < 10*time.Second {
+			logged = true
+			sort.Strings(left)
+			t.Logf("%d users still short of digests near the deadline, first %v", len(left), first(left, 5))
+		}
+		return len(left) == 0
+	}, procs...)
+	// Read every inbox once more: a digest stored after the user's sum was
+	// reached (one counted twice) must show.
+	for user := range want {
+		inboxes[user] = listAll(ctx, t, st, user)
+	}
+	return inboxes
+}
+
+// checkDigests is the verdict of the policy crash tests. For each user of
+// want (the like ids produced for them, at most policyMaxEvents): the inbox
+// holds digests only, of key collapse, each listing count event ids (a
+// window of at most 10 lists them all), no like in two digests, the likes
+// of all the digests exactly the likes produced; then herald.deliveries
+// holds each of those digests exactly once, at the seqs of the store,
+// 1..n with prev = seq-1 (compareUser, orderAndLinks). It returns the
+// number of digests per user, for the log.
+func checkDigests(ctx context.Context, t *testing.T, e *env, collapse string, want map[string][]string, inboxes map[string][]herald.Notification) map[string]int {
+	t.Helper()
+	var problems []string
+	windows := map[string]int{}
+	total := 0
+	for user, ids := range want {
+		seen := map[string]string{}
+		for _, n := range inboxes[user] {
+			d, ok := digestOf(n)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("user %s: seq %d is event %s, not a digest (a like delivered on its own)", user, n.Seq, n.EventID))
+				continue
+			}
+			windows[user]++
+			if d.Key != collapse || n.Type != "like" {
+				problems = append(problems, fmt.Sprintf("user %s: digest %s has type %q key %q, want like/%s", user, n.EventID, n.Type, d.Key, collapse))
+			}
+			if d.Count < 1 || d.Count > policyMaxEvents || len(d.EventIDs) != d.Count {
+				problems = append(problems, fmt.Sprintf("user %s: digest %s has count %d and %d event ids", user, n.EventID, d.Count, len(d.EventIDs)))
+			}
+			for _, id := range d.EventIDs {
+				if other, dup := seen[id]; dup {
+					problems = append(problems, fmt.Sprintf("user %s: like %s counted in digests %s and %s", user, id, other, n.EventID))
+				}
+				seen[id] = n.EventID
+			}
+		}
+		if c := folded(inboxes[user]); c != len(ids) {
+			problems = append(problems, fmt.Sprintf("user %s: digests count %d likes, %d produced", user, c, len(ids)))
+		}
+		for _, id := range ids {
+			if _, ok := seen[id]; !ok {
+				problems = append(problems, fmt.Sprintf("user %s: like %s in no digest", user, id))
+			}
+			delete(seen, id)
+		}
+		for id, dg := range seen {
+			problems = append(problems, fmt.Sprintf("user %s: digest %s lists %s, never produced", user, dg, id))
+		}
+		total += len(inboxes[user])
+		if len(problems) > 20 {
+			break
+		}
+	}
+	if len(problems) == 0 {
+		got := deliveriesBy(ctx, t, e, total)
+		for user := range want {
+			stored := inboxes[user]
+			ids := make([]string, len(stored))
+			for i, n := range stored {
+				ids[i] = n.EventID
+			}
+			problems = append(problems, compareUser(user, ids, got[user], stored)...)
+			problems = append(problems, orderAndLinks(user, "herald.deliveries", ids, got[user])...)
+			problems = append(problems, orderAndLinks(user, "the store", ids, stored)...)
+		}
+		for user := range got {
+			if _, ok := want[user]; !ok {
+				problems = append(problems, fmt.Sprintf("user %s: deliveries for a user no event was produced for", user))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%d problems (first ones):\n%s", len(problems), strings.Join(first(problems, 20), "\n"))
+	}
+	return windows
+}
+
+// histogram renders how many users had how many digests.
+func histogram(windows map[string]int) string {
+	h := map[int]int{}
+	for _, n := range windows {
+		h[n]++
+	}
+	var keys []int
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d user(s) with %d digest(s)", h[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// likeRounds produces round r of the likes: one like per user, keyed by
+// the user (so in order within the user's partition), recorded in want.
+func likeRounds(t *testing.T, e *env, cl *kgo.Client, users []string, want map[string][]string, from, to int) {
+	t.Helper()
+	for r := from; r < to; r++ {
+		recs := make([]*kgo.Record, len(users))
+		for i, user := range users {
+			id := fmt.Sprintf("like-%02d", r)
+			recs[i] = typedRecord(id, user, "like", fmt.Sprintf("liker %d liked your post", r), "post-1")
+			want[user] = append(want[user], id)
+		}
+		e.produce(t, cl, recs...)
+	}
+}
+
+// TestPolicyDigestKill9: an enricher with a digest on likes is killed
+// with SIGKILL once it has committed some of the likes of 20 users (their
+// windows open, holding events, likely a batch in flight); the rest of the
+// likes are produced while it is down, and it stays down until every
+// window opened before the crash is due. Restarted with the same
+// transactional id, it replays what was not committed (with the decisions
+// its state recorded for those offsets), closes the past-due windows
+// (by the due scanner's ticks, or the next like folded into a past-due
+// window), opens new ones for the later likes and closes them when due.
+// Each like must end up in exactly one digest, each digest stored and
+// delivered once (checkDigests).
+func TestPolicyDigestKill9(t *testing.T) {
+	deadline := time.Now().Add(3 * time.Minute)
+	e := newEnv(t)
+	cfg := filepath.Join(e.dir, "herald.yaml")
+	writeConfig(t, cfg, digestYAML("like", policyWindow))
+	settings := []string{"HERALD_TRANSACTIONAL_ID=" + e.prefix + "enricher", "HERALD_CONFIG=" + cfg}
+	a := e.start("enricher-1", "enricher", settings...)
+
+	users := make([]string, 20)
+	for i := range users {
+		users[i] = e.u(fmt.Sprintf("pk-%d", i))
+	}
+	cl := producer(t)
+	want := map[string][]string{}
+	const rounds, before = policyMaxEvents, policyMaxEvents / 2
+	// The first half, one round at a time so that the enricher commits
+	// some while more arrive.
+	for r := range before {
+		likeRounds(t, e, cl, users, want, r, r+1)
+		time.Sleep(100 * time.Millisecond)
+	}
+	var digested float64
+	waitUntil(t, deadline, "the enricher committing folded likes", func() bool {
+		digested = metric(t, a, "herald_policy_total", `action="digested"`)
+		return digested >= float64(2*len(users))
+	}, a)
+	a.kill()
+	killedAt := time.Now()
+	t.Logf("enricher killed with SIGKILL after committing %.0f folded likes of %d produced", digested, before*len(users))
+
+	likeRounds(t, e, cl, users, want, before, rounds)
+	// Every window open at the crash opened before it: it is due by
+	// killedAt+policyWindow. Stay down past that, so that windows fall
+	// due during the outage.
+	time.Sleep(time.Until(killedAt.Add(policyWindow + 2*time.Second)))
+	t.Logf("restarting the enricher %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+	b := e.start("enricher-2", "enricher", settings...)
+
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	st := openStore(ctx, t, e)
+	inboxes := waitFolded(ctx, t, st, want, deadline, b)
+	windows := checkDigests(ctx, t, e, "post-1", want, inboxes)
+	t.Logf("%d likes for %d users in digests, each once: %s; restarted enricher: %.0f ticks produced, %.0f digests emitted",
+		rounds*len(users), len(users), histogram(windows),
+		metric(t, b, "herald_enricher_policy_ticks_total"), metric(t, b, "herald_policy_total", `action="emitted"`))
+}
+
+// TestPolicyDigestPartitionMove: two enrichers share the group, each
+// folding likes of its partitions' users into open windows; mid-stream
+// one of them is stopped (SIGTERM: it leaves the group at once, so its
+// partitions move to the other without waiting for the session timeout
+// or its open transaction's timeout). The survivor takes over the
+// partitions with their open windows, which live in the store: it folds
+// the rest of the likes into them, finds them in the due index when due
+// and closes each exactly once with the full count (checkDigests).
+func TestPolicyDigestPartitionMove(t *testing.T) {
+	deadline := time.Now().Add(3 * time.Minute)
+	e := newEnv(t)
+	cfg := filepath.Join(e.dir, "herald.yaml")
+	writeConfig(t, cfg, digestYAML("like", policyWindow))
+	group := e.prefix + "enricher"
+	adm := admin(t)
+	settings := func(txn string) []string {
+		return []string{"HERALD_TRANSACTIONAL_ID=" + e.prefix + txn, "HERALD_CONFIG=" + cfg,
+			"HERALD_SESSION_TIMEOUT=" + zombieSessionTimeout.String()}
+	}
+	a := e.start("enricher-a", "enricher", settings("enricher-a")...)
+	b := e.start("enricher-b", "enricher", settings("enricher-b")...)
+	waitUntil(t, deadline, "both enrichers in the group", func() bool {
+		st, ms := describeGroup(adm, group)
+		return st == "Stable" && len(ms) == 2
+	}, a, b)
+
+	users := make([]string, 40)
+	for i := range users {
+		users[i] = e.u(fmt.Sprintf("pm-%d", i))
+	}
+	cl := producer(t)
+	want := map[string][]string{}
+	done := make(chan struct{})
+	// The stream: a round of likes every 400 ms, on while A stops. Its
+	// goroutine must not fail the test, so it produces through its own
+	// loop and reports a failed produce to the test at the end.
+	var streamErr error
+	go func() {
+		defer close(done)
+		for r := range policyMaxEvents {
+			recs := make([]*kgo.Record, len(users))
+			for i, user := range users {
+				recs[i] = typedRecord(fmt.Sprintf("like-%02d", r), user, "like", fmt.Sprintf("liker %d liked your post", r), "post-1")
+				recs[i].Topic = e.prefix + "events"
+			}
+			pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
+			err := cl.ProduceSync(pctx, recs...).FirstErr()
+			pcancel()
+			if err != nil {
+				streamErr = err
+				return
+			}
+			for _, user := range users {
+				want[user] = append(want[user], fmt.Sprintf("like-%02d", r))
+			}
+			time.Sleep(400 * time.Millisecond)
+		}
+	}()
+	var foldedA, foldedB float64
+	waitUntil(t, deadline, "both enrichers committing folded likes", func() bool {
+		foldedA = metric(t, a, "herald_policy_total", `action="digested"`)
+		foldedB = metric(t, b, "herald_policy_total", `action="digested"`)
+		return foldedA > 0 && foldedB > 0
+	}, a, b)
+	emittedA := metric(t, a, "herald_policy_total", `action="emitted"`)
+	a.stop(t)
+	select {
+	case <-done:
+		t.Logf("enricher A stopped after the stream ended (it was meant to be mid-stream; still a move with open windows)")
+	default:
+	}
+	t.Logf("enricher A stopped (SIGTERM) having committed %.0f folded likes and emitted %.0f digests; B %.0f folded",
+		foldedA, emittedA, foldedB)
+	waitUntil(t, deadline, "enricher B alone in the group", func() bool {
+		st, ms := describeGroup(adm, group)
+		return st == "Stable" && len(ms) == 1
+	}, b)
+	<-done
+	if streamErr != nil {
+		t.Fatalf("producing likes: %v", streamErr)
+	}
+
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	st := openStore(ctx, t, e)
+	inboxes := waitFolded(ctx, t, st, want, deadline, b)
+	windows := checkDigests(ctx, t, e, "post-1", want, inboxes)
+	t.Logf("%d likes for %d users in digests, each once: %s", policyMaxEvents*len(users), len(users), histogram(windows))
+}
+
+// TestPolicyReloadSIGHUP: the policy of a running enricher changes on
+// SIGHUP. It starts with a policy that does not govern likes: likes are
+// delivered one by one. The config file gains a digest on likes and the
+// process gets SIGHUP: the next likes come as one digest. The file then
+// gets an invalid policy and another SIGHUP: the process logs the error,
+// keeps running and keeps the digest in force.
+func TestPolicyReloadSIGHUP(t *testing.T) {
+	deadline := time.Now().Add(3 * time.Minute)
+	e := newEnv(t)
+	cfg := filepath.Join(e.dir, "herald.yaml")
+	writeConfig(t, cfg, "policy:\n  types:\n    marketing:\n      daily_cap: 2\n")
+	p := e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher", "HERALD_CONFIG="+cfg)
+	user := e.u("reload")
+	cl := producer(t)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	st := openStore(ctx, t, e)
+	var inbox []herald.Notification
+	waitInbox := func(what string, n int) {
+		t.Helper()
+		waitUntil(t, deadline, what, func() bool {
+			inbox = listAll(ctx, t, st, user)
+			return len(inbox) >= n
+		}, p)
+	}
+	likesFrom := func(from, to int) []string {
+		var ids []string
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("like-%02d", i)
+			e.produce(t, cl, typedRecord(id, user, "like", "liked "+id, "post-1"))
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	reload := func(result string) {
+		t.Helper()
+		before := metric(t, p, "herald_policy_reloads_total", `result="`+result+`"`)
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, deadline, "a reload with result "+result, func() bool {
+			return metric(t, p, "herald_policy_reloads_total", `result="`+result+`"`) > before
+		}, p)
+	}
+	// wantDigest checks that n is a digest of exactly ids (newest first).
+	wantDigest := func(n herald.Notification, ids []string) {
+		t.Helper()
+		d, ok := digestOf(n)
+		if !ok {
+			t.Fatalf("seq %d is %s, want a digest of %v", n.Seq, n.EventID, ids)
+		}
+		newestFirst := make([]string, len(ids))
+		for i, id := range ids {
+			newestFirst[len(ids)-1-i] = id
+		}
+		if d.Count != len(ids) || strings.Join(d.EventIDs, ",") != strings.Join(newestFirst, ",") {
+			t.Fatalf("digest %s (seq %d) = count %d ids %v, want %v", n.EventID, n.Seq, d.Count, d.EventIDs, newestFirst)
+		}
+	}
+
+	// 1. Likes are not governed: delivered one by one.
+	single := likesFrom(0, 3)
+	waitInbox("the ungoverned likes", 3)
+	for i, n := range inbox {
+		if n.EventID != single[i] {
+			t.Fatalf("before the reload: inbox %d is %s, want %s", i, n.EventID, single[i])
+		}
+	}
+
+	// 2. A digest on likes, put in force by SIGHUP.
+	writeConfig(t, cfg, digestYAML("like", 3*time.Second))
+	reload("ok")
+	held := likesFrom(3, 7)
+	waitInbox("the first digest", 4)
+	wantDigest(inbox[3], held)
+
+	// 3. An invalid policy: refused, logged, the digest stays in force.
+	logSize := fileSize(p.log)
+	writeConfig(t, cfg, digestYAML("like", 0))
+	reload("error")
+	select {
+	case <-p.done:
+		t.Fatalf("the enricher exited on an invalid policy:\n%s", p.tail())
+	default:
+	}
+	if lines := linesSince(p.log, logSize, regexpPolicyReloadFailed); len(lines) == 0 {
+		t.Errorf("no reload error in the log after the invalid policy:\n%s", p.tail())
+	} else {
+		t.Logf("logged: %s", lines[0])
+	}
+	held2 := likesFrom(7, 10)
+	waitInbox("the second digest", 5)
+	wantDigest(inbox[4], held2)
+	if len(inbox) != 5 {
+		t.Fatalf("inbox has %d notifications, want 5: %v", len(inbox), eventIDsOf(inbox))
+	}
+
+	got := deliveriesBy(ctx, t, e, len(inbox))
+	ids := eventIDsOf(inbox)
+	problems := append(compareUser(user, ids, got[user], inbox), orderAndLinks(user, "herald.deliveries", ids, got[user])...)
+	if len(problems) > 0 {
+		t.Fatalf("%d problems:\n%s", len(problems), strings.Join(first(problems, 20), "\n"))
+	}
+}
+
+func eventIDsOf(ns []herald.Notification) []string {
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = n.EventID
+	}
+	return ids
+}
