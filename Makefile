@@ -15,7 +15,7 @@ build:
 
 # Loopback unless HERALD_ADDR says otherwise.
 run: build
-	./$(BIN) dev --addr $${HERALD_ADDR:-127.0.0.1:8080}
+	./$(BIN) dev --config examples/herald-dev.yaml --addr $${HERALD_ADDR:-127.0.0.1:8080}
 
 test:
 	$(GO) vet $(PKGS)

@@ -3,6 +3,7 @@ package herald
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -99,12 +100,21 @@ func (p *Preferences) Location() *time.Location {
 	if name == "" {
 		return time.UTC
 	}
+	if v, ok := locations.Load(name); ok {
+		return v.(*time.Location)
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		return time.UTC
+		return time.UTC // not cached: the set of bad names is unbounded
 	}
+	locations.Store(name, loc)
 	return loc
 }
+
+// locations caches Location's zones by name: time.LoadLocation reads the
+// zone database on every call, and the enricher asks once per user per
+// batch. Only names that loaded are kept (bounded by the zone database).
+var locations sync.Map
 
 // Muted reports whether events of type t are dropped for this user.
 func (p *Preferences) Muted(t string) bool {

@@ -1,6 +1,7 @@
 package herald
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -73,5 +74,29 @@ func TestQuietHoursSameDayWindow(t *testing.T) {
 	p := Preferences{QuietHours: &QuietHours{Start: "09:00", End: "17:00", Timezone: "UTC"}}
 	if !p.InQuietHours(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)) || p.InQuietHours(time.Date(2026, 1, 1, 17, 0, 0, 0, time.UTC)) {
 		t.Fatal("window bounds wrong: start is inclusive, end exclusive")
+	}
+}
+
+func TestPreferencesLocation(t *testing.T) {
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	paris, _ := time.LoadLocation("Europe/Paris")
+	for _, tc := range []struct {
+		p    Preferences
+		want *time.Location
+	}{
+		{Preferences{}, time.UTC},
+		{Preferences{Timezone: "Asia/Tokyo"}, tokyo},
+		{Preferences{QuietHours: &QuietHours{Start: "22:00", End: "07:00", Timezone: "Europe/Paris"}}, paris},
+		{Preferences{Timezone: "Asia/Tokyo", QuietHours: &QuietHours{Start: "22:00", End: "07:00", Timezone: "Europe/Paris"}}, tokyo},
+		{Preferences{Timezone: "Nowhere/City"}, time.UTC},
+	} {
+		if got := tc.p.Location(); got.String() != tc.want.String() {
+			t.Errorf("%+v: %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	p := Preferences{Timezone: "Nowhere/City"}
+	var ve *ValidationError
+	if err := p.Validate(); !errors.As(err, &ve) || ve.Field != "timezone" {
+		t.Errorf("Validate: %v", err)
 	}
 }

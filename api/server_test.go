@@ -265,6 +265,7 @@ func TestInboxErrors(t *testing.T) {
 		{"POST", "/v1/notifications/read", "tok-u1", `{"bogus":1}`, 400, "bogus"},
 		{"PUT", "/v1/preferences", "tok-u1", `{"quiet_hours":{"start":"25:00","end":"07:00"}}`, 400, "quiet_hours.start"},
 		{"PUT", "/v1/preferences", "tok-u1", `{"quiet_hours":{"start":"22:00","end":"07:00","timezone":"Nowhere/City"}}`, 400, "quiet_hours.timezone"},
+		{"PUT", "/v1/preferences", "tok-u1", `{"timezone":"Nowhere/City"}`, 400, "timezone"},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"windows","token":"t"}`, 400, "platform"},
 		{"POST", "/v1/devices", "tok-u1", `{"platform":"ios"}`, 400, "token"},
 		{"DELETE", "/v1/devices/unknown", "tok-u1", "", 404, ""},

@@ -3,8 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"slices"
-	"time"
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/errclass"
@@ -112,6 +110,9 @@ func (b *batch) applyPolicy(ctx context.Context, pol *policy.Policy, u *userBatc
 		b.e.log.Error("unreadable policy state: starting the user from an empty one", "user", u.id, "err", err)
 		b.e.m.policyReset.Inc()
 		st, _ = policy.Decode(nil)
+		// Window numbers must not be handed out again: digest event ids
+		// already in the inbox would take new digests for duplicates.
+		st.NextWindow = uint64(b.now.UnixMicro())
 	}
 	loc := u.prefs.Location()
 	scope := ""
@@ -169,11 +170,11 @@ func (b *batch) putPolicy(ctx context.Context, scope, userID string, st *policy.
 			return errclass.Permanent(fmt.Errorf("policy state of %s: %w", userID, err))
 		}
 	}
-	due := make([]store.PolicyDue, 0, len(st.Windows))
-	for id, w := range st.Windows {
-		due = append(due, store.PolicyDue{At: time.UnixMicro(w.Due).UTC(), UserID: userID, Key: id})
+	wins := st.Due()
+	due := make([]store.PolicyDue, len(wins))
+	for i, w := range wins {
+		due[i] = store.PolicyDue{At: w.At, UserID: userID, Key: w.Key}
 	}
-	slices.SortFunc(due, func(a, b store.PolicyDue) int { return a.At.Compare(b.At) })
 	w, err := b.e.writers.get(ctx, scope)
 	if err != nil {
 		return err

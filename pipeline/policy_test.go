@@ -127,9 +127,9 @@ func TestEnricherPolicyDigest(t *testing.T) {
 	}
 
 	clk.advance(time.Minute)
-	ns := e.waitInbox("ada", 3)
+	e.waitInbox("ada", 3)
 	e.waitCommitted(enricherGroup, ev)
-	ns = e.list("ada")
+	ns := e.list("ada")
 	if len(ns) != 3 {
 		t.Fatalf("inbox %v, want 3 notifications", eventIDs(ns))
 	}
@@ -304,9 +304,9 @@ func TestEnricherPolicyCrash(t *testing.T) {
 	e.startEnricher(e.policyConfig("txn-policy-crash", clk, pol))
 	e.waitCommitted(enricherGroup, ev)
 	clk.advance(time.Minute)
-	ns := e.waitInbox("eve", 2)
+	e.waitInbox("eve", 2)
 	e.waitCommitted(enricherGroup, ev)
-	ns = e.list("eve")
+	ns := e.list("eve")
 	if len(ns) != 2 || ns[0].EventID != "m-1" || digestOf(t, ns[1]).Count != 50 {
 		t.Fatalf("inbox %v, want m-1 then one digest of 50", eventIDs(ns))
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"sync"
 	"time"
 
 	herald "github.com/heraldhq/herald"
@@ -350,30 +349,4 @@ func localDay(us int64, loc *time.Location) string {
 		loc = time.UTC
 	}
 	return time.UnixMicro(us).In(loc).Format(time.DateOnly)
-}
-
-var locations sync.Map // timezone name -> *time.Location
-
-// Location is the user's timezone for daily caps: prefs.QuietHours'
-// timezone if set and valid, else UTC. (A top-level Timezone field of
-// herald.Preferences, when it exists, will take precedence.) Locations
-// are cached: time.LoadLocation reads the zone database.
-func Location(prefs herald.Preferences) *time.Location {
-	q := prefs.QuietHours
-	if q == nil || q.Timezone == "" {
-		return time.UTC
-	}
-	return loadLocation(q.Timezone)
-}
-
-func loadLocation(name string) *time.Location {
-	if v, ok := locations.Load(name); ok {
-		return v.(*time.Location)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return time.UTC // not cached: the set of bad names is unbounded
-	}
-	locations.Store(name, loc)
-	return loc
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -115,9 +116,9 @@ func (s *State) check() error {
 		switch {
 		case w == nil:
 			return fmt.Errorf("window %q is null", id)
-		case id == "":
-			return errors.New("window with an empty id")
-		case w.N == 0 || (s.NextWindow != 0 && w.N >= s.NextWindow):
+		case id == "" || w.Type == "" || w.Key == "":
+			return fmt.Errorf("window %q has an empty id, type or key", id)
+		case w.N == 0 || w.N >= s.NextWindow:
 			return fmt.Errorf("window %q has number %d, next is %d", id, w.N, s.NextWindow)
 		case w.Count < 1:
 			return fmt.Errorf("window %q has count %d", id, w.Count)
@@ -133,9 +134,12 @@ func (s *State) check() error {
 			return fmt.Errorf("cap of %q has count %d", t, c.Count)
 		}
 	}
-	for i := 1; i < len(s.Decisions); i++ {
-		if s.Decisions[i].Offset <= s.Decisions[i-1].Offset {
+	for i, d := range s.Decisions {
+		if i > 0 && d.Offset <= s.Decisions[i-1].Offset {
 			return errors.New("decisions are not sorted by offset")
+		}
+		if d.Outcome.Action < Deliver || d.Outcome.Action > Emit {
+			return fmt.Errorf("decision of offset %d has action %d", d.Offset, d.Outcome.Action)
 		}
 	}
 	return nil
@@ -239,6 +243,24 @@ func (s *State) Prune(before int64) {
 func (s *State) findDecision(offset int64) (int, bool) {
 	i := sort.Search(len(s.Decisions), func(i int) bool { return s.Decisions[i].Offset >= offset })
 	return i, i < len(s.Decisions) && s.Decisions[i].Offset == offset
+}
+
+// Due returns the due entries of the open windows, by At then Key: the
+// scanner reads only the due index, never states, so this is how the
+// enricher learns from a state alone what must be in the index (to
+// rewrite the entries of a state it restores, or to check one).
+func (s *State) Due() []Due {
+	due := make([]Due, 0, len(s.Windows))
+	for id, w := range s.Windows {
+		due = append(due, Due{At: fromMicros(w.Due), Key: id})
+	}
+	slices.SortFunc(due, func(a, b Due) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return due
 }
 
 // nextNumber hands out the next window number.
