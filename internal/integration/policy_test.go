@@ -6,11 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -253,34 +256,92 @@ func histogram(windows map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// likeRounds produces round r of the likes: one like per user, keyed by
-// the user (so in order within the user's partition), recorded in want.
-func likeRounds(t *testing.T, e *env, cl *kgo.Client, users []string, want map[string][]string, from, to int) {
-	t.Helper()
-	for r := from; r < to; r++ {
-		recs := make([]*kgo.Record, len(users))
-		for i, user := range users {
+// likeStream produces rounds of likes in the background, one like per
+// user a round (like-00, like-01, …), a round every `every`: the rounds
+// go on while the test kills or stops an enricher. Its goroutine does not
+// fail the test: wait returns the likes acknowledged per user (in round
+// order, each user's likes in one partition, so in order) and the first
+// produce error.
+type likeStream struct {
+	done   chan struct{}
+	rounds int // rounds acknowledged so far, for the log
+	want   map[string][]string
+	err    error
+	mu     sync.Mutex
+}
+
+func startLikes(e *env, cl *kgo.Client, users []string, rounds int, every time.Duration) *likeStream {
+	s := &likeStream{done: make(chan struct{}), want: map[string][]string{}}
+	go func() {
+		defer close(s.done)
+		for r := range rounds {
 			id := fmt.Sprintf("like-%02d", r)
-			recs[i] = typedRecord(id, user, "like", fmt.Sprintf("liker %d liked your post", r), "post-1")
-			want[user] = append(want[user], id)
+			recs := make([]*kgo.Record, len(users))
+			for i, user := range users {
+				recs[i] = typedRecord(id, user, "like", fmt.Sprintf("liker %d liked your post", r), "post-1")
+				recs[i].Topic = e.prefix + "events"
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := cl.ProduceSync(ctx, recs...).FirstErr()
+			cancel()
+			s.mu.Lock()
+			if err != nil {
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			for _, user := range users {
+				s.want[user] = append(s.want[user], id)
+			}
+			s.rounds++
+			s.mu.Unlock()
+			time.Sleep(every)
 		}
-		e.produce(t, cl, recs...)
+	}()
+	return s
+}
+
+// acked is the number of rounds acknowledged so far.
+func (s *likeStream) acked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rounds
+}
+
+// wait waits for the last round and fails the test if a produce failed.
+func (s *likeStream) wait(t *testing.T) map[string][]string {
+	t.Helper()
+	<-s.done
+	if s.err != nil {
+		t.Fatalf("producing likes: %v", s.err)
 	}
+	return s.want
 }
 
 // TestPolicyDigestKill9: an enricher with a digest on likes is killed
-// with SIGKILL once it has committed some of the likes of 20 users (their
-// windows open, holding events, likely a batch in flight); the rest of the
-// likes are produced while it is down, and it stays down until every
-// window opened before the crash is due. Restarted with the same
-// transactional id, it replays what was not committed (with the decisions
-// its state recorded for those offsets), closes the past-due windows
-// (by the due scanner's ticks, or the next like folded into a past-due
-// window), opens new ones for the later likes and closes them when due.
-// Each like must end up in exactly one digest, each digest stored and
-// delivered once (checkDigests).
+// with SIGKILL while the likes of 20 users stream in, once it has
+// committed some of them (their windows open, holding events; a batch
+// likely in flight, its policy state possibly written and its transaction
+// not committed); the rest of the likes are produced while it is down,
+// and it stays down until every window opened before the crash is due.
+// Restarted with the same transactional id, it replays what was not
+// committed (with the decisions its state recorded for those offsets),
+// closes the past-due windows (by the due scanner's ticks, or the next
+// like folded into a past-due window), opens new ones for the later likes
+// and closes them when due. Each like must end up in exactly one digest,
+// each digest stored and delivered once (checkDigests).
+//
+// The moment of the kill after the first commit (0-300 ms) is drawn from
+// a logged seed; HERALD_IT_POLICY_SEED replays one.
 func TestPolicyDigestKill9(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("HERALD_IT_POLICY_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	jitter := time.Duration(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).IntN(300)) * time.Millisecond
+	t.Logf("seed %d (HERALD_IT_POLICY_SEED=%d replays it): kill %s after the first committed folds", seed, seed, jitter)
+
 	e := newEnv(t)
 	cfg := filepath.Join(e.dir, "herald.yaml")
 	writeConfig(t, cfg, digestYAML("like", policyWindow))
@@ -291,25 +352,19 @@ func TestPolicyDigestKill9(t *testing.T) {
 	for i := range users {
 		users[i] = e.u(fmt.Sprintf("pk-%d", i))
 	}
-	cl := producer(t)
-	want := map[string][]string{}
-	const rounds, before = policyMaxEvents, policyMaxEvents / 2
-	// The first half, one round at a time so that the enricher commits
-	// some while more arrive.
-	for r := range before {
-		likeRounds(t, e, cl, users, want, r, r+1)
-		time.Sleep(100 * time.Millisecond)
-	}
-	var digested float64
+	s := startLikes(e, producer(t), users, policyMaxEvents, 300*time.Millisecond)
+	defer s.wait(t) // a failed test must not leave the producer running
 	waitUntil(t, deadline, "the enricher committing folded likes", func() bool {
-		digested = metric(t, a, "herald_policy_total", `action="digested"`)
-		return digested >= float64(2*len(users))
+		return metric(t, a, "herald_policy_total", `action="digested"`) > 0
 	}, a)
+	time.Sleep(jitter)
+	digested := metric(t, a, "herald_policy_total", `action="digested"`)
+	produced := s.acked() * len(users)
 	a.kill()
 	killedAt := time.Now()
-	t.Logf("enricher killed with SIGKILL after committing %.0f folded likes of %d produced", digested, before*len(users))
-
-	likeRounds(t, e, cl, users, want, before, rounds)
+	t.Logf("enricher killed with SIGKILL after committing %.0f folded likes (%d acknowledged by then, %d in all)",
+		digested, produced, policyMaxEvents*len(users))
+	want := s.wait(t)
 	// Every window open at the crash opened before it: it is due by
 	// killedAt+policyWindow. Stay down past that, so that windows fall
 	// due during the outage.
@@ -322,8 +377,8 @@ func TestPolicyDigestKill9(t *testing.T) {
 	st := openStore(ctx, t, e)
 	inboxes := waitFolded(ctx, t, st, want, deadline, b)
 	windows := checkDigests(ctx, t, e, "post-1", want, inboxes)
-	t.Logf("%d likes for %d users in digests, each once: %s; restarted enricher: %.0f ticks produced, %.0f digests emitted",
-		rounds*len(users), len(users), histogram(windows),
+	t.Logf("%d likes for %d users in digests, each once: %s; restarted enricher: %.0f folded, %.0f ticks produced, %.0f digests emitted",
+		policyMaxEvents*len(users), len(users), histogram(windows), metric(t, b, "herald_policy_total", `action="digested"`),
 		metric(t, b, "herald_enricher_policy_ticks_total"), metric(t, b, "herald_policy_total", `action="emitted"`))
 }
 
@@ -357,34 +412,8 @@ func TestPolicyDigestPartitionMove(t *testing.T) {
 	for i := range users {
 		users[i] = e.u(fmt.Sprintf("pm-%d", i))
 	}
-	cl := producer(t)
-	want := map[string][]string{}
-	done := make(chan struct{})
-	// The stream: a round of likes every 400 ms, on while A stops. Its
-	// goroutine must not fail the test, so it produces through its own
-	// loop and reports a failed produce to the test at the end.
-	var streamErr error
-	go func() {
-		defer close(done)
-		for r := range policyMaxEvents {
-			recs := make([]*kgo.Record, len(users))
-			for i, user := range users {
-				recs[i] = typedRecord(fmt.Sprintf("like-%02d", r), user, "like", fmt.Sprintf("liker %d liked your post", r), "post-1")
-				recs[i].Topic = e.prefix + "events"
-			}
-			pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
-			err := cl.ProduceSync(pctx, recs...).FirstErr()
-			pcancel()
-			if err != nil {
-				streamErr = err
-				return
-			}
-			for _, user := range users {
-				want[user] = append(want[user], fmt.Sprintf("like-%02d", r))
-			}
-			time.Sleep(400 * time.Millisecond)
-		}
-	}()
+	s := startLikes(e, producer(t), users, policyMaxEvents, 400*time.Millisecond)
+	defer s.wait(t) // a failed test must not leave the producer running
 	var foldedA, foldedB float64
 	waitUntil(t, deadline, "both enrichers committing folded likes", func() bool {
 		foldedA = metric(t, a, "herald_policy_total", `action="digested"`)
@@ -392,29 +421,23 @@ func TestPolicyDigestPartitionMove(t *testing.T) {
 		return foldedA > 0 && foldedB > 0
 	}, a, b)
 	emittedA := metric(t, a, "herald_policy_total", `action="emitted"`)
+	rounds := s.acked()
 	a.stop(t)
-	select {
-	case <-done:
-		t.Logf("enricher A stopped after the stream ended (it was meant to be mid-stream; still a move with open windows)")
-	default:
-	}
-	t.Logf("enricher A stopped (SIGTERM) having committed %.0f folded likes and emitted %.0f digests; B %.0f folded",
-		foldedA, emittedA, foldedB)
+	t.Logf("enricher A stopped (SIGTERM) after %d of %d rounds, having committed %.0f folded likes and emitted %.0f digests; B had folded %.0f",
+		rounds, policyMaxEvents, foldedA, emittedA, foldedB)
 	waitUntil(t, deadline, "enricher B alone in the group", func() bool {
 		st, ms := describeGroup(adm, group)
 		return st == "Stable" && len(ms) == 1
 	}, b)
-	<-done
-	if streamErr != nil {
-		t.Fatalf("producing likes: %v", streamErr)
-	}
+	want := s.wait(t)
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	st := openStore(ctx, t, e)
 	inboxes := waitFolded(ctx, t, st, want, deadline, b)
 	windows := checkDigests(ctx, t, e, "post-1", want, inboxes)
-	t.Logf("%d likes for %d users in digests, each once: %s", policyMaxEvents*len(users), len(users), histogram(windows))
+	t.Logf("%d likes for %d users in digests, each once: %s; B emitted %.0f digests",
+		policyMaxEvents*len(users), len(users), histogram(windows), metric(t, b, "herald_policy_total", `action="emitted"`))
 }
 
 // TestPolicyReloadSIGHUP: the policy of a running enricher changes on
