@@ -23,7 +23,7 @@ import (
 
 // startDevWith starts herald dev with the settings of the YAML config
 // file body (written to the data dir), as `herald dev --config` would.
-func startDevWith(t *testing.T, dir, body string) *Dev {
+func startDevFile(t *testing.T, dir, body string) *Dev {
 	t.Helper()
 	path := filepath.Join(dir, "herald.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -95,7 +95,7 @@ func readNotification(t *testing.T, c *websocket.Conn) digestFrame {
 // and an offline user's phone as one push; the next event of another
 // type follows them (nothing else was sent in between).
 func TestDevPolicyDigest(t *testing.T) {
-	d := startDevWith(t, t.TempDir(), "policy:\n  types:\n    like:\n      digest: {window: 1s}\n")
+	d := startDevFile(t, t.TempDir(), "policy:\n  types:\n    like:\n      digest: {window: 1s}\n")
 	defer stopDev(t, d)
 
 	userDo(t, d, "off-1", "POST", "/v1/devices", `{"platform":"ios","token":"ok-digest"}`, http.StatusCreated, nil)
@@ -148,7 +148,7 @@ func TestDevPolicyDigest(t *testing.T) {
 // longer parses, or an invalid policy, keeps the policy in force.
 func TestDevPolicyReload(t *testing.T) {
 	dir := t.TempDir()
-	d := startDevWith(t, dir, "policy:\n  types:\n    like:\n      digest: {window: 1m}\n")
+	d := startDevFile(t, dir, "policy:\n  types:\n    like:\n      digest: {window: 1m}\n")
 	defer stopDev(t, d)
 	path := filepath.Join(dir, "herald.yaml")
 	hup := func(body string) {

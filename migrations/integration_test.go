@@ -142,7 +142,8 @@ func TestApplyTwice(t *testing.T) {
 		}
 	}
 	tables := tablesOf(t, s, ks)
-	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner", "schema_migrations", "schema_migrations_lock"} {
+	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
+		"policy_state", "policy_due", "policy_cursor", "schema_migrations", "schema_migrations_lock"} {
 		if !tables[want] {
 			t.Fatalf("table %s missing after Apply (have %v)", want, tables)
 		}
@@ -303,5 +304,43 @@ func TestNetworkTopologyKeyspace(t *testing.T) {
 	}
 	if !r.matches(replication) {
 		t.Fatalf("matches(%v) = false for %v", replication, r)
+	}
+}
+
+// TestPolicySchema: 0007's due index expires by TTL (30 days, the
+// store's PolicyDueRetention) under time-window compaction in 1-day
+// windows, and its times are bigint microseconds, not millisecond
+// timestamps.
+func TestPolicySchema(t *testing.T) {
+	s := session(t)
+	ks := freshKeyspace(t, s)
+	ctx := testCtx(t)
+	if err := Apply(ctx, s, ks, quiet); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	var (
+		ttl        int
+		compaction map[string]string
+	)
+	if err := s.Query(`SELECT default_time_to_live, compaction FROM system_schema.tables WHERE keyspace_name = ? AND table_name = 'policy_due'`, ks).
+		ScanContext(ctx, &ttl, &compaction); err != nil {
+		t.Fatal(err)
+	}
+	if ttl != 30*24*3600 {
+		t.Errorf("policy_due default_time_to_live = %d, want 30 days", ttl)
+	}
+	if !strings.HasSuffix(compaction["class"], "TimeWindowCompactionStrategy") ||
+		compaction["compaction_window_unit"] != "DAYS" || compaction["compaction_window_size"] != "1" {
+		t.Errorf("policy_due compaction = %v, want TWCS with 1-day windows", compaction)
+	}
+	for _, table := range []string{"policy_due", "policy_cursor"} {
+		var typ string
+		if err := s.Query(`SELECT type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = 'at_us'`, ks, table).
+			ScanContext(ctx, &typ); err != nil {
+			t.Fatalf("%s.at_us: %v", table, err)
+		}
+		if typ != "bigint" {
+			t.Errorf("%s.at_us is %s, want bigint (unix microseconds)", table, typ)
+		}
 	}
 }

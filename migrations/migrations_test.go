@@ -84,7 +84,8 @@ func TestEmbeddedFiles(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner"} {
+	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
+		"policy_state", "policy_due", "policy_cursor"} {
 		if !tables[want] {
 			t.Errorf("no migration creates table %s (have %v)", want, tables)
 		}

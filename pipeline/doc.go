@@ -33,8 +33,9 @@
 // a permanent store error for one user dead-letters that user's records of
 // the batch while the rest goes on, and a fatal error ends Run so that the
 // supervisor rebuilds the component. The enricher's batch goes through one
-// method per stage (batch.go): decode, preferences, route, claim and
-// append, emit.
+// method per stage (batch.go): decode, preferences, route, policy
+// (policy.go: digests, rate limits, daily caps, with the due scanner of
+// policy_due.go closing windows on time), claim and append, emit.
 //
 // # The Pusher
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,9 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store"
+	"github.com/heraldhq/herald/topics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -205,7 +209,10 @@ func TestEnricherPolicyRate(t *testing.T) {
 	e := newEnv(t)
 	clk := newClock()
 	pol := mustPolicy(t, map[string]policy.TypePolicy{"comment": {Rate: &policy.Rate{Limit: 3, Per: policy.Duration(time.Hour)}}})
-	e.startEnricher(e.policyConfig("txn-rate", clk, pol))
+	cfg := e.policyConfig("txn-rate", clk, pol)
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	e.startEnricher(cfg)
 	ev := e.names.Events
 	var vs [][]byte
 	for i := range 5 {
@@ -219,6 +226,15 @@ func TestEnricherPolicyRate(t *testing.T) {
 	want := []string{"c-0", "c-1", "c-2", "c-5", "c-6", "c-7"}
 	if got := eventIDs(e.list("cy")); !slices.Equal(got, want) {
 		t.Errorf("inbox %v, want %v", got, want)
+	}
+	// Counted once committed: 3 refused and dropped.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP herald_policy_total Notification policy actions by event type: digested (an event folded into a digest window), throttled (refused by the rate limit; also digested or dropped), dropped (throttled with excess: drop), capped (daily cap reached; digests too), overflow (no room for one more window: delivered as is), emitted (a digest notification went out).
+# TYPE herald_policy_total counter
+herald_policy_total{action="dropped",type="comment"} 3
+herald_policy_total{action="throttled",type="comment"} 3
+`), "herald_policy_total"); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -312,5 +328,74 @@ func TestEnricherPolicyCrash(t *testing.T) {
 	}
 	if got := eventIDs(deliveriesOf(t, e, "eve")); !slices.Equal(got, eventIDs(ns)) {
 		t.Errorf("deliveries %v, want %v", got, eventIDs(ns))
+	}
+}
+
+// FuzzDecodeTickRecord: the tick decoder never panics, accepts only what
+// it validated, and what it accepts encodes back to a tick it accepts
+// again unchanged.
+func FuzzDecodeTickRecord(f *testing.F) {
+	f.Add("ada", []byte(`{"user_id":"ada","key":"like\u001fpost-1","due_at":"2026-12-02T12:01:00.000001Z"}`))
+	f.Add("ada", []byte(`{"user_id":"bob","key":"k","due_at":"2026-12-02T12:01:00Z"}`))
+	f.Add("ada", []byte(`{"user_id":"ada","key":"","due_at":"2026-12-02T12:01:00Z"}`))
+	f.Add("ada", []byte(`{"user_id":"ada","key":"k","due_at":"2026-12-02T12:01:00Z","x":1}`))
+	f.Add("", []byte(`null`))
+	codec := NewCodec(topics.WithPrefix(""))
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		r := &kgo.Record{Key: []byte(key), Value: value, Headers: []kgo.RecordHeader{{Key: HeaderPolicyTick, Value: []byte("1")}}}
+		tick, ok, err := DecodeTickRecord(r)
+		if !ok {
+			t.Fatal("a record with the tick header is a tick")
+		}
+		if err != nil {
+			var ve *herald.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v is not a ValidationError", err)
+			}
+			return
+		}
+		if tick.UserID != key || tick.Key == "" || tick.DueAt.IsZero() {
+			t.Fatalf("accepted %+v for key %q", tick, key)
+		}
+		again, err := codec.Tick(tick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, ok, err := DecodeTickRecord(again)
+		if !ok || err != nil || back.UserID != tick.UserID || back.Key != tick.Key || !back.DueAt.Equal(tick.DueAt) {
+			t.Fatalf("round trip of %+v: %+v %v %v", tick, back, ok, err)
+		}
+	})
+}
+
+// TestEnricherPolicyDailyCap: the cap counts the user's local day, from
+// the timezone of their preferences: one hour later it is a new day in
+// Tokyo and still the same day in Los Angeles.
+func TestEnricherPolicyDailyCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	clk := newClock()
+	clk.us.Store(time.Date(2026, 12, 2, 14, 30, 0, 0, time.UTC).UnixMicro()) // 23:30 in Tokyo, 06:30 in Los Angeles
+	for user, tz := range map[string]string{"tokyo": "Asia/Tokyo", "la": "America/Los_Angeles"} {
+		p := herald.DefaultPreferences()
+		p.Timezone = tz
+		e.setPrefs(user, p)
+	}
+	pol := mustPolicy(t, map[string]policy.TypePolicy{"marketing": {DailyCap: 1}})
+	e.startEnricher(e.policyConfig("txn-cap", clk, pol))
+	ev := e.names.Events
+	for _, u := range []string{"tokyo", "la"} {
+		e.produce(ev, u, eventJSON("m-1", u, "marketing"), eventJSON("m-2", u, "marketing"), eventJSON("urgent", u, "marketing", "priority", "high"))
+	}
+	e.waitCommitted(enricherGroup, ev)
+	clk.advance(time.Hour) // 00:30 in Tokyo (a new day), 07:30 in Los Angeles
+	for _, u := range []string{"tokyo", "la"} {
+		e.produce(ev, u, eventJSON("m-3", u, "marketing"))
+	}
+	e.waitCommitted(enricherGroup, ev)
+	for user, want := range map[string][]string{"tokyo": {"m-1", "urgent", "m-3"}, "la": {"m-1", "urgent"}} {
+		if got := eventIDs(e.list(user)); !slices.Equal(got, want) {
+			t.Errorf("%s inbox %v, want %v", user, got, want)
+		}
 	}
 }

@@ -34,7 +34,8 @@ var (
 )
 
 // tables Open requires; the migrations create them.
-var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs"}
+var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
+	"policy_state", "policy_due", "policy_due_hours", "policy_cursor"}
 
 // Store is a store.Store on Cassandra. It is safe for concurrent use.
 //

@@ -263,6 +263,83 @@
 // table; rows expire by TTL (the table's 90-day default_time_to_live is a
 // safety net).
 //
+// # Policy state
+//
+// The enricher's notification policy (digest windows, rate logs, daily
+// caps: package policy) keeps four tables, all written only through the
+// fenced Writer of the scope and all with plain writes stamped with the
+// epoch's timestamps, like the inbox's writer cells:
+//
+//	policy_state     PRIMARY KEY (user_id)          state blob
+//	policy_due       PRIMARY KEY ((scope, hour), at_us, user_id, key)
+//	policy_due_hours PRIMARY KEY ((scope), hour)    hours with entries
+//	policy_cursor    PRIMARY KEY (scope)            at_us, user_id, key
+//
+// Times are bigint unix microseconds, not Cassandra timestamps (which keep
+// milliseconds): the enricher matches a tick to its window by the due
+// entry's At at microsecond precision. Keys are blobs (opaque bytes,
+// ordered bytewise like PolicyDue.Less). hour is floor(at_us / 3.6e9):
+// the due index of a scope is one partition per hour, listed in
+// policy_due_hours, so the every-second scan ("what is due up to now,
+// after the cursor") reads the list of hours in range and then only the
+// hours that have entries: usually two small partitions, however far
+// behind the cursor is. Due rows are never updated or deleted: the cursor
+// moves past them and they expire by TTL, at least
+// store.PolicyDueRetention after both their write and their At
+// (TimeWindowCompactionStrategy drops each day's SSTable whole once it
+// expired: no tombstones to compact); an hour's row in policy_due_hours
+// lives as long as an entry due at the end of that hour would.
+//
+// PutPolicy reads the scope's epoch (store.ErrFenced if it moved on, as
+// Append), then writes the hours of its due entries to policy_due_hours
+// (one batch), the due entries (one single-partition batch per hour),
+// then the state row (INSERT, or DELETE for an empty state),
+// all USING TIMESTAMP one timestamp of the epoch; calls for one user
+// through one Writer are serialised, so the later call has the higher
+// timestamp and wins. SetPolicyCursor reads the epoch and the stored
+// cursor and writes the new one only if it is after (PolicyDue.Less),
+// with the epoch's next timestamp.
+//
+// A fenced writer's call already past its epoch check can land late; what
+// it can do is bounded the same way as a late append:
+//
+//   - The state row is one cell per user, replaced whole (a blob: a reader
+//     sees the old or the new state, never a mix). On a user the successor
+//     has written (an INSERT or a DELETE, whose tombstone carries its
+//     timestamp), the successor's timestamp is higher and wins whatever
+//     the arrival order: a late write can neither override the successor's
+//     state nor resurrect one it deleted, and a late DELETE cannot remove
+//     it. On a user the successor has not written yet, the late state is
+//     what the successor starts from: the state after some prefix of the
+//     same source records (the successor replays them from the last
+//     committed offset), with the decisions of those records recorded
+//     (policy.State.Decisions), so the replay reuses them instead of
+//     counting them twice; the zombie's deliveries never committed, the
+//     successor's replay makes them. The successor's next write of that
+//     user replaces it.
+//   - Due entries (and their hours) are only ever added, and an entry is
+//     harmless whatever wrote it: a tick closes a window only if the
+//     user's state has it open with a due time at or before the entry's
+//     (policy.Tick), so an entry whose state never landed, or was
+//     overwritten, finds nothing to close (or a later window, which it
+//     cannot close early), and a duplicate tick finds the window closed.
+//   - The cursor: a late write with a lower timestamp loses to any cursor
+//     the successor wrote, so the cursor the successor reads back is its
+//     own; one landing before the successor's first write moves the cursor
+//     to where the zombie had handled the index. That is safe because the
+//     enricher sets the cursor only after the ticks up to it were produced
+//     (durable in Kafka, consumed by whoever owns the partition next).
+//     The check "only if after" is a read then a write, not atomic: it
+//     needs one writer per scope, which the epoch provides across
+//     processes and the Writer's lock within one. A cursor moving back
+//     (the successor overwriting a zombie's further one) only re-ticks
+//     entries, which Tick ignores.
+//
+// A crash or error part-way through PutPolicy leaves a prefix of that
+// order: hours without entries (an empty read), entries without the state
+// (harmless, as above), never an entry whose hour is not listed or a
+// state whose entries are missing.
+//
 // # Driver settings
 //
 // Statements are constant strings with bind markers, prepared once per host
@@ -286,6 +363,9 @@
 //     different partitioners) would each believe it is the single writer.
 //   - A user's partition grows with retention (about 3 small rows per
 //     notification plus its content); keep notifications small.
+//   - The due index of a scope is a partition per hour: a scope with very
+//     many windows due in one hour makes that partition large (about 100
+//     bytes per entry), and PolicyDue reads at most 10,000 at a time.
 //   - Registering, deleting or moving a device token is a Paxos round on
 //     the token's row plus a logged batch; listing a user's devices is two
 //     reads (the index, then the owners). Fine for registrations (rare)

@@ -16,7 +16,7 @@ type storeMetrics struct {
 	// (timeout, lost connection) and that were resolved by a serial read.
 	casUnknown *prometheus.CounterVec
 	// fences counts epochs taken by Fence; fencedAppends the appends
-	// refused because their writer's scope had a newer epoch.
+	// and policy writes refused because their writer's scope had a newer epoch.
 	fences, fencedAppends prometheus.Counter
 }
 
@@ -36,7 +36,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		})),
 		fencedAppends: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cassandra", Name: "fenced_appends_total",
-			Help: "Appends refused because another writer had fenced their scope since.",
+			Help: "Writer calls (appends, policy writes) refused because another writer had fenced their scope since.",
 		})),
 	}
 }

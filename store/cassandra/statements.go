@@ -70,6 +70,16 @@ type statements struct {
 	markPushSent string
 	pushSent     string
 
+	policyGet     string
+	policyPut     string
+	policyDelete  string
+	dueInsert     string
+	dueAfter      string
+	dueHours      string
+	dueHourInsert string
+	cursorGet     string
+	cursorPut     string
+
 	ping string
 }
 
@@ -147,6 +157,22 @@ func newStatements(ks string) statements {
 
 		markPushSent: f(`INSERT INTO {ks}.push_progress (user_id, job_id, device_token, sent_at) VALUES (?, ?, ?, ?) USING TTL ?`),
 		pushSent:     f(`SELECT device_token FROM {ks}.push_progress WHERE user_id = ? AND job_id = ?`),
+
+		// Policy state (see doc.go, "Policy state"): plain writes of the
+		// scope's fenced writer, stamped with its epoch's timestamps.
+		policyGet:    f(`SELECT state FROM {ks}.policy_state WHERE user_id = ?`),
+		policyPut:    f(`INSERT INTO {ks}.policy_state (user_id, state) VALUES (?, ?) USING TIMESTAMP ?`),
+		policyDelete: f(`DELETE FROM {ks}.policy_state USING TIMESTAMP ? WHERE user_id = ?`),
+		dueInsert:    f(`INSERT INTO {ks}.policy_due (scope, hour, at_us, user_id, key) VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`),
+		// One hour bucket of the due index, strictly after a cursor and
+		// not after until, in clustering (= PolicyDue.Less) order.
+		dueAfter: f(`SELECT at_us, user_id, key FROM {ks}.policy_due
+			WHERE scope = ? AND hour = ? AND (at_us, user_id, key) > (?, ?, ?) AND (at_us) <= (?) LIMIT ?`),
+		// The hour buckets that may hold entries, ascending.
+		dueHours:      f(`SELECT hour FROM {ks}.policy_due_hours WHERE scope = ? AND hour >= ? AND hour <= ?`),
+		dueHourInsert: f(`INSERT INTO {ks}.policy_due_hours (scope, hour) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?`),
+		cursorGet:     f(`SELECT at_us, user_id, key FROM {ks}.policy_cursor WHERE scope = ?`),
+		cursorPut:     f(`INSERT INTO {ks}.policy_cursor (scope, at_us, user_id, key) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
 
 		ping: `SELECT release_version FROM system.local`,
 	}

@@ -113,7 +113,9 @@ type writer struct {
 	base  int64
 	used  atomic.Int64 // timestamps taken: the next one is base+used
 	seed  maphash.Seed
-	users [64]sync.Mutex // striped by user: one user's parts are serialised
+	users [64]sync.Mutex // striped by user: one user's parts (and policy puts) are serialised
+	// cursorMu serialises SetPolicyCursor's read and write.
+	cursorMu sync.Mutex
 }
 
 var _ store.Writer = (*writer)(nil)
