@@ -22,6 +22,7 @@ import (
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/stacktest"
+	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store/cassandra"
 )
 
@@ -238,6 +239,27 @@ func checkDigests(ctx context.Context, t *testing.T, e *env, collapse string, wa
 	return windows
 }
 
+// storedFolds is the number of events held in the open windows of the
+// users' stored policy states.
+func storedFolds(ctx context.Context, t *testing.T, st *cassandra.Store, users []string) int {
+	t.Helper()
+	n := 0
+	for _, user := range users {
+		raw, err := st.PolicyState(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := policy.Decode(raw)
+		if err != nil {
+			t.Fatalf("policy state of %s: %v", user, err)
+		}
+		for _, w := range ps.Windows {
+			n += w.Count
+		}
+	}
+	return n
+}
+
 // histogram renders how many users had how many digests.
 func histogram(windows map[string]int) string {
 	h := map[int]int{}
@@ -348,11 +370,11 @@ func TestPolicyDigestKill9(t *testing.T) {
 	settings := []string{"HERALD_TRANSACTIONAL_ID=" + e.prefix + "enricher", "HERALD_CONFIG=" + cfg}
 	a := e.start("enricher-1", "enricher", settings...)
 
-	users := make([]string, 20)
+	users := make([]string, 100)
 	for i := range users {
 		users[i] = e.u(fmt.Sprintf("pk-%d", i))
 	}
-	s := startLikes(e, producer(t), users, policyMaxEvents, 300*time.Millisecond)
+	s := startLikes(e, producer(t), users, policyMaxEvents, 200*time.Millisecond)
 	defer s.wait(t) // a failed test must not leave the producer running
 	waitUntil(t, deadline, "the enricher committing folded likes", func() bool {
 		return metric(t, a, "herald_policy_total", `action="digested"`) > 0
@@ -365,6 +387,14 @@ func TestPolicyDigestKill9(t *testing.T) {
 	t.Logf("enricher killed with SIGKILL after committing %.0f folded likes (%d acknowledged by then, %d in all)",
 		digested, produced, policyMaxEvents*len(users))
 	want := s.wait(t)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	st := openStore(ctx, t, e)
+	// For the log: the folds the stored states hold at the crash. More
+	// than were committed means a batch wrote its states and died before
+	// its commit, so the restart replays records with recorded decisions.
+	t.Logf("the stored policy states hold %d folded likes after the crash (%.0f counted committed just before it)",
+		storedFolds(ctx, t, st, users), digested)
 	// Every window open at the crash opened before it: it is due by
 	// killedAt+policyWindow. Stay down past that, so that windows fall
 	// due during the outage.
@@ -372,9 +402,6 @@ func TestPolicyDigestKill9(t *testing.T) {
 	t.Logf("restarting the enricher %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
 	b := e.start("enricher-2", "enricher", settings...)
 
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	st := openStore(ctx, t, e)
 	inboxes := waitFolded(ctx, t, st, want, deadline, b)
 	windows := checkDigests(ctx, t, e, "post-1", want, inboxes)
 	t.Logf("%d likes for %d users in digests, each once: %s; restarted enricher: %.0f folded, %.0f ticks produced, %.0f digests emitted",
