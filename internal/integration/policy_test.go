@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	herald "github.com/heraldhq/herald"
@@ -260,6 +260,48 @@ func storedFolds(ctx context.Context, t *testing.T, st *cassandra.Store, users [
 	return n
 }
 
+// stateAhead reports whether user's stored policy state records a
+// decision for a record of the user's partition (of topic) at or past
+// group's committed offset: a batch wrote the state and has not committed.
+func stateAhead(ctx context.Context, t *testing.T, st *cassandra.Store, adm *kadm.Client, group, topic, user string, partition int32) bool {
+	t.Helper()
+	raw, err := st.PolicyState(ctx, user)
+	if err != nil || len(raw) == 0 {
+		return false
+	}
+	ps, err := policy.Decode(raw)
+	if err != nil || len(ps.Decisions) == 0 {
+		return false
+	}
+	last := ps.Decisions[len(ps.Decisions)-1].Offset // sorted ascending
+	resps, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false
+	}
+	o, ok := resps.Lookup(topic, partition)
+	if !ok || o.Err != nil {
+		return last >= 0 // nothing committed yet on the partition
+	}
+	return last >= o.At
+}
+
+// committedRecords is the sum of the committed offsets of group: the
+// records it consumed, on a topic of records only (no transaction markers).
+func committedRecords(ctx context.Context, t *testing.T, group string) int64 {
+	t.Helper()
+	resps, err := admin(t).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	resps.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n
+}
+
 // histogram renders how many users had how many digests.
 func histogram(windows map[string]int) string {
 	h := map[int]int{}
@@ -290,10 +332,12 @@ type likeStream struct {
 	want   map[string][]string
 	err    error
 	mu     sync.Mutex
+	// part is the partition of each user's likes, once one is acknowledged.
+	part map[string]int32
 }
 
 func startLikes(e *env, cl *kgo.Client, users []string, rounds int, every time.Duration) *likeStream {
-	s := &likeStream{done: make(chan struct{}), want: map[string][]string{}}
+	s := &likeStream{done: make(chan struct{}), want: map[string][]string{}, part: map[string]int32{}}
 	go func() {
 		defer close(s.done)
 		for r := range rounds {
@@ -312,8 +356,9 @@ func startLikes(e *env, cl *kgo.Client, users []string, rounds int, every time.D
 				s.mu.Unlock()
 				return
 			}
-			for _, user := range users {
+			for i, user := range users {
 				s.want[user] = append(s.want[user], id)
+				s.part[user] = recs[i].Partition
 			}
 			s.rounds++
 			s.mu.Unlock()
@@ -330,6 +375,15 @@ func (s *likeStream) acked() int {
 	return s.rounds
 }
 
+// partition is the partition of user's likes, false before the first is
+// acknowledged.
+func (s *likeStream) partition(user string) (int32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.part[user]
+	return p, ok
+}
+
 // wait waits for the last round and fails the test if a produce failed.
 func (s *likeStream) wait(t *testing.T) map[string][]string {
 	t.Helper()
@@ -341,7 +395,7 @@ func (s *likeStream) wait(t *testing.T) map[string][]string {
 }
 
 // TestPolicyDigestKill9: an enricher with a digest on likes is killed
-// with SIGKILL while the likes of 20 users stream in, once it has
+// with SIGKILL while the likes of 100 users stream in, once it has
 // committed some of them (their windows open, holding events; a batch
 // likely in flight, its policy state possibly written and its transaction
 // not committed); the rest of the likes are produced while it is down,
@@ -353,22 +407,24 @@ func (s *likeStream) wait(t *testing.T) map[string][]string {
 // and closes them when due. Each like must end up in exactly one digest,
 // each digest stored and delivered once (checkDigests).
 //
-// The moment of the kill after the first commit (0-300 ms) is drawn from
-// a logged seed; HERALD_IT_POLICY_SEED replays one.
+// The kill aims at the moment a batch has written its users' policy
+// states and not yet committed (the replay of recorded decisions is what
+// this test is for): it polls the stored state of one user after the
+// other until one records a decision for a record of the user's partition
+// that the group has not committed, and kills then; when it sees none
+// within 5 s it kills anyway. What the restart replayed is logged either
+// way.
 func TestPolicyDigestKill9(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
-	seed := uint64(time.Now().UnixNano())
-	if v, err := strconv.ParseUint(os.Getenv("HERALD_IT_POLICY_SEED"), 10, 64); err == nil {
-		seed = v
-	}
-	jitter := time.Duration(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).IntN(300)) * time.Millisecond
-	t.Logf("seed %d (HERALD_IT_POLICY_SEED=%d replays it): kill %s after the first committed folds", seed, seed, jitter)
-
 	e := newEnv(t)
 	cfg := filepath.Join(e.dir, "herald.yaml")
 	writeConfig(t, cfg, digestYAML("like", policyWindow))
 	settings := []string{"HERALD_TRANSACTIONAL_ID=" + e.prefix + "enricher", "HERALD_CONFIG=" + cfg}
 	a := e.start("enricher-1", "enricher", settings...)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	st := openStore(ctx, t, e)
+	adm := admin(t)
 
 	users := make([]string, 100)
 	for i := range users {
@@ -379,26 +435,37 @@ func TestPolicyDigestKill9(t *testing.T) {
 	waitUntil(t, deadline, "the enricher committing folded likes", func() bool {
 		return metric(t, a, "herald_policy_total", `action="digested"`) > 0
 	}, a)
-	time.Sleep(jitter)
+	aimed := "none seen in 5s"
+	for i, until := 0, time.Now().Add(5*time.Second); time.Now().Before(until); i++ {
+		user := users[i%len(users)]
+		if part, ok := s.partition(user); ok && stateAhead(ctx, t, st, adm, e.prefix+"enricher", e.prefix+"events", user, part) {
+			aimed = "seen for " + user
+			break
+		}
+	}
 	digested := metric(t, a, "herald_policy_total", `action="digested"`)
 	produced := s.acked() * len(users)
 	a.kill()
 	killedAt := time.Now()
-	t.Logf("enricher killed with SIGKILL after committing %.0f folded likes (%d acknowledged by then, %d in all)",
-		digested, produced, policyMaxEvents*len(users))
+	t.Logf("enricher killed with SIGKILL (a state ahead of the commit: %s) after committing %.0f folded likes (%d acknowledged by then, %d in all)",
+		aimed, digested, produced, policyMaxEvents*len(users))
 	want := s.wait(t)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	st := openStore(ctx, t, e)
-	// For the log: the folds the stored states hold at the crash. More
-	// than were committed means a batch wrote its states and died before
-	// its commit, so the restart replays records with recorded decisions.
-	t.Logf("the stored policy states hold %d folded likes after the crash (%.0f counted committed just before it)",
-		storedFolds(ctx, t, st, users), digested)
 	// Every window open at the crash opened before it: it is due by
 	// killedAt+policyWindow. Stay down past that, so that windows fall
 	// due during the outage.
 	time.Sleep(time.Until(killedAt.Add(policyWindow + 2*time.Second)))
+	// For the log: the folds the stored states hold against the likes the
+	// group committed (herald.events holds only likes until the first
+	// tick, and no tick is produced while no enricher runs). More folds
+	// than committed likes: a batch wrote its states and died before its
+	// commit, so the restart replays those likes, which must reuse the
+	// decisions recorded for their offsets rather than fold them again.
+	folds, committed := storedFolds(ctx, t, st, users), committedRecords(ctx, t, e.prefix+"enricher")
+	replay := "no replay of recorded decisions this run"
+	if int64(folds) > committed {
+		replay = fmt.Sprintf("%d folds recorded but not committed: replayed", int64(folds)-committed)
+	}
+	t.Logf("at the restart the stored policy states hold %d folded likes, the group committed %d likes (%s)", folds, committed, replay)
 	t.Logf("restarting the enricher %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
 	b := e.start("enricher-2", "enricher", settings...)
 
