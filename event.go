@@ -30,7 +30,15 @@ const (
 	MaxDataDepth = 32
 	// MaxTTL is the largest ttl, in seconds: 365 days.
 	MaxTTL = 365 * 24 * 60 * 60
+	// MaxRecipients bounds user_ids.
+	MaxRecipients = 1000
+	// MaxTopicLen bounds a topic (an audience), in bytes.
+	MaxTopicLen = 128
 )
+
+// Multi reports whether e is addressed to several users (UserIDs or
+// Audience) rather than to UserID.
+func (e *Event) Multi() bool { return len(e.UserIDs) > 0 || e.Audience != "" }
 
 // Priority of an event. High bypasses quiet hours and throttling.
 type Priority string
@@ -45,8 +53,16 @@ const (
 // Event is what upstream services produce to herald.events or POST to
 // /v1/events.
 type Event struct {
-	ID          string          `json:"id"`
-	UserID      string          `json:"user_id"`
+	ID     string `json:"id"`
+	UserID string `json:"user_id,omitempty"`
+	// UserIDs and Audience address a multi-recipient event instead of
+	// UserID: exactly one of the three is set. UserIDs are 1 to
+	// MaxRecipients distinct user ids (DecodeEvent drops repeats, keeping
+	// the first); Audience is a topic (ValidateTopic) whose subscribers
+	// receive the event. The fan-out stage expands such an event into one
+	// event per recipient, with the same ID and UserID set.
+	UserIDs     []string        `json:"user_ids,omitempty"`
+	Audience    string          `json:"audience,omitempty"`
 	Type        string          `json:"type"`
 	Priority    Priority        `json:"priority,omitempty"`
 	Title       string          `json:"title,omitempty"`
@@ -107,6 +123,8 @@ func AsValidationError(err error) (*ValidationError, bool) {
 type wireEvent struct {
 	ID          *string         `json:"id"`
 	UserID      *string         `json:"user_id"`
+	UserIDs     json.RawMessage `json:"user_ids"`
+	Audience    *string         `json:"audience"`
 	Type        *string         `json:"type"`
 	Priority    *string         `json:"priority"`
 	Title       *string         `json:"title"`
@@ -121,6 +139,13 @@ type wireEvent struct {
 // created_at when the event has none (the Kafka record time, or the time the
 // API received it). Unknown fields are ignored. Every failure is a
 // *ValidationError naming the field.
+//
+// An event is addressed by exactly one of user_id, user_ids (1 to
+// MaxRecipients user ids; repeats are dropped, keeping the first) and
+// audience (a topic, ValidateTopic). None: field "user_id"; two or three:
+// the second of them in that order; a bad element of user_ids names it
+// ("user_ids[3]"). MaxEventBytes bounds the whole event, user_ids
+// included: 1,000 ids fit when they average under about 60 bytes.
 //
 // Before decoding, the bytes are scanned once, iteratively (see scanEvent):
 // invalid UTF-8 anywhere (keys, values, data), nesting deeper than
@@ -189,10 +214,7 @@ func (w *wireEvent) validate(recordTime time.Time) (Event, error) {
 	if e.ID, err = requiredString("id", w.ID, MaxIDLen); err != nil {
 		return Event{}, err
 	}
-	if e.UserID, err = requiredString("user_id", w.UserID, MaxUserIDLen); err != nil {
-		return Event{}, err
-	}
-	if err := ValidateUserID(e.UserID); err != nil {
+	if err := w.address(&e); err != nil {
 		return Event{}, err
 	}
 	if e.Type, err = requiredString("type", w.Type, MaxTypeLen); err != nil {
@@ -244,6 +266,89 @@ func (w *wireEvent) validate(recordTime time.Time) (Event, error) {
 	return e, nil
 }
 
+// address sets e's recipients from exactly one of user_id, user_ids and
+// audience (a null one counts as absent). When several are given the error
+// names the second of them in that order, so that it points at a field the
+// caller added, not at the one that may be right.
+func (w *wireEvent) address(e *Event) error {
+	ids := bytes.TrimSpace(w.UserIDs)
+	hasIDs := len(ids) > 0 && !bytes.Equal(ids, []byte("null"))
+	given := make([]string, 0, 3)
+	if w.UserID != nil {
+		given = append(given, "user_id")
+	}
+	if hasIDs {
+		given = append(given, "user_ids")
+	}
+	if w.Audience != nil {
+		given = append(given, "audience")
+	}
+	switch len(given) {
+	case 0:
+		return invalid("user_id", "one of user_id, user_ids or audience is required")
+	case 1:
+	default:
+		return invalid(given[1], "only one of user_id, user_ids or audience may be given")
+	}
+	switch given[0] {
+	case "user_id":
+		var err error
+		if e.UserID, err = requiredString("user_id", w.UserID, MaxUserIDLen); err != nil {
+			return err
+		}
+		return ValidateUserID(e.UserID)
+	case "audience":
+		if err := ValidateTopic(*w.Audience); err != nil {
+			ve, _ := AsValidationError(err)
+			return invalid("audience", "%s", ve.Reason)
+		}
+		e.Audience = *w.Audience
+		return nil
+	}
+	var err error
+	e.UserIDs, err = decodeUserIDs(ids)
+	return err
+}
+
+// decodeUserIDs checks the raw JSON value of user_ids (not null): an array
+// of 1 to MaxRecipients strings, each a valid user id. Repeats are dropped,
+// keeping the first, so each recipient appears once. Errors name the
+// element ("user_ids[3]") when one is at fault.
+func decodeUserIDs(raw []byte) ([]string, error) {
+	if raw[0] != '[' {
+		return nil, invalid("user_ids", "must be an array of user ids, got %s", kindOf(raw[0]))
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, invalid("user_ids", "malformed JSON array: %v", err)
+	}
+	if len(elems) == 0 || len(elems) > MaxRecipients {
+		return nil, invalid("user_ids", "must have 1 to %d user ids, got %d", MaxRecipients, len(elems))
+	}
+	ids := make([]string, 0, len(elems))
+	seen := make(map[string]struct{}, len(elems))
+	for i, el := range elems {
+		field := "user_ids[" + strconv.Itoa(i) + "]"
+		if el[0] != '"' {
+			return nil, invalid(field, "must be a string, got %s", kindOf(el[0]))
+		}
+		var id string
+		if err := json.Unmarshal(el, &id); err != nil {
+			return nil, invalid(field, "malformed JSON string: %v", err)
+		}
+		if err := ValidateUserID(id); err != nil {
+			ve, _ := AsValidationError(err)
+			return nil, invalid(field, "%s", ve.Reason)
+		}
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
 // decodeTTL checks the raw JSON value of ttl: absent or null is 0, else a
 // JSON number (not a string holding one) that is a whole number of seconds
 // in [0, MaxTTL].
@@ -278,6 +383,10 @@ func kindOf(c byte) string {
 		return "an array"
 	case 't', 'f':
 		return "a boolean"
+	case 'n':
+		return "null"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "a number"
 	}
 	return "something else"
 }
@@ -398,7 +507,7 @@ func foldKey(k string) string {
 }
 
 // eventFields are the JSON names of Event's fields.
-var eventFields = []string{"id", "user_id", "type", "priority", "title", "body", "data", "collapse_key", "created_at", "ttl"}
+var eventFields = []string{"id", "user_id", "user_ids", "audience", "type", "priority", "title", "body", "data", "collapse_key", "created_at", "ttl"}
 
 // fieldName is the Event field key stands for (encoding/json matches
 // names case-insensitively), or key itself for an unknown field.
@@ -454,6 +563,23 @@ func ValidateUserID(id string) error {
 			r, _ := utf8.DecodeRuneInString(id[i:])
 			return invalid("user_id", "may only contain A-Z a-z 0-9 . _ : @ -, found %q at character %d", r, utf8.RuneCountInString(id[:i])+1)
 		}
+	}
+	return nil
+}
+
+// ValidateTopic checks a topic (an audience, a subscription): the user
+// id alphabet, 1 to MaxTopicLen characters of [A-Za-z0-9._:@-], so that a
+// topic is one URL path segment as it is. Errors name "topic".
+func ValidateTopic(topic string) error {
+	if topic == "" {
+		return invalid("topic", "must not be empty")
+	}
+	if len(topic) > MaxTopicLen {
+		return invalid("topic", "is %d characters, more than the %d allowed", len(topic), MaxTopicLen)
+	}
+	if err := ValidateUserID(topic); err != nil {
+		ve, _ := AsValidationError(err)
+		return invalid("topic", "%s", ve.Reason)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package herald
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -178,6 +179,87 @@ func TestDecodeEventAccepted(t *testing.T) {
 	}
 }
 
+// ids is `"u0","u1",…` for n user ids.
+func ids(n int) string {
+	var sb strings.Builder
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"u%d"`, i)
+	}
+	return sb.String()
+}
+
+func TestDecodeEventAddressing(t *testing.T) {
+	const one = "only one of user_id, user_ids or audience may be given"
+	cases := []struct {
+		name, in, field, reason string
+	}{
+		{"none", `{"id":"1","type":"t"}`, "user_id", "one of user_id, user_ids or audience is required"},
+		{"all null", `{"id":"1","type":"t","user_id":null,"user_ids":null,"audience":null}`, "user_id", "is required"},
+		{"user_id and user_ids", `{"id":"1","type":"t","user_id":"a","user_ids":["b"]}`, "user_ids", one},
+		{"user_id and audience", `{"id":"1","type":"t","audience":"news","user_id":"a"}`, "audience", one},
+		{"user_ids and audience", `{"id":"1","type":"t","audience":"news","user_ids":["a"]}`, "audience", one},
+		{"all three", `{"id":"1","type":"t","audience":"news","user_ids":["a"],"user_id":"a"}`, "user_ids", one},
+		{"empty user_id with audience", `{"id":"1","type":"t","user_id":"","audience":"news"}`, "audience", one},
+		{"user_ids empty", `{"id":"1","type":"t","user_ids":[]}`, "user_ids", "must have 1 to 1000 user ids"},
+		{"user_ids 1001", `{"id":"1","type":"t","user_ids":[` + ids(1001) + `]}`, "user_ids", "must have 1 to 1000 user ids, got 1001"},
+		{"user_ids 1001 with repeats", `{"id":"1","type":"t","user_ids":[` + ids(1000) + `,"u0"]}`, "user_ids", "must have 1 to 1000"},
+		{"user_ids string", `{"id":"1","type":"t","user_ids":"a,b"}`, "user_ids", "must be an array of user ids, got a string"},
+		{"user_ids object", `{"id":"1","type":"t","user_ids":{"a":1}}`, "user_ids", "got an object"},
+		{"user_ids number", `{"id":"1","type":"t","user_ids":5}`, "user_ids", "got a number"},
+		{"element number", `{"id":"1","type":"t","user_ids":["a","b","c",7]}`, "user_ids[3]", "must be a string, got a number"},
+		{"element null", `{"id":"1","type":"t","user_ids":["a",null]}`, "user_ids[1]", "must be a string, got null"},
+		{"element array", `{"id":"1","type":"t","user_ids":[["a"]]}`, "user_ids[0]", "got an array"},
+		{"element empty", `{"id":"1","type":"t","user_ids":["a",""]}`, "user_ids[1]", "must not be empty"},
+		{"element alphabet", `{"id":"1","type":"t","user_ids":["a","b","c","d e"]}`, "user_ids[3]", `found ' ' at character 2`},
+		{"element long", `{"id":"1","type":"t","user_ids":["` + strings.Repeat("x", 129) + `"]}`, "user_ids[0]", "more than the 128"},
+		{"element escaped", `{"id":"1","type":"t","user_ids":["\u00e9"]}`, "user_ids[0]", `found 'é'`},
+		{"audience empty", `{"id":"1","type":"t","audience":""}`, "audience", "must not be empty"},
+		{"audience alphabet", `{"id":"1","type":"t","audience":"a/b"}`, "audience", "may only contain"},
+		{"audience long", `{"id":"1","type":"t","audience":"` + strings.Repeat("x", 129) + `"}`, "audience", "more than the 128"},
+		{"audience number", `{"id":"1","type":"t","audience":7}`, "audience", "must be a string"},
+		{"duplicate user_ids", `{"id":"1","type":"t","user_ids":["a"],"USER_IDS":["b"]}`, "user_ids", "appears more than once"},
+		{"duplicate audience", `{"id":"1","type":"t","audience":"a","Audience":"b"}`, "audience", "appears more than once"},
+		{"user_ids too deep", `{"id":"1","type":"t","user_ids":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "user_ids", "levels"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeEvent([]byte(c.in), recordTime)
+			ve, ok := AsValidationError(err)
+			if !ok {
+				t.Fatalf("want ValidationError, got %v", err)
+			}
+			if ve.Field != c.field || !strings.Contains(ve.Reason, c.reason) {
+				t.Fatalf("got field %q reason %q; want field %q reason containing %q", ve.Field, ve.Reason, c.field, c.reason)
+			}
+		})
+	}
+}
+
+func TestDecodeEventMultiRecipient(t *testing.T) {
+	e, err := DecodeEvent([]byte(`{"id":"1","type":"t","user_ids":["b","a","b","c","a"]}`), recordTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.UserIDs, ","); got != "b,a,c" || e.UserID != "" || e.Audience != "" || !e.Multi() {
+		t.Fatalf("user_ids %q user_id %q audience %q", got, e.UserID, e.Audience)
+	}
+	e, err = DecodeEvent([]byte(`{"id":"1","type":"t","user_ids":[`+ids(MaxRecipients)+`],"user_id":null}`), recordTime)
+	if err != nil || len(e.UserIDs) != MaxRecipients {
+		t.Fatalf("1000 ids: %d %v", len(e.UserIDs), err)
+	}
+	e, err = DecodeEvent([]byte(`{"id":"1","type":"t","audience":"team:42.eng","user_ids":null}`), recordTime)
+	if err != nil || e.Audience != "team:42.eng" || e.UserIDs != nil || !e.Multi() {
+		t.Fatalf("audience: %+v %v", e, err)
+	}
+	e, err = DecodeEvent([]byte(`{"id":"1","type":"t","user_id":"u","audience":null}`), recordTime)
+	if err != nil || e.UserID != "u" || e.Multi() {
+		t.Fatalf("user_id: %+v %v", e, err)
+	}
+}
+
 func TestExpiresAtSaturates(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC)
 	// 300 years and the largest TTL: both after created_at, never wrapped
@@ -216,10 +298,12 @@ func shape(t *testing.T, b []byte) (depth int, keys []string) {
 			if v == '{' || v == '[' {
 				d++
 				depth = max(depth, d)
+				expectKey = d == 1 && v == '{'
 			} else {
 				d--
+				// A nested value just ended: a key comes next.
+				expectKey = d == 1
 			}
-			expectKey = d == 1 && v == '{'
 			continue
 		case string:
 			if d == 1 && expectKey {
@@ -249,6 +333,15 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte("{\"id\":\"1\",\"user_id\":\"u\",\"type\":\"t\",\"data\":{\"\xc3\":1}}"))
 	f.Add([]byte(`{"id":"1","user_id":"a","type":"t","User_Id":"b"}`))
 	f.Add([]byte(`{"id":"1","user_id":"a","type":"t","user\u005fid":"b"}`))
+	f.Add([]byte(`{"id":"1","user_ids":["a","b","a"],"type":"t"}`))
+	f.Add([]byte(`{"id":"1","user_ids":["a",7,null],"type":"t"}`))
+	f.Add([]byte(`{"id":"1","user_ids":[],"type":"t"}`))
+	f.Add([]byte(`{"id":"1","user_ids":"a","audience":"x","type":"t"}`))
+	f.Add([]byte(`{"id":"1","audience":"team:1","type":"t"}`))
+	f.Add([]byte(`{"id":"1","audience":"a b","user_id":null,"type":"t"}`))
+	f.Add([]byte(`{"id":"1","user_ids":[["a"]],"Audience":"t","type":"t"}`))
+	// An array value followed by keys: shape must see them as keys.
+	f.Add([]byte(`{"id":"0","":[],"AudienCe":"t","tYpe":"t"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEvent(b, recordTime)
 		if err != nil {
@@ -258,8 +351,30 @@ func FuzzDecodeEvent(f *testing.F) {
 			return
 		}
 		// A decoded event satisfies every rule of the contract.
-		if e.ID == "" || len(e.ID) > 4*MaxIDLen || ValidateUserID(e.UserID) != nil || e.Type == "" {
+		if e.ID == "" || len(e.ID) > 4*MaxIDLen || e.Type == "" {
 			t.Fatalf("accepted invalid event %+v", e)
+		}
+		// Exactly one address, valid, user_ids distinct.
+		switch {
+		case e.UserID != "":
+			if ValidateUserID(e.UserID) != nil || e.UserIDs != nil || e.Audience != "" {
+				t.Fatalf("accepted invalid address %+v", e)
+			}
+		case e.Audience != "":
+			if ValidateTopic(e.Audience) != nil || e.UserIDs != nil {
+				t.Fatalf("accepted invalid address %+v", e)
+			}
+		default:
+			if len(e.UserIDs) == 0 || len(e.UserIDs) > MaxRecipients {
+				t.Fatalf("accepted %d user ids", len(e.UserIDs))
+			}
+			seen := map[string]bool{}
+			for _, id := range e.UserIDs {
+				if ValidateUserID(id) != nil || seen[id] {
+					t.Fatalf("accepted user_ids %q", e.UserIDs)
+				}
+				seen[id] = true
+			}
 		}
 		switch e.Priority {
 		case PriorityHigh, PriorityNormal, PriorityLow:

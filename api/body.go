@@ -13,7 +13,8 @@ import (
 	herald "github.com/heraldhq/herald"
 )
 
-// maxBody bounds every request body but POST /v1/events'.
+// maxBody bounds every request body but those of POST /v1/events
+// (maxBodyBytes) and POST /v1/audiences/{topic}/members (maxMembersBody).
 const maxBody = 64 << 10
 
 // errTooLarge is returned by readBody for a body over its limit.

@@ -1,6 +1,8 @@
 // Package api serves Herald's HTTP API: event intake for upstream services
-// (POST /v1/events, API key) and the user-facing inbox, read state,
-// preferences and device registry (JWT), plus /healthz, /readyz and /metrics.
+// (POST /v1/events, API key), audience membership for services
+// (/v1/audiences, API key), and the user-facing inbox, read state,
+// preferences, device registry and topic subscriptions (JWT), plus /healthz,
+// /readyz and /metrics.
 // The OpenAPI 3.1 document of all of it (openapi.json, kept in step with the
 // routes by its tests) is served at /v1/openapi.json.
 //

@@ -32,12 +32,16 @@ func (s *Server) maxBodyBytes() int64 {
 	return int64(s.cfg.MaxBatch)*herald.MaxEventBytes + 64<<10
 }
 
-// readEvents reads a POST /v1/events body, charging its bytes to the
-// intake budget: a known Content-Length up front (refused at once when it
-// does not fit), a chunked body as it arrives. release gives the bytes
-// back; call it when the request ends, whatever err is.
+// readEvents reads a POST /v1/events body (readBudgeted).
 func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
-	limit := s.maxBodyBytes()
+	return s.readBudgeted(w, r, s.maxBodyBytes())
+}
+
+// readBudgeted reads a body of at most limit bytes, charging its bytes to
+// the intake budget: a known Content-Length up front (refused at once when
+// it does not fit), a chunked body as it arrives. release gives the bytes
+// back; call it when the request ends, whatever err is.
+func (s *Server) readBudgeted(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
 	if r.ContentLength > limit {
 		return nil, func() {}, errTooLarge{limit}
 	}
@@ -58,7 +62,8 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) (body []byte
 }
 
 // postEvents validates one event or {"events":[…]} and hands the decoded
-// events to Config.Events (herald.events, keyed by user id); 202 only once
+// events to Config.Events (herald.events, keyed by user id, or by event id
+// for one addressed to user_ids or an audience); 202 only once
 // Kafka acknowledged every record (acks=all). A batch is all-or-nothing at
 // validation; if producing fails part way the caller retries the whole
 // batch and the enricher deduplicates by event id.

@@ -71,7 +71,7 @@ func specServer(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Store: st, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw, SSE: gw.SSE(), Waiter: gw,
+	s, err := New(Config{Store: withSubs(st), Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: gw, WebSocket: gw, SSE: gw.SSE(), Waiter: gw,
 		DevPushes: devPushes{}, DevJWTSecret: []byte("0123456789abcdef0123456789abcdef"), DevAPIKey: "key-dev", Ready: []ReadyCheck{{Name: "store", Check: st.Ping}}, ReadyInterval: 5 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -438,6 +438,42 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"DELETE", "/v1/devices/abc", "tok-u1", "", 404, ok},
 		{"DELETE", "/v1/devices/def", "", "", 401, ok},
 
+		{"POST", "/v1/events", "key-1", `{"id":"b1","user_ids":["u1","u2","u1"],"type":"t"}`, 202, valid},
+		{"POST", "/v1/events", "key-1", `{"id":"b2","audience":"team:42","type":"t"}`, 202, valid},
+		{"POST", "/v1/events", "key-1", `{"events":[{"id":"b3","audience":"news","type":"t"},{"id":"b4","user_id":"u1","type":"t"}]}`, 202, valid},
+		{"POST", "/v1/events", "key-1", `{"id":"b1","user_id":"u1","audience":"news","type":"t"}`, 400, invalid},
+		{"POST", "/v1/events", "key-1", `{"id":"b1","user_ids":[],"type":"t"}`, 400, invalid},
+		{"POST", "/v1/events", "key-1", `{"id":"b1","user_ids":["a b"],"type":"t"}`, 400, invalid},
+		{"POST", "/v1/events", "key-1", `{"id":"b1","user_ids":"u1","type":"t"}`, 400, invalid},
+		{"POST", "/v1/events", "key-1", `{"id":"b1","audience":"a/b","type":"t"}`, 400, invalid},
+
+		{"PUT", "/v1/subscriptions/team:42", "tok-u1", "", 201, ok},
+		{"PUT", "/v1/subscriptions/team:42", "tok-u1", "", 200, ok},
+		{"PUT", "/v1/subscriptions/news", "tok-u1", "", 201, ok},
+		{"PUT", "/v1/subscriptions/a%20b", "tok-u1", "", 400, ok},
+		{"PUT", "/v1/subscriptions/news", "", "", 401, ok},
+		{"GET", "/v1/subscriptions", "tok-u1", "", 200, ok},
+		{"GET", "/v1/subscriptions", "tok-u2", "", 200, ok},
+		{"GET", "/v1/subscriptions", "bad", "", 401, ok},
+		{"DELETE", "/v1/subscriptions/news", "tok-u1", "", 204, ok},
+		{"DELETE", "/v1/subscriptions/news", "tok-u1", "", 404, ok},
+		{"DELETE", "/v1/subscriptions/a%20b", "tok-u1", "", 400, ok},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":["u2","u3"],"remove":["u9"]}`, 200, valid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":["u2","u3"],"remove":null}`, 200, valid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"remove":["u3"]}`, 200, valid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{}`, 400, invalid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":[]}`, 400, invalid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":["a b"]}`, 400, invalid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":["a"],"members":["b"]}`, 400, invalid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":[` + strings.Repeat(`"a",`, 10000) + `"a"]}`, 400, invalid},
+		{"POST", "/v1/audiences/team:42/members", "key-1", `{"add":["a"],"pad":"` + strings.Repeat(" ", 2<<20) + `"}`, 413, ok},
+		{"POST", "/v1/audiences/team:42/members", "", `{"add":["a"]}`, 401, ok},
+		{"POST", "/v1/audiences/a%20b/members", "key-1", `{"add":["a"]}`, 400, ok},
+		{"GET", "/v1/audiences/team:42", "key-1", "", 200, ok},
+		{"GET", "/v1/audiences/nobody", "key-1", "", 200, ok},
+		{"GET", "/v1/audiences/a%20b", "key-1", "", 400, ok},
+		{"GET", "/v1/audiences/team:42", "tok-u1", "", 401, ok},
+
 		{"GET", "/v1/ws", "", "", 401, ok},
 		{"GET", "/v1/ws?token=bad", "", "", 401, ok},
 		{"GET", "/v1/ws?after=x", "tok-u1", "", 400, ok},
@@ -477,8 +513,15 @@ func TestOpenAPIResponses(t *testing.T) {
 			}
 			path, _, _ := strings.Cut(c.path, "?")
 			tmpl := path
-			if strings.HasPrefix(path, "/v1/devices/") {
+			switch {
+			case strings.HasPrefix(path, "/v1/devices/"):
 				tmpl = "/v1/devices/{token}"
+			case strings.HasPrefix(path, "/v1/subscriptions/"):
+				tmpl = "/v1/subscriptions/{topic}"
+			case strings.HasPrefix(path, "/v1/audiences/") && strings.HasSuffix(path, "/members"):
+				tmpl = "/v1/audiences/{topic}/members"
+			case strings.HasPrefix(path, "/v1/audiences/"):
+				tmpl = "/v1/audiences/{topic}"
 			}
 			op := operation(t, doc, tmpl, c.method)
 			checkResponse(t, v, op, r)

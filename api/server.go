@@ -95,6 +95,8 @@ type Config struct {
 	DefaultListLimit int
 	// EventsPerKey limits POST /v1/events per API key, counted in events;
 	// the zero value means no limit. Refused requests get 429 + Retry-After.
+	// The same bucket charges POST /v1/audiences/{topic}/members one token
+	// per user id and GET /v1/audiences/{topic} one per call.
 	EventsPerKey Limit
 	// ProduceTimeout bounds how long POST /v1/events waits for Kafka to
 	// acknowledge a request's events; past it the answer is 503 with
@@ -202,6 +204,11 @@ func New(cfg Config) (*Server, error) {
 		http.MethodGet: s.user(s.getPreferences), http.MethodPut: s.user(s.putPreferences)})
 	s.route("/v1/devices", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listDevices), http.MethodPost: s.user(s.postDevice)})
 	s.route("/v1/devices/{token}", map[string]http.HandlerFunc{http.MethodDelete: s.user(s.deleteDevice)})
+	s.route("/v1/subscriptions", map[string]http.HandlerFunc{http.MethodGet: s.user(s.listSubscriptions)})
+	s.route("/v1/subscriptions/{topic}", map[string]http.HandlerFunc{
+		http.MethodPut: s.user(s.putSubscription), http.MethodDelete: s.user(s.deleteSubscription)})
+	s.route("/v1/audiences/{topic}", map[string]http.HandlerFunc{http.MethodGet: s.service(s.getAudience)})
+	s.route("/v1/audiences/{topic}/members", map[string]http.HandlerFunc{http.MethodPost: s.service(s.postMembers)})
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
 	metricsHandler := promhttp.HandlerFor(gathererFor(cfg.Gatherer, cfg.Registerer), promhttp.HandlerOpts{})

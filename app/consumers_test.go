@@ -91,8 +91,11 @@ func TestEnricherReadyOnceAssigned(t *testing.T) {
 			}
 		}
 	}
-	poll("503 for the enricher alone, joining", func(code int, checks map[string]string) bool {
-		return code == 503 && len(checks) == 1 && strings.Contains(checks["enricher"], "group ready.enricher")
+	// The enricher role runs the fan-out stage beside the enricher: two
+	// consumers, two checks.
+	poll("503 for the enricher and its fan-out stage alone, joining", func(code int, checks map[string]string) bool {
+		return code == 503 && len(checks) == 2 && strings.Contains(checks["enricher"], "group ready.enricher") &&
+			strings.Contains(checks["fanout"], "group ready.fanout")
 	})
 	hold.Store(false)
 	poll("200 once assigned", func(code int, _ map[string]string) bool { return code == 200 })

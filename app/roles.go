@@ -75,6 +75,16 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 			Policy: p.Policy,
 		})
 	})
+	// The fan-out stage runs beside the enricher, in its own group and
+	// transactions (pipeline/fanout.go); it stops with it.
+	fanoutID := p.cfg.TransactionalID + "-fanout"
+	p.superviseConsumer(phaseEnricher, "fanout", func() (consumer, error) {
+		return pipeline.NewFanout(pipeline.FanoutConfig{
+			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: p.log.With("role", "fanout"), Registerer: p.reg,
+			Group: p.groupName("fanout"), TransactionalID: fanoutID,
+			InstanceID: p.instanceID(fanoutID), Rate: p.cfg.FanoutRate,
+		})
+	})
 	return nil
 }
 

@@ -135,6 +135,16 @@ func (b *batch) decode(ctx context.Context) error {
 			b.out = append(b.out, b.e.codec.EventDLQ(r, err))
 			continue
 		}
+		if ev.Multi() {
+			// For the fan-out stage (fanout.go), in this transaction.
+			fr, err := b.e.codec.Fanout(&FanoutRecord{Event: ev})
+			if err != nil {
+				return err
+			}
+			b.out = append(b.out, fr)
+			b.st.fanout++
+			continue
+		}
 		userID := ev.UserID
 		if isTick {
 			userID = tick.UserID

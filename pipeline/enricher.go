@@ -403,37 +403,13 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 // produce sends rs in the open transaction and waits until every one is
 // acknowledged (Flush skips the linger).
 func (e *Enricher) produce(ctx context.Context, rs []*kgo.Record) error {
-	if len(rs) == 0 {
-		return nil
-	}
-	var mu sync.Mutex
-	var first error
-	for _, r := range rs {
-		e.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	if err := e.sess.Client().Flush(ctx); err != nil {
-		return fmt.Errorf("flush: %w", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if first != nil {
-		return fmt.Errorf("produce: %w", first)
-	}
-	return nil
+	return produceFlush(ctx, e.sess, rs)
 }
 
 // batchStats are the metrics of one batch, published only once its
 // transaction committed so that replays are not counted twice.
 type batchStats struct {
-	rejected, muted, duplicate, noChannel, expired, out, push, forwarded int
+	rejected, muted, duplicate, noChannel, expired, out, push, forwarded, fanout int
 	// policy counts herald_policy_total (policy.go).
 	policy map[policyAction]int
 }
@@ -452,6 +428,7 @@ func (st *batchStats) publish(m *enricherMetrics, took time.Duration, committedA
 	add(m.suppressed.WithLabelValues("expired"), st.expired)
 	add(m.out, st.out)
 	add(m.forwarded, st.forwarded)
+	add(m.toFanout, st.fanout)
 	add(m.pushJobs.WithLabelValues("enricher"), st.push)
 	for a, n := range st.policy {
 		m.policy.WithLabelValues(a.typ, a.action).Add(float64(n))

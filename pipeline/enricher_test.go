@@ -138,7 +138,7 @@ func TestEnricherDLQ(t *testing.T) {
 		reason string
 	}{
 		{`{"id":"x1","user_id":`, "malformed JSON"},
-		{`{"id":"x2","type":"mention"}`, "user_id: is required"},
+		{`{"id":"x2","type":"mention"}`, "user_id: one of user_id, user_ids or audience is required"},
 		{`{"id":"x3","user_id":"u1","type":"mention","priority":"urgent"}`, "priority: must be one of high, normal, low"},
 		{big, "more than the 65536 allowed"},
 	}

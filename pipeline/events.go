@@ -27,7 +27,8 @@ func NewEventWriter(cl *kgo.Client, names topics.Names) *EventWriter {
 	return &EventWriter{cl: cl, codec: NewCodec(names), now: time.Now}
 }
 
-// SendEvents produces one record per event, keyed by user id, with the
+// SendEvents produces one record per event, keyed by user id (by event
+// id for a multi-recipient event: Codec.Event), with the
 // canonical encoding of each event, and returns once Kafka acknowledged
 // every one of them. On error some events may have been written: the
 // enricher deduplicates by event id, so the caller may retry the batch.

@@ -37,7 +37,7 @@ func newPushSuppressed(reg prometheus.Registerer) *prometheus.CounterVec {
 // enricherMetrics are the Enricher's series.
 type enricherMetrics struct {
 	in, rejected, dropped, suppressed, pushJobs *prometheus.CounterVec
-	out, forwarded                              prometheus.Counter
+	out, forwarded, toFanout                    prometheus.Counter
 	// livePublished and liveDropped count the direct path's notifications
 	// (live.go), dropped by reason (queue_full, error).
 	livePublished                prometheus.Counter
@@ -70,6 +70,10 @@ func newEnricherMetrics(reg prometheus.Registerer) *enricherMetrics {
 		forwarded: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "enricher", Name: "forwarded_total",
 			Help: "herald.events records found outside their user's partition and forwarded there (a producer with another partitioner, or partitions added).",
+		})),
+		toFanout: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "enricher", Name: "fanout_forwarded_total",
+			Help: "Multi-recipient events (user_ids, audience) forwarded to herald.fanout for the fan-out stage.",
 		})),
 		livePublished: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "enricher", Name: "live_published_total",

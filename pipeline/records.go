@@ -69,15 +69,25 @@ func EncodeEvent(ev *herald.Event) ([]byte, error) {
 	return encodeJSON(ev)
 }
 
-// Event is the herald.events record of a validated event: key = user id,
-// value = EncodeEvent, timestamp = ts (zero: set by the client when
-// produced).
+// Event is the herald.events record of a validated event: key = user id
+// (a multi-recipient event, ev.Multi(), has none: key = event id, which
+// spreads broadcasts over the partitions), value = EncodeEvent, timestamp
+// = ts (zero: set by the client when produced).
 func (c Codec) Event(ev *herald.Event, ts time.Time) (*kgo.Record, error) {
 	v, err := EncodeEvent(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s/%s: %w", ev.UserID, ev.ID, err)
 	}
-	return &kgo.Record{Topic: c.Names.Events, Key: []byte(ev.UserID), Value: v, Timestamp: ts}, nil
+	return &kgo.Record{Topic: c.Names.Events, Key: []byte(EventKey(ev)), Value: v, Timestamp: ts}, nil
+}
+
+// EventKey is the herald.events key of ev: its user id, or its id when
+// it is addressed to several users (user_ids or audience).
+func EventKey(ev *herald.Event) string {
+	if ev.Multi() {
+		return ev.ID
+	}
+	return ev.UserID
 }
 
 // DecodeEventRecord decodes and validates a herald.events record; an event
@@ -144,6 +154,73 @@ func DecodeTickRecord(r *kgo.Record) (t PolicyTick, ok bool, err error) {
 		return PolicyTick{}, true, invalid("user_id", "differs from the record key")
 	}
 	return t, true, nil
+}
+
+// FanoutRecord is the value of a herald.fanout record: a multi-recipient
+// event (user_ids or audience) and how far its expansion got. The
+// enricher forwards such an event from herald.events as the first
+// record (Next 0, After ""); the fan-out stage (fanout.go) expands one page
+// of recipients per record and, while recipients remain, produces the
+// continuation, keyed like the first, in the page's transaction.
+type FanoutRecord struct {
+	Event herald.Event `json:"event"`
+	// Next is the index in Event.UserIDs of the next recipient.
+	Next int `json:"next,omitempty"`
+	// After is the user id of the audience's last member expanded: the
+	// next page starts after it.
+	After string `json:"after,omitempty"`
+	// Sent is the number of recipients of the pages before this one.
+	Sent int64 `json:"sent,omitempty"`
+}
+
+// Fanout is the herald.fanout record of f: key = the event id.
+func (c Codec) Fanout(f *FanoutRecord) (*kgo.Record, error) {
+	v, err := encodeJSON(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode fan-out of %s: %w", f.Event.ID, err)
+	}
+	return &kgo.Record{Topic: c.Names.Fanout, Key: []byte(f.Event.ID), Value: v}, nil
+}
+
+// DecodeFanoutRecord reads a herald.fanout record. The event is validated
+// as herald.DecodeEvent validates any event and must be multi-recipient;
+// every error is a *herald.ValidationError (the record belongs in the DLQ).
+func DecodeFanoutRecord(r *kgo.Record) (FanoutRecord, error) {
+	var w struct {
+		Event json.RawMessage `json:"event"`
+		Next  int             `json:"next"`
+		After string          `json:"after"`
+		Sent  int64           `json:"sent"`
+	}
+	invalid := func(field, reason string) error {
+		return &herald.ValidationError{Field: field, Reason: reason}
+	}
+	if len(r.Value) > 2*herald.MaxEventBytes {
+		return FanoutRecord{}, invalid("", fmt.Sprintf("fan-out record is %d bytes, more than %d", len(r.Value), 2*herald.MaxEventBytes))
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Value))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return FanoutRecord{}, invalid("", "fan-out record is not valid JSON: "+err.Error())
+	}
+	if len(w.Event) == 0 {
+		return FanoutRecord{}, invalid("event", "is required")
+	}
+	ev, err := herald.DecodeEvent(w.Event, r.Timestamp)
+	if err != nil {
+		return FanoutRecord{}, err
+	}
+	switch {
+	case !ev.Multi():
+		return FanoutRecord{}, invalid("event", "has neither user_ids nor audience")
+	case w.Next < 0 || w.Next > len(ev.UserIDs) || (w.Next > 0 && ev.Audience != ""):
+		return FanoutRecord{}, invalid("next", fmt.Sprintf("%d is not an index of the event's %d user_ids", w.Next, len(ev.UserIDs)))
+	case w.After != "" && (ev.Audience == "" || herald.ValidateUserID(w.After) != nil):
+		return FanoutRecord{}, invalid("after", "must be a member's user id, for an audience")
+	case w.Sent < 0:
+		return FanoutRecord{}, invalid("sent", "must not be negative")
+	}
+	return FanoutRecord{Event: ev, Next: w.Next, After: w.After, Sent: w.Sent}, nil
 }
 
 // DeadLetter describes a dead-lettered record: why, and where it was read.

@@ -73,6 +73,33 @@ func TestEventCanonicalRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMultiRecipientEventRoundTrip(t *testing.T) {
+	c := NewCodec(topics.Names{})
+	for _, tc := range []struct{ in, want string }{
+		{`{"id":"b-1","type":"t","user_ids":["a","b","a","c"],"created_at":"2026-11-22T10:00:00Z"}`,
+			`{"id":"b-1","user_ids":["a","b","c"],"type":"t","priority":"normal","created_at":"2026-11-22T10:00:00Z"}`},
+		{`{"id":"b-2","type":"t","audience":"team:42","created_at":"2026-11-22T10:00:00Z"}`,
+			`{"id":"b-2","audience":"team:42","type":"t","priority":"normal","created_at":"2026-11-22T10:00:00Z"}`},
+	} {
+		ev, err := herald.DecodeEvent([]byte(tc.in), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := c.Event(&ev, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No user_id (omitted when empty), keyed by the event id.
+		if string(rec.Value) != tc.want || string(rec.Key) != ev.ID {
+			t.Fatalf("record key %q value\n got %s\nwant %s", rec.Key, rec.Value, tc.want)
+		}
+		back, err := DecodeEventRecord(rec)
+		if err != nil || !reflect.DeepEqual(back, ev) {
+			t.Fatalf("decodes to %+v, %v; want %+v", back, err, ev)
+		}
+	}
+}
+
 func TestDeadLetterRecords(t *testing.T) {
 	c := NewCodec(topics.WithPrefix("acme."))
 	src := &kgo.Record{Topic: "acme.events", Partition: 7, Offset: 42, Key: []byte("u1"), Value: []byte("{bad"),
@@ -256,6 +283,23 @@ func TestEventWriter(t *testing.T) {
 	back, err := DecodeEventRecord(byKey["u-456"])
 	if err != nil || !reflect.DeepEqual(back, ev2) {
 		t.Fatalf("u-456 decodes to %+v, %v", back, err)
+	}
+
+	// A multi-recipient event is keyed by its id.
+	multi := herald.Event{ID: "evt-3", UserIDs: []string{"a", "b"}, Type: "t", Priority: herald.PriorityNormal, CreatedAt: ev.CreatedAt}
+	if err := w.SendEvents(e.ctx, []herald.Event{multi}); err != nil {
+		t.Fatal(err)
+	}
+	got = e.readAll(e.names.Events)
+	var found bool
+	for _, r := range got {
+		if string(r.Key) == "evt-3" {
+			back, err := DecodeEventRecord(r)
+			found = err == nil && reflect.DeepEqual(back, multi)
+		}
+	}
+	if !found {
+		t.Fatalf("no evt-3 record keyed by its id: %s", fmtRecords(got))
 	}
 
 	ctx, cancel := context.WithCancel(e.ctx)

@@ -291,6 +291,44 @@ func ValidatePushKey(jobID, token string) error {
 // maxTokenBytes is herald.Device.Validate's limit.
 const maxTokenBytes = 4096
 
+// Subscription is one user's membership of a topic (an audience).
+type Subscription struct {
+	UserID string
+	Topic  string
+	// SubscribedAt is when the user subscribed: the fan-out sends a
+	// member only the events created at or after it. Microseconds, UTC.
+	SubscribedAt time.Time
+}
+
+// MaxTopicsPerUser bounds one user's subscriptions.
+const MaxTopicsPerUser = 1000
+
+// Subscriptions is the user ↔ topic membership that audiences address.
+// Topics are validated with herald.ValidateTopic and user ids as
+// everywhere else; an invalid one returns a *herald.ValidationError naming
+// "topic" or "user_id".
+type Subscriptions interface {
+	// Subscribe makes userID a member of topic since at (zero: now),
+	// and reports whether it is new. Subscribing again changes nothing and
+	// keeps the first SubscribedAt. A user with MaxTopicsPerUser topics
+	// cannot subscribe to another (*herald.ValidationError naming
+	// "topic").
+	Subscribe(ctx context.Context, userID, topic string, at time.Time) (created bool, err error)
+	// Unsubscribe removes userID from topic and reports whether it was a
+	// member.
+	Unsubscribe(ctx context.Context, userID, topic string) (removed bool, err error)
+	// Topics returns the user's subscriptions, ascending by topic (never
+	// nil).
+	Topics(ctx context.Context, userID string) ([]Subscription, error)
+	// Members returns up to limit (1 to 10,000) members of topic with a
+	// user id greater than after (bytewise; "" for the first page),
+	// ascending by user id: the pages of the fan-out. Never nil.
+	Members(ctx context.Context, topic, after string, limit int) ([]Subscription, error)
+	// MemberCount is the number of members of topic. Exact in the memory
+	// and embedded stores; each implementation documents its precision.
+	MemberCount(ctx context.Context, topic string) (int64, error)
+}
+
 // Store is everything Herald keeps durably.
 type Store interface {
 	Inbox
@@ -298,6 +336,7 @@ type Store interface {
 	Devices
 	PushProgress
 	Policies
+	Subscriptions
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases resources. It is idempotent; calls after it return ErrClosed.

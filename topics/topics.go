@@ -23,6 +23,9 @@ type Names struct {
 	Deliveries string // stored notifications, key = user id, transactional
 	Push       string // push jobs, key = user id
 	PushDLQ    string // push jobs that could not be delivered
+	// Fanout holds multi-recipient events (user_ids, audience) and their
+	// continuations, key = event id, for the fan-out stage.
+	Fanout string
 }
 
 // WithPrefix returns the topic names under prefix; "" means DefaultPrefix.
@@ -36,6 +39,7 @@ func WithPrefix(prefix string) Names {
 		Deliveries: prefix + "deliveries",
 		Push:       prefix + "push",
 		PushDLQ:    prefix + "push.dlq",
+		Fanout:     prefix + "fanout",
 	}
 }
 
@@ -45,7 +49,7 @@ func (n Names) IsZero() bool { return n == Names{} }
 
 // All lists the topic names in pipeline order.
 func (n Names) All() []string {
-	return []string{n.Events, n.EventsDLQ, n.Deliveries, n.Push, n.PushDLQ}
+	return []string{n.Events, n.EventsDLQ, n.Deliveries, n.Push, n.PushDLQ, n.Fanout}
 }
 
 // Spec is the definition of one topic.
@@ -82,6 +86,9 @@ func Specs(n Names) []Spec {
 		{Name: n.Deliveries, Partitions: 12, Retention: day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		{Name: n.Push, Partitions: 6, Retention: 3 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 		{Name: n.PushDLQ, Partitions: 3, Retention: 30 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
+		// A broadcast waits here, page by page, until every recipient's
+		// event is in herald.events: as long as the events topic keeps them.
+		{Name: n.Fanout, Partitions: 12, Retention: 7 * day, CleanupPolicy: "delete", MinInsyncReplicas: 2},
 	}, PushRetrySpecs(n, nil)...)
 }
 

@@ -34,7 +34,7 @@ func ctxT(t *testing.T) context.Context {
 
 func TestWithPrefix(t *testing.T) {
 	n := WithPrefix("")
-	want := Names{"herald.events", "herald.events.dlq", "herald.deliveries", "herald.push", "herald.push.dlq"}
+	want := Names{"herald.events", "herald.events.dlq", "herald.deliveries", "herald.push", "herald.push.dlq", "herald.fanout"}
 	if n != want {
 		t.Fatalf("WithPrefix(\"\") = %+v, want %+v", n, want)
 	}

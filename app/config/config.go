@@ -69,6 +69,7 @@ type Config struct {
 	TransactionalID string  // enricher transactional id; stable per instance
 	GroupInstanceID string  // consumers' static group membership id; "" = derived per role, "off" = dynamic
 	LiveDirect      bool    // the enricher publishes committed notifications straight to the live gateways
+	FanoutRate      float64 // recipients/s of the fan-out stage
 	ReplayLimit     int     // WebSocket replay without `after`
 	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
 	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries

@@ -78,6 +78,7 @@ const (
 	fTransactionalID = "transactional-id"
 	fGroupInstanceID = "group-instance-id"
 	fLiveDirect      = "live-direct"
+	fFanoutRate      = "fanout-rate"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
 	fWSUpgradeRate   = "ws-upgrade-rate"
@@ -232,6 +233,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: str(func(c *Config) *string { return &c.GroupInstanceID })},
 			{flag: fLiveDirect, env: "HERALD_LIVE_DIRECT", def: "true", usage: "the enricher also publishes each committed notification straight to the gateways holding the user (through Redis), so live delivery waits neither for a router's poll nor for a crashed gateway's partitions to move; the routers still deliver everything (false: routers only)",
 				bind: func(c *Config) value { return boolValue{&c.LiveDirect} }},
+			{flag: fFanoutRate, env: "HERALD_FANOUT_RATE", def: "2000", usage: "recipients/s the fan-out stage expands multi-recipient events (user_ids, audience) to, in pages of 500: a broadcast reaches herald.events no faster, so ordinary events are not held up behind it",
+				bind: func(c *Config) value { return floatValue{&c.FanoutRate} }},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
@@ -296,14 +299,14 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
-	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect}, storeSel, cassandra, redis),
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
 			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),

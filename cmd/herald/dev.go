@@ -67,15 +67,55 @@ func runToken(_ context.Context, e env, args []string) error {
 
 // sendFlags are herald send's own flags.
 type sendFlags struct {
-	url, user, typ, title, body, id, priority *string
+	url, user, users, audience, typ, title, body, id, priority *string
+}
+
+// address returns the event's addressing fields from exactly one of
+// --user, --users (comma-separated) and --audience; the API validates
+// the ids themselves.
+func (f *sendFlags) address() (map[string]any, error) {
+	var given []string
+	for _, g := range []struct {
+		name string
+		v    *string
+	}{{"--user", f.user}, {"--users", f.users}, {"--audience", f.audience}} {
+		if *g.v != "" {
+			given = append(given, g.name)
+		}
+	}
+	switch len(given) {
+	case 0:
+		return nil, errors.New("one of --user, --users or --audience is required")
+	case 1:
+	default:
+		return nil, fmt.Errorf("%s and %s are mutually exclusive: give one of --user, --users or --audience", given[0], given[1])
+	}
+	switch {
+	case *f.user != "":
+		return map[string]any{"user_id": *f.user}, nil
+	case *f.audience != "":
+		return map[string]any{"audience": *f.audience}, nil
+	}
+	var ids []string
+	for id := range strings.SplitSeq(*f.users, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("--users=%q: no user ids (want a comma-separated list)", *f.users)
+	}
+	return map[string]any{"user_ids": ids}, nil
 }
 
 func runSend(ctx context.Context, e env, args []string) error {
 	var f sendFlags
-	cfg, c, err := parse(e, "send", "herald send [flags] --user <user_id>", args, func(c *config.Command) {
+	cfg, c, err := parse(e, "send", "herald send [flags] --user <user_id> | --users <id,id,…> | --audience <topic>", args, func(c *config.Command) {
 		fs := c.FlagSet()
 		f.url = fs.String("url", "http://localhost:8080", "Herald API base URL")
-		f.user = fs.String("user", "", "recipient user id (required)")
+		f.user = fs.String("user", "", "recipient user id (one of --user, --users, --audience is required)")
+		f.users = fs.String("users", "", "comma-separated recipient user ids, at most 1000 (instead of --user)")
+		f.audience = fs.String("audience", "", "topic whose subscribers receive the event (instead of --user)")
 		f.typ = fs.String("type", "test", "event type")
 		f.title = fs.String("title", "Hello from herald send", "title")
 		f.body = fs.String("body", "", "body")
@@ -88,8 +128,9 @@ func runSend(ctx context.Context, e env, args []string) error {
 	if len(c.Args()) > 0 {
 		return fmt.Errorf("unexpected argument %q (see herald send -h)", c.Args()[0])
 	}
-	if *f.user == "" {
-		return errors.New("--user is required")
+	ev, err := f.address()
+	if err != nil {
+		return err
 	}
 	key := ""
 	if len(cfg.APIKeys) > 0 {
@@ -102,8 +143,11 @@ func runSend(ctx context.Context, e env, args []string) error {
 	if *f.id == "" {
 		*f.id = fmt.Sprintf("send-%d", time.Now().UnixNano())
 	}
-	ev, _ := json.Marshal(map[string]any{"id": *f.id, "user_id": *f.user, "type": *f.typ, "title": *f.title, "body": *f.body, "priority": *f.priority})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*f.url, "/")+"/v1/events", bytes.NewReader(ev))
+	for k, v := range map[string]string{"id": *f.id, "type": *f.typ, "title": *f.title, "body": *f.body, "priority": *f.priority} {
+		ev[k] = v
+	}
+	raw, _ := json.Marshal(ev)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*f.url, "/")+"/v1/events", bytes.NewReader(raw))
 	if err != nil {
 		return err
 	}

@@ -274,7 +274,7 @@ func TestInvalidRecordsGoToDLQ(t *testing.T) {
 			reasons[string(r.Value)] = h["herald-error"]
 		})
 	}
-	for raw, want := range map[string]string{bad[0]: "malformed JSON", bad[1]: "user_id: is required", bad[2]: "priority: must be one of"} {
+	for raw, want := range map[string]string{bad[0]: "malformed JSON", bad[1]: "user_id: one of user_id, user_ids or audience is required", bad[2]: "priority: must be one of"} {
 		if !strings.Contains(reasons[raw], want) {
 			t.Fatalf("reason for %s: %q, want %q", raw, reasons[raw], want)
 		}

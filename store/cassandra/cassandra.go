@@ -35,15 +35,17 @@ var (
 
 // tables Open requires; the migrations create them.
 var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
-	"policy_state", "policy_due", "policy_due_hours", "policy_cursor"}
+	"policy_state", "policy_due", "policy_due_hours", "policy_cursor",
+	"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts"}
 
 // Store is a store.Store on Cassandra. It is safe for concurrent use.
 //
 // Every method blocks until Cassandra answers, bounded by ctx and by
 // Config.Timeout per request; a cancelled ctx abandons the requests in
 // flight. A write abandoned that way may still be applied: every write is
-// idempotent on replay (see the package doc). Methods called after Close
-// return store.ErrClosed.
+// idempotent on replay (see the package doc), except the member count's
+// counter updates, which are never replayed (doc.go, "Subscriptions").
+// Methods called after Close return store.ErrClosed.
 type Store struct {
 	cfg     settings
 	session *gocql.Session
@@ -57,6 +59,10 @@ type Store struct {
 	// execFn runs an append's plain batch: execBatch, replaced by tests to
 	// hold a batch back and deliver it late.
 	execFn func(ctx context.Context, b *gocql.Batch) error
+	// lwtFn runs a single conditional statement (the subscription
+	// transactions), filling prev when it did not apply: mapScanCAS,
+	// replaced by tests to lose answers.
+	lwtFn func(ctx context.Context, q *gocql.Query, prev map[string]any) (bool, error)
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -197,6 +203,7 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer)}
 	s.commitFn = s.commit
 	s.execFn = execBatch
+	s.lwtFn = mapScanCAS
 	s.log.Info("cassandra store opened", "hosts", st.Hosts, "keyspace", st.Keyspace,
 		"consistency", st.cons.String(), "serial", st.serial.String(), "retention", st.Retention)
 	return s, nil

@@ -340,6 +340,73 @@
 // (harmless, as above), never an entry whose hour is not listed or a
 // state whose entries are missing.
 //
+// # Subscriptions
+//
+// A membership of a user in a topic (an audience) is kept in both
+// directions, plus a member count (migration 0008):
+//
+//	subscriptions_by_user  PRIMARY KEY ((user_id), topic)   subscribed_at_us
+//	subscriptions_by_topic PRIMARY KEY ((topic), user_id)   subscribed_at_us
+//	subscription_counts    PRIMARY KEY (topic)              members counter
+//
+// subscriptions_by_user is the truth and is changed only by lightweight
+// transactions: Subscribe is INSERT ... IF NOT EXISTS (it decides
+// "created" and keeps the first subscribed_at of a repeated call),
+// Unsubscribe DELETE ... IF EXISTS. After the transaction come plain
+// writes: the counter (+1 or -1, only when the transaction applied), then
+// the index row of subscriptions_by_topic (written with the stored
+// subscribed_at, or deleted). A repeated call rewrites or deletes the
+// index row even when its transaction did not apply, so a call that
+// failed after its transaction is repaired by the caller's retry. These
+// writes run on after the caller's context is cancelled (bounded by
+// Config.Timeout), so a client hanging up does not leave them undone.
+// Neither transaction is retried by the driver (a retry of one that went
+// through would read as "already subscribed" or "not a member"); a
+// transaction whose outcome is unknown (a timeout) is settled, as in the
+// read state's compare-and-set, by a serial read of the row, which
+// completes any round in flight: a Subscribe applied iff the row holds
+// its subscribed_at; an Unsubscribe whose row is gone is taken as applied
+// (a concurrent removal, or a call for a membership that did not exist,
+// then reads as removed).
+//
+// The per-user cap (store.MaxTopicsPerUser) is one read, a COUNT of the
+// user's partition (at most 1000 rows), before the transaction; at the
+// cap a point read tells a repeat (not an error) from a new topic.
+// Concurrent Subscribes of one user to different topics can together pass
+// the cap by the number of calls in flight; a user's subscriptions change
+// by hand, one at a time, so this is not worth a transaction over the
+// whole partition.
+//
+// Topics reads the user's partition in clustering order (ascending by
+// topic, bytewise); Members reads one slice of the topic's partition,
+// WHERE topic = ? AND user_id > ? LIMIT ?, ascending by user id: the
+// fan-out's pages, each resuming after the last user id of the previous
+// one. A topic is one partition so that a page is one sequential read;
+// at about 30-60 bytes a row, an audience of about 1,000,000 members is a
+// partition of tens of MB, large but within what Cassandra 5 handles
+// (its trie-indexed SSTables do not load a wide partition's index into
+// memory). Audiences far beyond that would split the topic into buckets;
+// that is for the large-audience work.
+//
+// MemberCount is one point read of the topic's Cassandra counter. It is
+// exact unless a counter update fails or times out: counter updates are
+// not idempotent (a retried increment may count twice), so Herald never
+// retries one, neither in the driver nor in the call, and a failed update
+// is logged and counted (herald_cassandra_member_count_failures_total)
+// instead of failing the call, whose membership is stored. The count
+// therefore drifts by one per such failure (and per Unsubscribe settled
+// as above for a row that was not its own), and a count driven below
+// zero reads as 0. Nothing recounts it; a recount would read the topic's
+// partition. Members is always exact with respect to the index.
+//
+// The index follows the truth by plain writes with the driver's client
+// timestamps: a Subscribe and an Unsubscribe of one membership racing
+// from two API instances can leave the index row's presence disagreeing
+// with subscriptions_by_user (when the earlier call's index write gets
+// the later timestamp: it was sent after the later call's, or the
+// instances' clocks differ) until the next call for that membership
+// repairs it.
+//
 // # Driver settings
 //
 // Statements are constant strings with bind markers, prepared once per host
@@ -350,7 +417,9 @@
 // are marked idempotent and retried by the driver with backoff
 // (Config.MaxRetries), append batches included (same cells, same
 // timestamp); conditional batches are not (a retried commit is handled by
-// the compare-and-set loop, see above), except Claim, whose retry is safe. Config.Timeout bounds each request.
+// the compare-and-set loop, see above), except Claim, whose retry is safe;
+// nor are the subscription transactions and counter updates (see
+// "Subscriptions"). Config.Timeout bounds each request.
 //
 // # Known limits
 //
@@ -370,4 +439,8 @@
 //     the token's row plus a logged batch; listing a user's devices is two
 //     reads (the index, then the owners). Fine for registrations (rare)
 //     and for the pusher's one listing per job.
+//   - A topic's members are one partition (tens of MB at a million
+//     members); subscribing and unsubscribing are a Paxos round on the
+//     user's partition plus two plain writes; the member count is a
+//     counter that drifts by failed counter updates (see "Subscriptions").
 package cassandra

@@ -18,6 +18,9 @@ type storeMetrics struct {
 	// fences counts epochs taken by Fence; fencedAppends the appends
 	// and policy writes refused because their writer's scope had a newer epoch.
 	fences, fencedAppends prometheus.Counter
+	// countFailures counts member count updates (subscription_counts)
+	// that failed: each may leave a topic's count off by one.
+	countFailures prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -37,6 +40,10 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		fencedAppends: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cassandra", Name: "fenced_appends_total",
 			Help: "Writer calls (appends, policy writes) refused because another writer had fenced their scope since.",
+		})),
+		countFailures: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "member_count_failures_total",
+			Help: "Member count updates (a counter, never retried) that failed or timed out; each may leave a topic's count off by one.",
 		})),
 	}
 }

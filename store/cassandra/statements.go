@@ -80,6 +80,17 @@ type statements struct {
 	cursorGet     string
 	cursorPut     string
 
+	subCount     string
+	subGet       string
+	subInsert    string
+	subDelete    string
+	subTopics    string
+	memberPut    string
+	memberDelete string
+	membersAfter string
+	countAdd     string
+	countGet     string
+
 	ping string
 }
 
@@ -173,6 +184,20 @@ func newStatements(ks string) statements {
 		dueHourInsert: f(`INSERT INTO {ks}.policy_due_hours (scope, hour) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?`),
 		cursorGet:     f(`SELECT at_us, user_id, key FROM {ks}.policy_cursor WHERE scope = ?`),
 		cursorPut:     f(`INSERT INTO {ks}.policy_cursor (scope, at_us, user_id, key) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`),
+
+		// Subscriptions (see doc.go, "Subscriptions"): subscriptions_by_user
+		// is changed only by lightweight transactions, the topic index and
+		// the counter by plain writes after them.
+		subCount:     f(`SELECT COUNT(*) FROM {ks}.subscriptions_by_user WHERE user_id = ?`),
+		subGet:       f(`SELECT subscribed_at_us FROM {ks}.subscriptions_by_user WHERE user_id = ? AND topic = ?`),
+		subInsert:    f(`INSERT INTO {ks}.subscriptions_by_user (user_id, topic, subscribed_at_us) VALUES (?, ?, ?) IF NOT EXISTS`),
+		subDelete:    f(`DELETE FROM {ks}.subscriptions_by_user WHERE user_id = ? AND topic = ? IF EXISTS`),
+		subTopics:    f(`SELECT topic, subscribed_at_us FROM {ks}.subscriptions_by_user WHERE user_id = ?`),
+		memberPut:    f(`INSERT INTO {ks}.subscriptions_by_topic (topic, user_id, subscribed_at_us) VALUES (?, ?, ?)`),
+		memberDelete: f(`DELETE FROM {ks}.subscriptions_by_topic WHERE topic = ? AND user_id = ?`),
+		membersAfter: f(`SELECT user_id, subscribed_at_us FROM {ks}.subscriptions_by_topic WHERE topic = ? AND user_id > ? LIMIT ?`),
+		countAdd:     f(`UPDATE {ks}.subscription_counts SET members = members + ? WHERE topic = ?`),
+		countGet:     f(`SELECT members FROM {ks}.subscription_counts WHERE topic = ?`),
 
 		ping: `SELECT release_version FROM system.local`,
 	}

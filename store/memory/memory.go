@@ -21,6 +21,10 @@
 // Push progress expires Options.PushProgressTTL after it is marked: every
 // MarkPushSent first drops the expired entries (a min-heap by expiry, no
 // background goroutine) and PushSent skips them.
+//
+// Subscriptions are kept both ways, user → topic → SubscribedAt and topic
+// → user ids sorted bytewise, so that Members pages by binary search and
+// MemberCount is exact (the length of the topic's list).
 package memory
 
 import (
@@ -61,6 +65,9 @@ type Store struct {
 
 	policies  map[string][]byte       // user → policy state
 	policyDue map[string]*scopePolicy // scope → due index and cursor
+
+	subsByUser  map[string]map[string]time.Time // user → topic → subscribed at
+	subsByTopic map[string]*topicMembers        // topic → members
 }
 
 // Options configures NewWith. Zero values mean the documented default.
@@ -98,6 +105,9 @@ func NewWith(o Options) *Store {
 
 		policies:  map[string][]byte{},
 		policyDue: map[string]*scopePolicy{},
+
+		subsByUser:  map[string]map[string]time.Time{},
+		subsByTopic: map[string]*topicMembers{},
 	}
 }
 

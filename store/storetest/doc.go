@@ -58,4 +58,17 @@
 // Due times are a day after the wall clock, so that no store may drop
 // them under store.PolicyDueRetention, and the tests never assert that
 // entries at or before a cursor were dropped (stores may keep them).
+//
+// The Subscriptions group holds every implementation to
+// store.Subscriptions: Subscribe reports new memberships and keeps the
+// first SubscribedAt (microseconds, UTC; a zero at is the time of the
+// call); Unsubscribe reports whether there was one; Topics ascending by
+// topic and Members ascending bytewise by user id, never nil, paged by
+// 1,000 over 2,500 members with a strict after; the fields named by
+// validation errors ("topic", "user_id", "limit"); MaxTopicsPerUser (the
+// next topic refused on "topic", a repeat at the cap fine, one more after
+// an Unsubscribe); MemberCount through adds, repeats, removes and re-adds
+// (exact unless RunWith's Options.ApproxMemberCount); topics independent;
+// and concurrent Subscribes of the same users, exactly one of each pair
+// new.
 package storetest

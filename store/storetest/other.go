@@ -280,6 +280,14 @@ func (s *suite) close(t *testing.T) {
 			return err
 		},
 		"PolicyCursor": func() error { _, err := st.PolicyCursor(ctx, w.Scope()); return err },
+		"Subscribe": func() error {
+			_, err := st.Subscribe(ctx, u, "closed-topic", baseTime)
+			return err
+		},
+		"Unsubscribe": func() error { _, err := st.Unsubscribe(ctx, u, "closed-topic"); return err },
+		"Topics":      func() error { _, err := st.Topics(ctx, u); return err },
+		"Members":     func() error { _, err := st.Members(ctx, "closed-topic", "", 10); return err },
+		"MemberCount": func() error { _, err := st.MemberCount(ctx, "closed-topic"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, store.ErrClosed) {

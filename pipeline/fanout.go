@@ -1,0 +1,408 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/errclass"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/retry"
+	"github.com/heraldhq/herald/store"
+	"github.com/heraldhq/herald/topics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+)
+
+// The fan-out stage expands a multi-recipient event (user_ids, or an
+// audience: the members of a topic) into one event per recipient, keyed by
+// the recipient's user id in herald.events, where the enricher treats
+// each like any event: per recipient preferences, policy, dedup by (user,
+// event id), seqs, push. It is its own topic (herald.fanout) and consumer
+// group rather than a stage of the enricher, so that a broadcast never
+// holds up a batch of ordinary events: the enricher only forwards the
+// event, and the recipients reach herald.events at a bounded rate
+// (Config.Rate), interleaved with ordinary traffic.
+//
+// Exactly once, page by page: a herald.fanout record is one page of
+// recipients (PageSize: the next ones of user_ids, or the audience's
+// members after the last user id done). Its transaction produces the
+// page's events, the continuation record (the same event, the position
+// after the page) while recipients remain, and the consumed offset. A crash
+// anywhere aborts the transaction and the page is expanded again from the
+// same position, to the same recipients; a page that committed is never
+// expanded again. The enricher deduplicates by (user, event id) anyway,
+// so even a page expanded twice by a replayed upstream duplicate reaches
+// each recipient once.
+//
+// An audience's members are read at expansion time, page by page in user
+// id order, and only members who subscribed at or before the event's
+// created_at receive it (store.Subscription.SubscribedAt), so a user who
+// subscribes during a broadcast does not get it, whatever page they fall
+// in. A member who unsubscribes before their page is reached does not
+// get it either.
+
+// FanoutStore is what the fan-out stage needs from the store.
+type FanoutStore interface {
+	store.Subscriptions
+}
+
+// FanoutConfig configures a Fanout. Store, TransactionalID and a way to
+// reach the brokers are required.
+type FanoutConfig struct {
+	// Brokers are the seed brokers; may be empty if ClientOptions has them.
+	Brokers []string
+	// ClientOptions are extra franz-go options (TLS, SASL, timeouts).
+	ClientOptions []kgo.Opt
+	// Group is the consumer group. Zero value: "herald-fanout".
+	Group string
+	// TransactionalID identifies this instance's transactional producer:
+	// unique per live instance, stable across its restarts (the enricher
+	// role uses its own id + "-fanout"). Required.
+	TransactionalID string
+	// InstanceID makes the member static (see EnricherConfig). Zero
+	// value: dynamic membership.
+	InstanceID string
+	// Topics are the topic names. Zero value: topics.WithPrefix("").
+	Topics topics.Names
+	// Store holds the audiences' members. Required.
+	Store FanoutStore
+	// Logger, Registerer: as the Enricher's. Zero values: slog.Default(),
+	// metrics.Registry.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock of the lag metric. Zero value: time.Now.
+	Now func() time.Time
+	// PageSize is the most recipients one record expands (one store read
+	// of members, one transaction). Zero value: 500.
+	PageSize int
+	// Rate bounds the recipients produced per second, across pages and
+	// broadcasts (bursts of one page). Zero value: 2000.
+	Rate float64
+	// MaxPollRecords bounds the records (pages) of one transaction. Zero
+	// value: 8.
+	MaxPollRecords int
+	// RetryBackoff, MaxRetryBackoff, EndTimeout: as the Enricher's. Zero
+	// values: 200ms, 10s, 30s.
+	RetryBackoff, MaxRetryBackoff, EndTimeout time.Duration
+
+	// beforeEnd, for tests, runs after a batch's records were produced,
+	// right before the commit; an error aborts the batch.
+	beforeEnd func(ctx context.Context) error
+}
+
+func (c *FanoutConfig) setDefaults() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: fan-out: Store is required", ErrInvalidConfig)
+	case c.TransactionalID == "":
+		return fmt.Errorf("%w: fan-out: TransactionalID is required", ErrInvalidConfig)
+	case len(c.Brokers) == 0 && len(c.ClientOptions) == 0:
+		return fmt.Errorf("%w: fan-out: Brokers (or ClientOptions with seed brokers) required", ErrInvalidConfig)
+	}
+	if c.Group == "" {
+		c.Group = "herald-fanout"
+	}
+	if c.Topics.IsZero() {
+		c.Topics = topics.WithPrefix("")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.PageSize <= 0 {
+		c.PageSize = 500
+	}
+	if c.Rate <= 0 {
+		c.Rate = 2000
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 8
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 200 * time.Millisecond
+	}
+	if c.MaxRetryBackoff < c.RetryBackoff {
+		c.MaxRetryBackoff = max(10*time.Second, c.RetryBackoff)
+	}
+	if c.EndTimeout <= 0 {
+		c.EndTimeout = 30 * time.Second
+	}
+	c.Registerer = metrics.Or(c.Registerer)
+	return nil
+}
+
+// Fanout is the fan-out stage: a transactional consumer of herald.fanout.
+type Fanout struct {
+	cfg     FanoutConfig
+	log     *slog.Logger
+	sess    *kgo.GroupTransactSession
+	codec   Codec
+	group   *membership
+	limiter *rate.Limiter
+	m       *fanoutMetrics
+
+	closeOnce sync.Once
+	running   sync.Mutex // held by Run
+}
+
+// NewFanout validates cfg and creates the transactional client.
+func NewFanout(cfg FanoutConfig) (*Fanout, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "fanout", "group", cfg.Group, "txn_id", cfg.TransactionalID)
+	group, err := newMembership("fanout", cfg.Group, cfg.InstanceID, log)
+	if err != nil {
+		return nil, err
+	}
+	opts := ClientOptions(cfg.Brokers, cfg.ClientOptions...)
+	opts = append(opts, group.opts(nil, nil, nil)...)
+	opts = append(opts,
+		kgo.RecordPartitioner(eventsPartitioner),
+		kgo.ConsumeTopics(cfg.Topics.Fanout),
+		kgo.TransactionalID(cfg.TransactionalID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fan-out: %w", ErrInvalidConfig, err)
+	}
+	return &Fanout{
+		cfg: cfg, log: log, sess: sess, codec: NewCodec(cfg.Topics), group: group,
+		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.PageSize),
+		m:       newFanoutMetrics(cfg.Registerer),
+	}, nil
+}
+
+// Ready reports whether the stage is consuming (as Enricher.Ready).
+func (f *Fanout) Ready() error { return f.group.ready() }
+
+// Close stops Run and closes the client, leaving the group. Idempotent.
+func (f *Fanout) Close() {
+	f.closeOnce.Do(func() {
+		f.group.leave(f.sess.Client())
+		f.sess.Close()
+	})
+}
+
+// Run consumes herald.fanout until ctx is done or Close is called (nil),
+// or a fatal Kafka error (returned; build a new Fanout). Run may be
+// called once.
+func (f *Fanout) Run(ctx context.Context) error {
+	if !f.running.TryLock() {
+		return ErrRunning
+	}
+	defer f.running.Unlock()
+	defer f.Close()
+	f.group.setRunning(true)
+	defer f.group.setRunning(false)
+	loop := pollLoop{
+		poll: f.sess.PollRecords,
+		max:  f.cfg.MaxPollRecords,
+		handle: func(ctx context.Context, fetches kgo.Fetches) error {
+			return f.runBatch(ctx, fetches.Records())
+		},
+		log:     f.log,
+		backoff: retry.Backoff{Min: f.cfg.RetryBackoff, Max: f.cfg.MaxRetryBackoff},
+	}
+	err := loop.run(ctx)
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	if errclass.IsFatal(err) {
+		f.log.Error("fan-out stopping on a Kafka transaction error", "err", err)
+		return fmt.Errorf("pipeline: fan-out: %w", err)
+	}
+	return err
+}
+
+// page is what one herald.fanout record expanded to.
+type page struct {
+	recipients int
+	done       bool // the last page: the broadcast is complete
+	created    time.Time
+}
+
+// runBatch expands each record's page in one transaction.
+func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
+	if err := f.sess.Begin(); err != nil {
+		return errclass.Fatal(fmt.Errorf("begin transaction: %w", err))
+	}
+	var out []*kgo.Record
+	var pages []page
+	var rejected int
+	var err error
+	for _, r := range recs {
+		var rs []*kgo.Record
+		var pg page
+		rs, pg, err = f.expand(ctx, r)
+		if err != nil {
+			var ve *herald.ValidationError
+			if !errors.As(err, &ve) {
+				break
+			}
+			// An undecodable record is dead-lettered, as received.
+			out = append(out, f.codec.EventDLQ(r, err))
+			rejected++
+			err = nil
+			continue
+		}
+		out = append(out, rs...)
+		pages = append(pages, pg)
+	}
+	if err == nil {
+		err = produceFlush(ctx, f.sess, out)
+	}
+	if err == nil && f.cfg.beforeEnd != nil {
+		err = f.cfg.beforeEnd(ctx)
+	}
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.EndTimeout)
+	defer cancel()
+	if err != nil {
+		if _, aerr := f.sess.End(endCtx, kgo.TryAbort); aerr != nil {
+			return errclass.Fatal(fmt.Errorf("abort transaction after %w: %w", err, aerr))
+		}
+		if errclass.IsFatal(err) {
+			return err
+		}
+		return errclass.Transient(err)
+	}
+	committed, err := f.sess.End(endCtx, kgo.TryCommit)
+	if err != nil {
+		return errclass.Fatal(fmt.Errorf("end transaction: %w", err))
+	}
+	if !committed {
+		f.log.Info("transaction aborted by a rebalance; pages will be expanded again", "records", len(recs))
+		return nil
+	}
+	now := f.cfg.Now()
+	for _, pg := range pages {
+		f.m.pages.Inc()
+		f.m.recipients.Add(float64(pg.recipients))
+		if pg.done {
+			f.m.lag.Observe(now.Sub(pg.created).Seconds())
+			f.m.broadcasts.Inc()
+		}
+	}
+	if rejected > 0 {
+		f.m.rejected.Add(float64(rejected))
+	}
+	return nil
+}
+
+// expand returns the records of r's page: one event per recipient and,
+// unless it is the last page, the continuation.
+func (f *Fanout) expand(ctx context.Context, r *kgo.Record) ([]*kgo.Record, page, error) {
+	fr, err := DecodeFanoutRecord(r)
+	if err != nil {
+		return nil, page{}, err
+	}
+	ev := fr.Event
+	next := fr
+	var ids []string
+	var done bool
+	if len(ev.UserIDs) > 0 {
+		end := min(fr.Next+f.cfg.PageSize, len(ev.UserIDs))
+		ids = ev.UserIDs[fr.Next:end]
+		next.Next = end
+		done = end == len(ev.UserIDs)
+	} else {
+		ms, err := f.cfg.Store.Members(ctx, ev.Audience, fr.After, f.cfg.PageSize)
+		if err != nil {
+			return nil, page{}, fmt.Errorf("members of %s after %q: %w", ev.Audience, fr.After, err)
+		}
+		for _, m := range ms {
+			if !m.SubscribedAt.After(ev.CreatedAt) {
+				ids = append(ids, m.UserID)
+			}
+		}
+		if len(ms) > 0 {
+			next.After = ms[len(ms)-1].UserID
+		}
+		done = len(ms) < f.cfg.PageSize
+	}
+	if err := f.limiter.WaitN(ctx, max(1, len(ids))); err != nil {
+		return nil, page{}, err
+	}
+	out := make([]*kgo.Record, 0, len(ids)+1)
+	for _, id := range ids {
+		one := ev
+		one.UserID, one.UserIDs, one.Audience = id, nil, ""
+		rec, err := f.codec.Event(&one, time.Time{})
+		if err != nil {
+			return nil, page{}, err
+		}
+		out = append(out, rec)
+	}
+	if !done {
+		next.Sent = fr.Sent + int64(len(ids))
+		rec, err := f.codec.Fanout(&next)
+		if err != nil {
+			return nil, page{}, err
+		}
+		out = append(out, rec)
+	}
+	return out, page{recipients: len(ids), done: done, created: ev.CreatedAt}, nil
+}
+
+// produceFlush produces rs in the session's open transaction and waits
+// for every acknowledgement (as Enricher.produce).
+func produceFlush(ctx context.Context, sess *kgo.GroupTransactSession, rs []*kgo.Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	var first error
+	for _, r := range rs {
+		sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := sess.Client().Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if first != nil {
+		return fmt.Errorf("produce: %w", first)
+	}
+	return nil
+}
+
+// fanoutMetrics are the fan-out stage's series, counted once committed.
+type fanoutMetrics struct {
+	recipients, pages, broadcasts, rejected prometheus.Counter
+	lag                                     prometheus.Histogram
+}
+
+func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
+	c := func(name, help string) prometheus.Counter {
+		return metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Namespace: "herald", Subsystem: "fanout", Name: name, Help: help}))
+	}
+	return &fanoutMetrics{
+		recipients: c("recipients_total", "Recipients a multi-recipient event was expanded to (one event each in herald.events)."),
+		pages:      c("pages_total", "Pages of recipients expanded (one herald.fanout record each)."),
+		broadcasts: c("events_total", "Multi-recipient events whose last page was expanded."),
+		rejected:   c("rejected_total", "herald.fanout records that could not be decoded, dead-lettered to herald.events.dlq."),
+		lag: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "lag_seconds",
+			Help:    "Time from a multi-recipient event's created_at to the commit of its last page: how long its last recipient waited for the fan-out.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		})),
+	}
+}
