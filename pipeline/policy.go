@@ -21,8 +21,9 @@ import (
 //     whose offset already has a decision (a replay: the batch, or a
 //     zombie's, was aborted after the state was written) gets that
 //     decision again, whatever the state became since; a new event is
-//     first claimed by its event id (store.Inbox.Claim: an upstream
-//     duplicate is dropped before it counts anywhere), then decided by
+//     first looked up among the user's recent governed event ids (an
+//     upstream duplicate is dropped before it counts anywhere: see
+//     policy/seen.go for why not a claim in the store), then decided by
 //     policy.Apply, a tick by policy.Tick, and the decision is recorded;
 //  3. writes the state back through the partition's fenced Writer,
 //     together with the due entries of the windows it holds, before
@@ -134,14 +135,13 @@ func (b *batch) applyPolicy(ctx context.Context, pol *policy.Policy, u *userBatc
 		if en.tick != nil {
 			out = pol.Tick(st, en.tick.Key, en.tick.DueAt, b.now, loc)
 		} else {
-			fresh, err := b.e.cfg.Store.Claim(ctx, u.id, en.ev.ID, sourceToken(en.rec))
-			if err != nil {
-				return fmt.Errorf("claim %s/%s: %w", u.id, en.ev.ID, err)
-			}
-			if !fresh {
+			if st.Seen(en.ev.ID) {
+				// An upstream duplicate (policy/seen.go): another
+				// record with this id was governed already.
 				ds = append(ds, decided{en: en, dup: true})
 				continue
 			}
+			st.See(en.ev.ID)
 			out = pol.Apply(st, &en.ev, b.now, loc)
 		}
 		st.Record(en.rec.Offset, out)

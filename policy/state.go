@@ -56,6 +56,9 @@ type State struct {
 	// Decisions are the outcomes of the source records not yet known to
 	// be committed, sorted by Offset (ascending, no two the same).
 	Decisions []Decision `json:"d,omitempty"`
+	// SeenIDs are the hashes of the user's last MaxSeen governed event
+	// ids, oldest first (seen.go).
+	SeenIDs seenRing `json:"s,omitempty"`
 }
 
 // Window is an open digest window.
@@ -200,7 +203,7 @@ func (s *State) Encode() ([]byte, error) {
 // counter or decision, and no window was ever opened (NextWindow is 0).
 // The caller may then delete the stored state instead of writing it.
 func (s *State) Empty() bool {
-	return s.NextWindow == 0 && len(s.Windows) == 0 && len(s.Rates) == 0 && len(s.Caps) == 0 && len(s.Decisions) == 0
+	return s.NextWindow == 0 && len(s.Windows) == 0 && len(s.Rates) == 0 && len(s.Caps) == 0 && len(s.Decisions) == 0 && len(s.SeenIDs) == 0
 }
 
 // Decided returns the outcome recorded for the source record at offset.
