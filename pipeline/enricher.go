@@ -368,24 +368,9 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 		err = e.cfg.beforeEnd(ctx)
 	}
 
-	// Ending is not interrupted by Run's context (see EndTimeout).
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.EndTimeout)
-	defer cancel()
+	committed, err := endTxn(ctx, e.sess, e.cfg.EndTimeout, err)
 	if err != nil {
-		if _, aerr := e.sess.End(endCtx, kgo.TryAbort); aerr != nil {
-			return errclass.Fatal(fmt.Errorf("abort transaction after %w: %w", err, aerr))
-		}
-		if errclass.IsFatal(err) {
-			return err
-		}
-		// Whatever its class, the batch is replayed from the last
-		// committed offsets: permanent errors of one user were handled
-		// by the batch itself.
-		return errclass.Transient(err)
-	}
-	committed, err := e.sess.End(endCtx, kgo.TryCommit)
-	if err != nil {
-		return errclass.Fatal(fmt.Errorf("end transaction: %w", err))
+		return err
 	}
 	b.lap("commit")
 	if !committed {
@@ -398,6 +383,33 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	b.st.publish(e.m, time.Since(start), time.Now(), recs)
 	e.live.offer(b.live)
 	return nil
+}
+
+// endTxn ends the session's open transaction, whatever Run's context
+// says (a half-ended transaction would leave the client unusable; timeout
+// bounds it): it aborts it after a failed batch (batchErr) and returns
+// that error, transient for the poll loop to retry unless fatal (the
+// batch is replayed from the last committed offsets: permanent errors of
+// single records were handled by the batch itself); else it commits it,
+// and committed is false when a rebalance aborted it meanwhile (the
+// session rewound; whoever owns the records now replays them).
+func endTxn(ctx context.Context, sess *kgo.GroupTransactSession, timeout time.Duration, batchErr error) (committed bool, err error) {
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if batchErr != nil {
+		if _, aerr := sess.End(endCtx, kgo.TryAbort); aerr != nil {
+			return false, errclass.Fatal(fmt.Errorf("abort transaction after %w: %w", batchErr, aerr))
+		}
+		if errclass.IsFatal(batchErr) {
+			return false, batchErr
+		}
+		return false, errclass.Transient(batchErr)
+	}
+	committed, err = sess.End(endCtx, kgo.TryCommit)
+	if err != nil {
+		return false, errclass.Fatal(fmt.Errorf("end transaction: %w", err))
+	}
+	return committed, nil
 }
 
 // produce sends rs in the open transaction and waits until every one is

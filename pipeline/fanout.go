@@ -265,20 +265,9 @@ func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	if err == nil && f.cfg.beforeEnd != nil {
 		err = f.cfg.beforeEnd(ctx)
 	}
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.EndTimeout)
-	defer cancel()
+	committed, err := endTxn(ctx, f.sess, f.cfg.EndTimeout, err)
 	if err != nil {
-		if _, aerr := f.sess.End(endCtx, kgo.TryAbort); aerr != nil {
-			return errclass.Fatal(fmt.Errorf("abort transaction after %w: %w", err, aerr))
-		}
-		if errclass.IsFatal(err) {
-			return err
-		}
-		return errclass.Transient(err)
-	}
-	committed, err := f.sess.End(endCtx, kgo.TryCommit)
-	if err != nil {
-		return errclass.Fatal(fmt.Errorf("end transaction: %w", err))
+		return err
 	}
 	if !committed {
 		f.log.Info("transaction aborted by a rebalance; pages will be expanded again", "records", len(recs))
