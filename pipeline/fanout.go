@@ -202,7 +202,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer f.running.Unlock()
-	defer f.Close()
+	defer f.Close() //nolint:contextcheck // closing outlives Run's context: leaving the group is bounded by its own timeout
 	f.group.setRunning(true)
 	defer f.group.setRunning(false)
 	loop := pollLoop{

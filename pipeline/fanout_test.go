@@ -115,7 +115,7 @@ func TestFanoutUserIDs(t *testing.T) {
 		crashed.Store(true)
 		mu.Lock()
 		defer mu.Unlock()
-		f1.Close()
+		f1.Close() //nolint:contextcheck // the process dies: no EndTxn, no offset commit
 		return errors.New("crash")
 	}
 	mu.Lock()
