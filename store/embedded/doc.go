@@ -53,6 +53,11 @@
 //	policydue/<scope>  dueKey → empty: one nested bucket per scope, the
 //	                            scope's due index
 //	policycursor  scope       → dueKey of the scope's cursor
+//	subs_by_user/<user>  topic → SubscribedAt (8 bytes, Unix µs): one
+//	                            nested bucket per user, its topics
+//	subs_by_topic/<topic> user → SubscribedAt: one nested bucket per
+//	                            topic, its members
+//	subs_count    topic       → member count (8 bytes)
 //	herald   "format"         → layout version
 //
 // The read flag lives only in the unread index, so MarkRead deletes keys and
@@ -96,6 +101,19 @@
 // an error naming the scope instead of being skipped. The policy
 // buckets were added to layout 1 without changing its version: Open
 // creates them in an older file, and an older binary ignores them.
+//
+// Subscriptions (store.Subscriptions). A membership is written to both
+// subs_by_user and subs_by_topic, and the topic's counter in subs_count
+// adjusted, in one write transaction, so the two sides and the count never
+// disagree and MemberCount is exact (one Get). Keys are the raw topic and
+// user id, so a nested bucket's byte order is the order Topics and Members
+// return: Members is one Seek and a walk of up to limit keys. The
+// store.MaxTopicsPerUser cap is checked by counting the user's keys inside
+// the transaction (at most 1,000), so concurrent Subscribes cannot pass
+// it. A repeated Subscribe and an Unsubscribe of a non-member only read
+// (no fsync); a bulk add therefore costs one fsync per new membership.
+// The last membership of a user or topic deletes its nested bucket and
+// counter. These buckets were added to layout 1 like the policy ones.
 //
 // Notifications use a compact versioned binary record: they are the hot path
 // (written per event, read on every replay), the record needs no field names

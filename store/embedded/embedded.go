@@ -102,9 +102,13 @@ var (
 	bPolicy       = []byte("policy")
 	bPolicyDue    = []byte("policydue")
 	bPolicyCursor = []byte("policycursor")
+	// Subscriptions (subscriptions.go), added to layout 1 the same way.
+	bSubsByUser  = []byte("subs_by_user")
+	bSubsByTopic = []byte("subs_by_topic")
+	bSubsCount   = []byte("subs_count")
 
 	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bPushed, bPushExp, bHerald,
-		bPolicy, bPolicyDue, bPolicyCursor}
+		bPolicy, bPolicyDue, bPolicyCursor, bSubsByUser, bSubsByTopic, bSubsCount}
 
 	keyFormat = []byte("format")
 	unreadVal = []byte{1} // never mutated; bbolt keeps a reference until commit
