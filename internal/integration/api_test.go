@@ -7,7 +7,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
+
+// apiClient bounds every call of apiDo: a role that stops answering fails
+// the test instead of hanging it (the bound is generous: a members call
+// of 10,000 ids is that many store transactions).
+var apiClient = &http.Client{Timeout: 2 * time.Minute}
 
 // apiDo calls the API role and decodes its JSON answer.
 func apiDo(t *testing.T, p *proc, method, path, auth, body string) (int, map[string]any) {
@@ -19,7 +25,7 @@ func apiDo(t *testing.T, p *proc, method, path, auth, body string) (int, map[str
 	if auth != "" {
 		req.Header.Set("Authorization", "Bearer "+auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,6 +274,14 @@ func checkInbox(t *testing.T, e *env, want map[string][]string, distinct int) {
 	got := readDeliveries(t, e, distinct)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	compareInbox(ctx, t, e, want, got)
+}
+
+// compareInbox is checkInbox's comparison, of deliveries already read
+// (got), bounded by ctx. A user in want with no ids must have nothing,
+// in herald.deliveries or in the store.
+func compareInbox(ctx context.Context, t *testing.T, e *env, want map[string][]string, got map[string][]herald.Notification) {
+	t.Helper()
 	cs := stacktest.Cassandra()
 	st, err := cassandra.Open(ctx, cassandra.Config{Hosts: cs.Hosts, Username: cs.User, Password: cs.Password,
 		TLS: cs.TLSConfig(), LocalDC: cs.LocalDC, Keyspace: e.keyspace, Consistency: "ONE"})
@@ -283,6 +291,9 @@ func checkInbox(t *testing.T, e *env, want map[string][]string, distinct int) {
 	defer func() { _ = st.Close() }() // read-only use; nothing to report on close
 	var problems []string
 	for user, ids := range want {
+		if len(ids) == 0 && len(got[user]) > 0 {
+			problems = append(problems, fmt.Sprintf("user %s: %d deliveries, none expected", user, len(got[user])))
+		}
 		problems = append(problems, compareUser(user, ids, got[user], listAll(ctx, t, st, user))...)
 		if len(problems) > 20 {
 			break
