@@ -10,11 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/internal/stacktest"
 )
 
 // Issue 13's fan-out on write on the real stack: the enricher role's
@@ -92,23 +96,85 @@ func inboxLen(t *testing.T, p *proc, user string) int {
 	return len(ns)
 }
 
-// killMidBroadcast waits until the enricher has committed at least
-// atLeast notifications (recipients whose inbox holds the broadcast), then
-// kills it with SIGKILL and logs how far the fan-out and the enricher
-// were: whether the kill landed mid-broadcast is recorded, not asserted.
-func killMidBroadcast(t *testing.T, deadline time.Time, enr *proc, atLeast float64, recipients int, others ...*proc) {
+// aimedKill is a SIGKILL aimed at an open transaction: a read_uncommitted
+// consumer of one topic kills the process at the first record keyed by one
+// of a set of users, a record its transaction produced and may not have
+// committed yet, so the kill lands between the produce and the commit (or
+// just after it). The consumer goes on counting those users' records,
+// aborted copies included, until the test ends: a kill that beat the
+// commit shows as more records than users once the restart redid the work.
+type aimedKill struct {
+	killed chan struct{}
+	mu     sync.Mutex
+	seen   int    // records keyed by the aimed users, aborted ones included
+	first  string // the user of the record the kill was aimed at
+}
+
+// aimKill starts the consumer that kills p at the first record of topic
+// keyed by one of users.
+func aimKill(t *testing.T, p *proc, topic string, users []string) *aimedKill {
 	t.Helper()
-	waitUntil(t, deadline, fmt.Sprintf("%.0f notifications committed", atLeast), func() bool {
-		return scrapeQuiet(enr, "herald_notifications_out_total") >= atLeast
-	}, append(others, enr)...)
-	out := scrapeQuiet(enr, "herald_notifications_out_total")
-	expanded := scrapeQuiet(enr, "herald_fanout_recipients_total")
-	enr.kill()
-	t.Logf("killed the enricher (SIGKILL) with %.0f notifications committed and %.0f of %d recipients expanded",
-		out, expanded, recipients)
-	if expanded >= float64(recipients) {
-		t.Logf("the fan-out had expanded every recipient before the kill: this run crashed the enricher, not the fan-out mid-broadcast")
+	keys := make(map[string]bool, len(users))
+	for _, u := range users {
+		keys[u] = true
 	}
+	cl, err := kgo.NewClient(stacktest.KafkaOpts(kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak := &aimedKill{killed: make(chan struct{})}
+	done := make(chan struct{})
+	t.Cleanup(func() { cl.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			fs := cl.PollFetches(context.Background())
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				if !keys[string(r.Key)] {
+					return
+				}
+				ak.mu.Lock()
+				ak.seen++
+				first := ak.first == ""
+				if first {
+					ak.first = string(r.Key)
+				}
+				ak.mu.Unlock()
+				if first {
+					p.kill()
+					close(ak.killed)
+				}
+			})
+		}
+	}()
+	return ak
+}
+
+// wait blocks until the kill, failing the test at deadline.
+func (ak *aimedKill) wait(t *testing.T, deadline time.Time, what string) {
+	t.Helper()
+	select {
+	case <-ak.killed:
+	case <-time.After(time.Until(deadline)):
+		t.Fatalf("no record of %s by the test's deadline: the kill never came", what)
+	}
+}
+
+// report logs what the aimed users' records showed, from the kill to now.
+func (ak *aimedKill) report(t *testing.T, topic string, users int) {
+	t.Helper()
+	ak.mu.Lock()
+	defer ak.mu.Unlock()
+	verdict := "the kill came after their transaction committed, or the restart's records are not all read yet"
+	if ak.seen > users {
+		verdict = "the kill aborted a transaction that had produced some of them, and the restart produced them again"
+	}
+	t.Logf("%s: %d records keyed by the %d aimed users (aborted ones included; the kill was aimed at %s's): %s",
+		topic, ak.seen, users, ak.first, verdict)
 }
 
 // TestFanoutKill9 is issue 13's first test: one event with user_ids of
@@ -116,13 +182,16 @@ func killMidBroadcast(t *testing.T, deadline time.Time, enr *proc, atLeast float
 // (the first page of 500 at once, the second some 5 s later). Once some
 // recipients have it in their inbox, an ordinary event for another user
 // is posted (its delay to the inbox is logged: the broadcast must not
-// hold it up), then the enricher process, fan-out stage included, is
-// killed with SIGKILL and restarted with the same transactional id. Every
+// hold it up). Then the enricher process, fan-out stage included, is
+// killed with SIGKILL the moment the second page's first recipient shows
+// in herald.events read uncommitted (aimKill: the fan-out's transaction is
+// open), and restarted with the same transactional id. Every
 // one of the 1,000 then has the event exactly once at seq 1, in the store
 // and in herald.deliveries, and so has the ordinary user its own.
 func TestFanoutKill9(t *testing.T) {
 	deadline := time.Now().Add(100 * time.Second)
 	e := newEnv(t)
+	t.Cleanup(func() { keepLogs(t, e, t.Name()) }) // HERALD_CHAOS_LOGS keeps the roles' logs
 	apiP := e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api")
 	enr := e.startEnricherAt("enricher-1", 100)
 	users := make([]string, herald.MaxRecipients)
@@ -146,13 +215,25 @@ func TestFanoutKill9(t *testing.T) {
 	t.Logf("an ordinary event posted during the broadcast was in its user's inbox %s after the POST (%.0f of %d recipients expanded by then)",
 		time.Since(posted).Round(time.Millisecond), scrapeQuiet(enr, "herald_fanout_recipients_total"), len(users))
 
-	killMidBroadcast(t, deadline, enr, 1, len(users), apiP)
+	// The kill: at the second page's first recipient in herald.events,
+	// produced in the fan-out's transaction, before its commit.
+	second := users[len(users)/2:]
+	ak := aimKill(t, enr, e.prefix+"events", second)
+	ak.wait(t, deadline, "the second page in herald.events")
+	t.Logf("killed the enricher (SIGKILL) at %s's record in herald.events (the second page, in the fan-out's open transaction)", ak.first)
+	stopWatch := watchTxns(t, e.prefix+"enricher", e.prefix+"enricher-fanout")
+	defer stopWatch()
+	killedAt := time.Now()
 	restarted := e.startEnricherAt("enricher-2", 100)
+	t.Logf("restarted enricher ready %s after the kill", round(time.Since(killedAt)))
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	got := deliveriesBy(ctx, t, e, len(want))
+	t.Logf("every notification in herald.deliveries %s after the kill", round(time.Since(killedAt)))
+	stopWatch()
 	compareInbox(ctx, t, e, want, got)
+	ak.report(t, e.prefix+"events", len(second))
 	t.Logf("after the restart: %.0f recipients expanded, %.0f notifications committed; each of the %d recipients holds the event once",
 		scrapeQuiet(restarted, "herald_fanout_recipients_total"), scrapeQuiet(restarted, "herald_notifications_out_total"), len(users))
 }
@@ -161,7 +242,9 @@ func TestFanoutKill9(t *testing.T) {
 // through POST /v1/audiences/{topic}/members, one event to the audience
 // expanded at 200 recipients/s (pages of 500 read from the store, each
 // resuming after the last user id of the one before), the enricher killed
-// with SIGKILL once it is into the second page, and restarted. A user who
+// with SIGKILL at the second page's first notification in
+// herald.deliveries read uncommitted (its batch transaction open, the
+// batch's inbox rows written), and restarted. A user who
 // subscribes (PUT /v1/subscriptions) after the event was posted, and
 // whose id sorts after every other member so that the fan-out reads it
 // seconds after it subscribed, does not get it; each of the 2,000 does,
@@ -169,6 +252,7 @@ func TestFanoutKill9(t *testing.T) {
 func TestFanoutKill9Audience(t *testing.T) {
 	deadline := time.Now().Add(100 * time.Second)
 	e := newEnv(t)
+	t.Cleanup(func() { keepLogs(t, e, t.Name()) }) // HERALD_CHAOS_LOGS keeps the roles' logs
 	apiP := e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api")
 	enr := e.startEnricherAt("enricher-1", 200)
 	topic := e.u("club")
@@ -186,13 +270,26 @@ func TestFanoutKill9Audience(t *testing.T) {
 	if code, m := apiDo(t, apiP, "PUT", "/v1/subscriptions/"+url.PathEscape(topic), token(t, late), ""); code != 201 {
 		t.Fatalf("PUT /v1/subscriptions/%s for the late member: %d %v", topic, code, m)
 	}
-	killMidBroadcast(t, deadline, enr, 501, len(members), apiP)
+	// The kill: at the second page's first notification in
+	// herald.deliveries, produced in the enricher's batch transaction,
+	// before its commit (the inbox rows of the batch are written by then).
+	second := members[500:1000]
+	ak := aimKill(t, enr, e.prefix+"deliveries", second)
+	ak.wait(t, deadline, "the second page in herald.deliveries")
+	t.Logf("killed the enricher (SIGKILL) at %s's notification in herald.deliveries (the second page, in the enricher's open transaction)", ak.first)
+	stopWatch := watchTxns(t, e.prefix+"enricher", e.prefix+"enricher-fanout")
+	defer stopWatch()
+	killedAt := time.Now()
 	restarted := e.startEnricherAt("enricher-2", 200)
+	t.Logf("restarted enricher ready %s after the kill", round(time.Since(killedAt)))
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	got := deliveriesBy(ctx, t, e, len(members))
+	t.Logf("every notification in herald.deliveries %s after the kill", round(time.Since(killedAt)))
+	stopWatch()
 	compareInbox(ctx, t, e, want, got)
+	ak.report(t, e.prefix+"deliveries", len(second))
 	code, m := apiDo(t, apiP, "GET", "/v1/audiences/"+url.PathEscape(topic), apiKey, "")
 	if code != 200 {
 		t.Fatalf("GET /v1/audiences/%s: %d %v", topic, code, m)
@@ -291,4 +388,40 @@ func fanoutThroughput(t *testing.T, mode string, n int) {
 		mode, n, adding.Round(time.Millisecond), float64(n)/adding.Seconds(),
 		expanded.Round(time.Millisecond), float64(n)/expanded.Seconds(),
 		all.Round(time.Millisecond), float64(n)/all.Seconds())
+}
+
+// watchTxns logs every change of the broker's view of the transactional
+// ids (state, epoch, partitions) from now until the returned stop is
+// called: after a kill it shows which predecessor's transaction stayed
+// open, and for how long, while the restart caught up.
+func watchTxns(t *testing.T, ids ...string) (stop func()) {
+	t.Helper()
+	adm := admin(t)
+	quit, done := make(chan struct{}), make(chan struct{})
+	began := time.Now()
+	go func() {
+		defer close(done)
+		last := map[string]string{}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ds, err := adm.DescribeTransactions(ctx, ids...)
+			cancel()
+			if err == nil {
+				for _, d := range ds.Sorted() {
+					s := fmt.Sprintf("%s epoch %d, %d topics", d.State, d.ProducerEpoch, len(d.Topics))
+					if s != last[d.TxnID] {
+						last[d.TxnID] = s
+						t.Logf("+%s transaction %s: %s", round(time.Since(began)), d.TxnID, s)
+					}
+				}
+			}
+			select {
+			case <-quit:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); <-done }) }
 }
