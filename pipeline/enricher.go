@@ -328,6 +328,8 @@ func (e *Enricher) Run(ctx context.Context) error {
 		defer func() { stopLive(); <-done }()
 	}
 
+	registerProducer(ctx, e.sess, e.log)
+
 	// The due scanner is owned by Run like the direct path.
 	dueCtx, stopDue := context.WithCancel(ctx)
 	dueDone := make(chan struct{})
@@ -410,6 +412,21 @@ func endTxn(ctx context.Context, sess *kgo.GroupTransactSession, timeout time.Du
 		return false, errclass.Fatal(fmt.Errorf("end transaction: %w", err))
 	}
 	return committed, nil
+}
+
+// registerProducer makes the transactional producer known to the broker
+// (InitProducerID) before the first poll. That is what aborts the
+// transaction a crashed predecessor with the same transactional id left
+// open; franz-go would only do it at the first produce, and the first
+// produce waits for the first batch, which waits for the group's offsets,
+// which the broker holds back while that transaction is pending (KIP-447):
+// the restarted process would sit idle until the broker's transaction
+// timeout (about 45 s here) instead of resuming at once. An error is
+// logged and left to the first produce to surface again.
+func registerProducer(ctx context.Context, sess *kgo.GroupTransactSession, log *slog.Logger) {
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("registering the transactional producer failed; retried at the first produce", "err", err)
+	}
 }
 
 // produce sends rs in the open transaction and waits until every one is

@@ -205,6 +205,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 	defer f.Close() //nolint:contextcheck // closing outlives Run's context: leaving the group is bounded by its own timeout
 	f.group.setRunning(true)
 	defer f.group.setRunning(false)
+	registerProducer(ctx, f.sess, f.log)
 	loop := pollLoop{
 		poll: f.sess.PollRecords,
 		max:  f.cfg.MaxPollRecords,
