@@ -296,15 +296,19 @@ func (c *Cluster) Run(ctx context.Context) error {
 	ctx, release := c.life.Context(ctx) // Close cancels it
 	defer release()
 
+	// Presence is announced only once the subscription is confirmed: a
+	// gateway listed before it can receive would make every routed
+	// notification for its users count as offline.
+	subscribed := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		c.subscribeLoop(ctx, l)
+		c.subscribeLoop(ctx, l, subscribed)
 	}()
 	go func() {
 		defer wg.Done()
-		c.presenceLoop(ctx, l)
+		c.presenceLoop(ctx, l, subscribed)
 	}()
 	<-ctx.Done()
 	c.closePubSub() // unblocks the subscriber's read

@@ -54,7 +54,14 @@ func signal(ch chan struct{}) {
 }
 
 // presenceLoop is Run's writer of presence entries.
-func (c *Cluster) presenceLoop(ctx context.Context, l Local) {
+func (c *Cluster) presenceLoop(ctx context.Context, l Local, subscribed <-chan struct{}) {
+	// Nothing is announced before this gateway can receive what is routed
+	// to it; changes meanwhile wait in dirty.
+	select {
+	case <-ctx.Done():
+		return
+	case <-subscribed:
+	}
 	tick := time.NewTicker(c.cfg.Heartbeat)
 	defer tick.Stop()
 	c.heartbeat(ctx, l)

@@ -19,8 +19,9 @@ import (
 // connection that fails silently (half-open TCP) is caught by pinging after
 // a Heartbeat of silence and starting a new subscription when the ping is
 // not answered within another. Every subscription confirmed after the first
-// asks for a presence re-announce: Redis may have restarted empty.
-func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
+// asks for a presence re-announce: Redis may have restarted empty. The
+// first one closes subscribed, which lets the presence loop announce.
+func (c *Cluster) subscribeLoop(ctx context.Context, l Local, subscribed chan<- struct{}) {
 	ps := c.newPubSub(ctx)
 	if ps == nil {
 		return
@@ -63,6 +64,9 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local) {
 				continue
 			}
 			subscriptions++
+			if subscriptions == 1 {
+				close(subscribed)
+			}
 			if subscriptions > 1 {
 				c.log.Info("subscription re-established; re-announcing presence", "channel", c.channel)
 				c.requestResync()
