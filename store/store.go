@@ -329,6 +329,58 @@ type Subscriptions interface {
 	MemberCount(ctx context.Context, topic string) (int64, error)
 }
 
+// FeedItem is one broadcast in an audience's feed: the large-audience
+// path writes a broadcast once, to its topic's feed, and each member's
+// inbox takes it later (pipeline/fanout_feed.go).
+type FeedItem struct {
+	Topic string
+	// Pos is the item's position in the topic's feed: assigned by
+	// PutFeedItem, from 1, ascending in the order items were put, never
+	// reused (a position may be skipped).
+	Pos int64
+	// Event is the broadcast as addressed: Audience == Topic, no UserID.
+	Event herald.Event
+}
+
+// Limits of the feeds.
+const (
+	// MaxFeedPage bounds FeedItems' limit.
+	MaxFeedPage = 1000
+	// FeedRetention is how long a feed item is kept at least after it was
+	// put: a member who comes back later than this does not get it.
+	FeedRetention = 30 * 24 * time.Hour
+)
+
+// Feeds holds the audiences' feeds and, per member, how far their inbox
+// has taken each feed. A topic's feed has one writer at a time (the
+// fan-out stage owning the topic's herald.fanout partition); cursors are
+// written after the member's events committed to herald.events, so a
+// cursor that lags only causes a harmless second production (the inbox
+// deduplicates by event id).
+type Feeds interface {
+	// PutFeedItem appends ev to the feed of ev.Audience and returns its
+	// position, unless an item with ev.ID is already in that feed: then it
+	// returns that item's position and created=false. A put that failed
+	// half-way may leave the item twice (two positions) after a retry;
+	// never an item at a position that a later FeedItems call could see
+	// appear below one it already returned, except as such a duplicate.
+	// Invalid input (no or invalid Audience, no ID) returns a
+	// *herald.ValidationError naming "audience" or "id".
+	PutFeedItem(ctx context.Context, ev herald.Event) (pos int64, created bool, err error)
+	// FeedItems returns up to limit (1 to MaxFeedPage) items of topic with
+	// Pos > after, ascending by Pos. Never nil.
+	FeedItems(ctx context.Context, topic string, after int64, limit int) ([]FeedItem, error)
+	// FeedHead is the highest Pos of topic's feed, 0 when it is empty.
+	FeedHead(ctx context.Context, topic string) (int64, error)
+	// FeedCursors returns, per topic, the position up to which userID's
+	// inbox has taken the topic's feed (a topic without a cursor is
+	// absent). Never nil.
+	FeedCursors(ctx context.Context, userID string) (map[string]int64, error)
+	// SetFeedCursor records pos for (userID, topic) unless the stored
+	// cursor is higher (cursors only move forward).
+	SetFeedCursor(ctx context.Context, userID, topic string, pos int64) error
+}
+
 // Store is everything Herald keeps durably.
 type Store interface {
 	Inbox
