@@ -144,7 +144,8 @@ func TestApplyTwice(t *testing.T) {
 	tables := tablesOf(t, s, ks)
 	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
 		"policy_state", "policy_due", "policy_cursor",
-		"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts", "schema_migrations", "schema_migrations_lock"} {
+		"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts",
+		"feed_items", "feed_events", "feed_heads", "feed_cursors", "schema_migrations", "schema_migrations_lock"} {
 		if !tables[want] {
 			t.Fatalf("table %s missing after Apply (have %v)", want, tables)
 		}

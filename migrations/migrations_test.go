@@ -86,7 +86,8 @@ func TestEmbeddedFiles(t *testing.T) {
 	}
 	for _, want := range []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
 		"policy_state", "policy_due", "policy_cursor",
-		"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts"} {
+		"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts",
+		"feed_items", "feed_events", "feed_heads", "feed_cursors"} {
 		if !tables[want] {
 			t.Errorf("no migration creates table %s (have %v)", want, tables)
 		}

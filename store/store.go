@@ -389,6 +389,7 @@ type Store interface {
 	PushProgress
 	Policies
 	Subscriptions
+	Feeds
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases resources. It is idempotent; calls after it return ErrClosed.

@@ -36,7 +36,8 @@ var (
 // tables Open requires; the migrations create them.
 var requiredTables = []string{"inbox", "claims", "preferences", "devices", "device_owner", "push_progress", "writer_epochs",
 	"policy_state", "policy_due", "policy_due_hours", "policy_cursor",
-	"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts"}
+	"subscriptions_by_user", "subscriptions_by_topic", "subscription_counts",
+	"feed_items", "feed_events", "feed_heads", "feed_cursors"}
 
 // Store is a store.Store on Cassandra. It is safe for concurrent use.
 //

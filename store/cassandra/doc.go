@@ -407,6 +407,57 @@
 // instances' clocks differ) until the next call for that membership
 // repairs it.
 //
+// # Feeds
+//
+// The large-audience path writes a broadcast once, to its topic's feed
+// (migration 0009):
+//
+//	feed_items   PRIMARY KEY ((topic), pos) DESC  event blob (JSON)
+//	feed_events  PRIMARY KEY ((topic), event_id)  pos
+//	feed_heads   PRIMARY KEY (topic)              head
+//	feed_cursors PRIMARY KEY ((user_id), topic)   pos
+//
+// Positions. PutFeedItem reads feed_events (a repeated put returns the
+// stored position), then the head, and inserts the item at head + 1 with
+// INSERT ... IF NOT EXISTS; when another put holds that position it
+// tries the next one after a fresh head (at most 16, then ErrContention).
+// A lightweight transaction on the item itself, rather than a plain write
+// after reading the head, is what makes positions safe with more than
+// one writer (a zombie fan-out, a rebalance): two puts never share a
+// position, and a position is taken only by an item that is there, so
+// there are no holes below the head and a reader cannot see an item
+// appear below one it has already read. An unknown outcome (a timeout)
+// is settled by a serial read of the position, as for subscriptions.
+// feed_events and feed_heads are plain writes after the transaction
+// (continued past the caller's cancellation). A crash between the
+// transaction and the feed_events write leaves the item without its
+// index row: the retry puts it again at a new position, a duplicate,
+// harmless since the inbox deduplicates by event id.
+//
+// Expiry. feed_items, feed_events and feed_cursors have a default TTL
+// of store.FeedRetention (30 days); feed_items uses
+// TimeWindowCompactionStrategy (written in time order, only expires).
+// feed_heads has no TTL and is written USING TIMESTAMP head, so the
+// highest head wins: a feed whose items all expired continues after its
+// last position instead of reusing positions below members' cursors
+// (FeedHead is the larger of the newest item and feed_heads). Only a
+// put whose feed_heads write failed (logged) and whose topic then stays
+// quiet for the whole retention can still have its positions reused.
+//
+// Cursors. SetFeedCursor is one plain write USING TIMESTAMP pos: of two
+// cursors of a (user, topic) the higher position has the higher write
+// timestamp and wins whatever order the writes land in, so cursors only
+// move forward with no read, no transaction and no race. The price: a
+// cursor row must never be deleted with an ordinary (wall-clock)
+// timestamp, which would shadow every later cursor; it expires instead.
+// A cursor expires with the items: it is written after the items it
+// covers were put, so when it expires they have expired too.
+//
+// Events are the JSON of herald.Event (its json tags; CreatedAt in UTC
+// microseconds), at most herald.MaxEventBytes (64 KiB) encoded, larger
+// ones refused (store.PrepareFeedEvent, a *herald.ValidationError naming
+// "event").
+//
 // # Driver settings
 //
 // Statements are constant strings with bind markers, prepared once per host

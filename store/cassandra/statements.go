@@ -91,6 +91,17 @@ type statements struct {
 	countAdd     string
 	countGet     string
 
+	feedEvent    string
+	feedItemPut  string
+	feedItemGet  string
+	feedItems    string
+	feedTop      string
+	feedHeadGet  string
+	feedHeadPut  string
+	feedEventPut string
+	cursorsGet   string
+	feedCursor   string
+
 	ping string
 }
 
@@ -198,6 +209,20 @@ func newStatements(ks string) statements {
 		membersAfter: f(`SELECT user_id, subscribed_at_us FROM {ks}.subscriptions_by_topic WHERE topic = ? AND user_id > ? LIMIT ?`),
 		countAdd:     f(`UPDATE {ks}.subscription_counts SET members = members + ? WHERE topic = ?`),
 		countGet:     f(`SELECT members FROM {ks}.subscription_counts WHERE topic = ?`),
+
+		// Feeds (see doc.go, "Feeds"): feed_items is changed only by
+		// lightweight transactions; feed_heads and feed_cursors are written
+		// with USING TIMESTAMP of the position, so the highest one wins.
+		feedEvent:    f(`SELECT pos FROM {ks}.feed_events WHERE topic = ? AND event_id = ?`),
+		feedItemPut:  f(`INSERT INTO {ks}.feed_items (topic, pos, event) VALUES (?, ?, ?) IF NOT EXISTS`),
+		feedItemGet:  f(`SELECT event FROM {ks}.feed_items WHERE topic = ? AND pos = ?`),
+		feedItems:    f(`SELECT pos, event FROM {ks}.feed_items WHERE topic = ? AND pos > ? ORDER BY pos ASC LIMIT ?`),
+		feedTop:      f(`SELECT pos FROM {ks}.feed_items WHERE topic = ? LIMIT 1`),
+		feedHeadGet:  f(`SELECT head FROM {ks}.feed_heads WHERE topic = ?`),
+		feedHeadPut:  f(`INSERT INTO {ks}.feed_heads (topic, head) VALUES (?, ?) USING TIMESTAMP ?`),
+		feedEventPut: f(`INSERT INTO {ks}.feed_events (topic, event_id, pos) VALUES (?, ?, ?)`),
+		cursorsGet:   f(`SELECT topic, pos FROM {ks}.feed_cursors WHERE user_id = ?`),
+		feedCursor:   f(`INSERT INTO {ks}.feed_cursors (user_id, topic, pos) VALUES (?, ?, ?) USING TIMESTAMP ?`),
 
 		ping: `SELECT release_version FROM system.local`,
 	}

@@ -58,6 +58,10 @@
 //	subs_by_topic/<topic> user → SubscribedAt: one nested bucket per
 //	                            topic, its members
 //	subs_count    topic       → member count (8 bytes)
+//	feed_items/<topic>  pos (8 bytes BE) → the event as JSON: one nested
+//	                            bucket per topic, its feed
+//	feed_events/<topic> event id → pos: the feed's dedup index
+//	feed_cursors/<user> topic → pos (8 bytes BE)
 //	herald   "format"         → layout version
 //
 // The read flag lives only in the unread index, so MarkRead deletes keys and
@@ -114,6 +118,15 @@
 // (no fsync); a bulk add therefore costs one fsync per new membership.
 // The last membership of a user or topic deletes its nested bucket and
 // counter. These buckets were added to layout 1 like the policy ones.
+//
+// Feeds (store.Feeds). PutFeedItem writes the item at head+1 (the last
+// key of the topic's bucket) and its event id → pos entry in one write
+// transaction: positions are dense, a put is atomic (never a duplicate),
+// and a repeated put only reads. SetFeedCursor compares and writes in one
+// transaction. Events are JSON (store.PrepareFeedEvent, bounded by
+// herald.MaxEventBytes). Feed items are kept until the file is deleted:
+// no expiry yet (store.FeedRetention is a lower bound). The buckets were
+// added to layout 1 like the others.
 //
 // Notifications use a compact versioned binary record: they are the hot path
 // (written per event, read on every replay), the record needs no field names

@@ -106,9 +106,14 @@ var (
 	bSubsByUser  = []byte("subs_by_user")
 	bSubsByTopic = []byte("subs_by_topic")
 	bSubsCount   = []byte("subs_count")
+	// Feeds (feeds.go), added to layout 1 the same way.
+	bFeedItems   = []byte("feed_items")
+	bFeedEvents  = []byte("feed_events")
+	bFeedCursors = []byte("feed_cursors")
 
 	allBuckets = [][]byte{bInbox, bUnread, bUsers, bDedup, bClaims, bPrefs, bDevices, bTokens, bPushed, bPushExp, bHerald,
-		bPolicy, bPolicyDue, bPolicyCursor, bSubsByUser, bSubsByTopic, bSubsCount}
+		bPolicy, bPolicyDue, bPolicyCursor, bSubsByUser, bSubsByTopic, bSubsCount,
+		bFeedItems, bFeedEvents, bFeedCursors}
 
 	keyFormat = []byte("format")
 	unreadVal = []byte{1} // never mutated; bbolt keeps a reference until commit

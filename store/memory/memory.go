@@ -25,6 +25,9 @@
 // Subscriptions are kept both ways, user → topic → SubscribedAt and topic
 // → user ids sorted bytewise, so that Members pages by binary search and
 // MemberCount is exact (the length of the topic's list).
+//
+// Feeds are a slice per topic (positions dense from 1) with an event id →
+// position map, and cursors a map per user; feed items never expire.
 package memory
 
 import (
@@ -68,6 +71,9 @@ type Store struct {
 
 	subsByUser  map[string]map[string]time.Time // user → topic → subscribed at
 	subsByTopic map[string]*topicMembers        // topic → members
+
+	feeds       map[string]*feed            // topic → feed
+	feedCursors map[string]map[string]int64 // user → topic → pos
 }
 
 // Options configures NewWith. Zero values mean the documented default.
@@ -108,6 +114,9 @@ func NewWith(o Options) *Store {
 
 		subsByUser:  map[string]map[string]time.Time{},
 		subsByTopic: map[string]*topicMembers{},
+
+		feeds:       map[string]*feed{},
+		feedCursors: map[string]map[string]int64{},
 	}
 }
 

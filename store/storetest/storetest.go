@@ -112,6 +112,16 @@ func RunWith(t *testing.T, newStore func(t *testing.T) store.Store, opts Options
 		t.Run("TopicsIndependent", s.subsTopicsIndependent)
 		t.Run("Concurrent", s.subsConcurrent)
 	})
+	t.Run("Feeds", func(t *testing.T) {
+		t.Run("Positions", s.feedPositions)
+		t.Run("Idempotent", s.feedIdempotent)
+		t.Run("Validation", s.feedValidation)
+		t.Run("Paging", s.feedPaging)
+		t.Run("RoundTrip", s.feedRoundTrip)
+		t.Run("TopicsIndependent", s.feedTopicsIndependent)
+		t.Run("Cursors", s.feedCursors)
+		t.Run("Concurrent", s.feedConcurrent)
+	})
 	t.Run("Validation", func(t *testing.T) {
 		t.Run("UserIDs", s.rejectsBadUserIDs)
 		t.Run("EventIDs", s.rejectsBadEventIDs)
