@@ -205,8 +205,12 @@ func (c *conn) teardown() {
 // the presence registry (its user's last) and open, its transport's
 // gauge; it counts and logs why it ended.
 func (c *conn) release(open prometheus.Gauge, msg string) {
-	if c.g.hub.remove(c) && c.g.cfg.Presence != nil {
+	last, dropped := c.g.hub.remove(c)
+	if last && c.g.cfg.Presence != nil {
 		c.g.cfg.Presence.UserOffline(c.user)
+	}
+	if dropped {
+		c.g.topicsChanged(c.user)
 	}
 	c.g.conns.Add(-1)
 	open.Dec()

@@ -19,6 +19,7 @@ import (
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/origin"
+	"github.com/heraldhq/herald/internal/redisguard"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -169,6 +170,22 @@ type Config struct {
 	// MaxWaitsPerUser caps one user's waiting long polls; more are refused
 	// with 429. 0 means DefaultMaxWaitsPerUser (32).
 	MaxWaitsPerUser int
+
+	// Memberships, when set, is read for the topics of each user whose
+	// first connection registers here, so that OnlineMembers can list the
+	// connected members of a topic (memberships.go); a store.Store
+	// satisfies it. nil means no membership tracking: OnlineMembers
+	// returns nil and MembershipChanged does nothing.
+	Memberships Memberships
+	// MembershipLoaders is how many goroutines load users' topics; 0 means
+	// 4.
+	MembershipLoaders int
+	// MembershipQueue bounds the loads waiting for a loader; a connection
+	// that finds it full is accepted but its user is not listed by
+	// OnlineMembers. 0 means 4,096.
+	MembershipQueue int
+	// MembershipTimeout bounds one load; 0 means 2 s.
+	MembershipTimeout time.Duration
 }
 
 // Errors returned by New.
@@ -210,13 +227,18 @@ type Gateway struct {
 	// no Run: its goroutines are counted by wg instead.
 	life lifecycle.Lifecycle
 	// wg counts every goroutine the gateway owns: ServeHTTP calls, readers,
-	// writers, gap fills and ping loops.
+	// writers, gap fills, ping loops and membership loaders.
 	wg    sync.WaitGroup
 	done  chan struct{} // closed when wg has drained after Shutdown
 	conns atomic.Int64
 
 	// waits are the long polls, registered in hub next to the connections.
 	waits *Waiters
+
+	// loads feeds the membership loaders (memberships.go); nil without
+	// Config.Memberships.
+	loads     chan loadJob
+	memberLog redisguard.LogLimiter
 }
 
 // New validates cfg, fills its defaults and starts the ping loops. Stop the
@@ -301,6 +323,9 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.PositionInterval = 5 * time.Second
 	}
 	def(&cfg.PositionChecks, 8)
+	def(&cfg.MembershipLoaders, 4)
+	def(&cfg.MembershipQueue, 4096)
+	defDur(&cfg.MembershipTimeout, 2*time.Second)
 
 	origins, err := origin.Parse(cfg.AllowedOrigins)
 	if err != nil {
@@ -320,7 +345,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.unread == nil {
 		g.unread = g
 	}
-	g.hub.init(cfg.Shards)
+	g.hub.init(cfg.Shards, cfg.Memberships != nil)
 	g.waits = newWaiters(&g.hub, &g.closing, WaitersConfig{MaxWaits: cfg.MaxWaits, MaxWaitsPerUser: cfg.MaxWaitsPerUser,
 		Presence: cfg.Presence, Logger: g.log, Registerer: cfg.Registerer})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -342,6 +367,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.PositionInterval > 0 {
 		g.wg.Add(1)
 		go g.positionLoop()
+	}
+	if cfg.Memberships != nil {
+		g.startLoaders()
 	}
 	return g, nil
 }
@@ -373,7 +401,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
 	c.out = wsSink{c}
-	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
+	first, load, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
 		code, reason := CloseRestarting, "server restarting"
@@ -387,6 +415,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if first && g.cfg.Presence != nil {
 		g.cfg.Presence.UserOnline(user)
+	}
+	if load != nil {
+		g.loadTopics(user, load)
 	}
 	g.conns.Add(1)
 	g.m.connections.Inc()

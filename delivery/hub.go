@@ -18,22 +18,33 @@ type hub struct {
 	seed   maphash.Seed
 	mask   uint64
 	shards []shard
+	// track: a user's first connection gets a membership entry
+	// (memberships.go); set by init, read-only after.
+	track bool
 }
 
 type shard struct {
 	mu    sync.Mutex
 	users map[string][]*conn   // a user's connections; usually one or two
 	waits map[string][]*waiter // a user's long polls (waiters.go)
-	_     [40]byte             // keep neighbouring shards' locks off one cache line
+	// mems and byTopic are the memberships of the shard's connected users
+	// (memberships.go): the entry of each user with a connection, and
+	// topic → those of them whose loaded topics include it.
+	mems    map[string]*membership
+	byTopic map[string]map[string]struct{}
+	_       [24]byte // keep neighbouring shards' locks off one cache line
 }
 
-func (h *hub) init(n int) {
+func (h *hub) init(n int, track bool) {
 	h.seed = maphash.MakeSeed()
 	h.mask = uint64(n - 1)
+	h.track = track
 	h.shards = make([]shard, n)
 	for i := range h.shards {
 		h.shards[i].users = map[string][]*conn{}
 		h.shards[i].waits = map[string][]*waiter{}
+		h.shards[i].mems = map[string]*membership{}
+		h.shards[i].byTopic = map[string]map[string]struct{}{}
 	}
 }
 
@@ -52,25 +63,31 @@ var (
 // which sets it before walking the shards, sees every connection that add
 // accepted. first reports that c is the user's only registered connection
 // or long poll (the user just became present). c shares the frame bucket of the user's
-// other connections; the first one gets a new one from newLimiter.
-func (h *hub) add(c *conn, closing *atomic.Bool, limit int, newLimiter func() *rate.Limiter) (first bool, err error) {
+// other connections; the first one gets a new one from newLimiter and,
+// when memberships are tracked, a new membership entry, returned as load
+// (its topics are to be loaded).
+func (h *hub) add(c *conn, closing *atomic.Bool, limit int, newLimiter func() *rate.Limiter) (first bool, load *membership, err error) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if closing.Load() {
-		return false, errClosing
+		return false, nil, errClosing
 	}
 	cs := s.users[c.user]
 	if len(cs) >= limit {
-		return false, errTooManyConns
+		return false, nil, errTooManyConns
 	}
 	if len(cs) > 0 {
 		c.frames = cs[0].frames
 	} else {
 		c.frames = newLimiter()
+		if h.track {
+			load = &membership{}
+			s.mems[c.user] = load
+		}
 	}
 	s.users[c.user] = append(cs, c)
-	return len(cs) == 0 && len(s.waits[c.user]) == 0, nil
+	return len(cs) == 0 && len(s.waits[c.user]) == 0, load, nil
 }
 
 // present reports whether user has a registered connection or long poll.
@@ -91,8 +108,9 @@ func (h *hub) count(user string) int {
 
 // remove unregisters c; it is a no-op if c is not registered. last reports
 // that c was the user's last registered connection, and the user has no
-// long poll either (the user is gone).
-func (h *hub) remove(c *conn) (last bool) {
+// long poll either (the user is gone). dropped reports that c was the
+// user's last connection and took the user's loaded topics with it.
+func (h *hub) remove(c *conn) (last, dropped bool) {
 	s := h.shardOf(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -103,15 +121,16 @@ func (h *hub) remove(c *conn) (last bool) {
 		}
 		if len(cs) == 1 {
 			delete(s.users, c.user)
-			return len(s.waits[c.user]) == 0
+			dropped = s.dropMembership(c.user)
+			return len(s.waits[c.user]) == 0, dropped
 		}
 		end := len(cs) - 1
 		cs[i] = cs[end]
 		cs[end] = nil
 		s.users[c.user] = cs[:end]
-		return false
+		return false, false
 	}
-	return false
+	return false, false
 }
 
 // appendConns appends user's connections to dst.

@@ -23,6 +23,8 @@ type gatewayMetrics struct {
 	replaysWaiting prometheus.Gauge
 	positionChecks prometheus.Counter // users whose last seq was read
 	positionBehind prometheus.Counter // connections found behind the inbox
+
+	membershipLoads *prometheus.CounterVec // herald_gateway_membership_loads_total{result}
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -64,5 +66,8 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		positionBehind: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "gateway", Name: "position_behind_total", Help: "Connections a position check found behind the inbox (a notification lost on the way, or not routed yet); they are filled from the inbox.",
 		})),
+		membershipLoads: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "membership_loads_total", Help: "Loads of a newly connected user's topics (Config.Memberships), by result (ok; error: the store failed or timed out; dropped: the load queue was full). A user whose load did not succeed is not listed by OnlineMembers until their next first connection.",
+		}, []string{"result"})),
 	}
 }

@@ -67,7 +67,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 
 	c := &conn{g: g, out: s, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
-	first, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
+	first, load, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
 		code, reason := CloseRestarting, "server restarting"
@@ -80,6 +80,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	if first && g.cfg.Presence != nil {
 		g.cfg.Presence.UserOnline(user)
+	}
+	if load != nil {
+		g.loadTopics(user, load)
 	}
 	g.conns.Add(1)
 	g.m.sse.Inc()

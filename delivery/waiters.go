@@ -110,7 +110,7 @@ type Waiters struct {
 // NewWaiters builds a standalone registry. Stop it with Shutdown.
 func NewWaiters(cfg WaitersConfig) *Waiters {
 	w := newWaiters(new(hub), nil, cfg)
-	w.hub.init(64)
+	w.hub.init(64, false)
 	return w
 }
 

@@ -114,10 +114,13 @@ var (
 // registers the gateway's users in the presence registry, routes
 // notifications and unread counts to the gateways holding a user, and
 // receives those routed to this one. It implements pipeline.Deliverer,
-// api.UnreadPublisher, delivery.UnreadPublisher and delivery.PresenceHook.
+// api.UnreadPublisher, delivery.UnreadPublisher, delivery.PresenceHook and
+// delivery.MembershipHook, and mirrors the gateway's memberships for
+// OnlineMembers (memberships.go).
 //
-// Locks: pmu (pending presence changes) and psMu (the current
-// subscription) are leaves; no code path holds both. The Run/Close
+// Locks: pmu (pending presence changes), psMu (the current subscription)
+// and wmu (the membership entries written) are leaves; no code path holds
+// two of them. The Run/Close
 // protocol is life's (internal/lifecycle), which takes no lock of ours.
 type Cluster struct {
 	cfg        Config
@@ -140,6 +143,13 @@ type Cluster struct {
 
 	psMu sync.Mutex
 	ps   *redis.PubSub
+
+	// written: per local user, the topics whose membership entry this
+	// gateway last wrote (memberships.go), so that a topic dropped or a
+	// user gone can be removed.
+	wmu     sync.Mutex
+	written map[string][]string
+	reads   atomic.Uint64 // OnlineMembers calls, to prune now and then
 
 	life      lifecycle.Lifecycle // Run once; Close stops it
 	closeOnce sync.Once
@@ -195,6 +205,7 @@ func New(cfg Config) (*Cluster, error) {
 		rdb:     cfg.Redis,
 		prefix:  prefix,
 		dirty:   map[string]struct{}{},
+		written: map[string][]string{},
 		wake:    make(chan struct{}, 1),
 		resync:  make(chan struct{}, 1),
 		syncReq: make(chan chan struct{}),
@@ -340,6 +351,9 @@ func (c *Cluster) Close() error {
 			l.LocalUsers(func(u string) { users[u] = struct{}{} })
 		}
 		c.closeErr = c.leave(users)
+		if err := c.leaveMembers(); err != nil && c.closeErr == nil {
+			c.closeErr = err
+		}
 		if c.ownsClient {
 			if err := c.rdb.Close(); err != nil && c.closeErr == nil {
 				c.closeErr = err

@@ -12,9 +12,25 @@
 //     PresenceTTL after its last refresh. Readers ignore members whose
 //     score has passed, so a crashed gateway's users stop being listed
 //     after PresenceTTL.
+//
 //   - channel gw:<id> (or <prefix>gw:<id> with a non-default prefix): what
 //     other gateways send to gateway <id>, one JSON message each,
-//     {"k":"n","u":user,"n":notification} or {"k":"u","u":user,"c":unread}.
+//     {"k":"n","u":user,"n":notification}, {"k":"u","u":user,"c":unread} or
+//     {"k":"m","u":user,"t":topic,"s":subscribed}.
+//
+//   - <prefix>online:<topic>: a sorted set of the members of topic
+//     connected to some gateway, member "<user>|<gateway id>", scored by
+//     expiry (unix ms) like the presence sets (memberships.go). A gateway
+//     with delivery.Config.Memberships loads a user's topics at their first
+//     connection, writes them, refreshes them each Heartbeat, and removes
+//     its own entries when the user's last connection goes (the user's
+//     entries from other gateways stay). MembershipChanged routes a
+//     {"k":"m","u":user,"t":topic,"s":bool} message to the user's gateways,
+//     which update their cache and these sets. OnlineMembers (ZRANGEBYSCORE
+//     now +inf, de-duplicated by user) is the live path of the fan-out of a
+//     large audience: it costs O(connected members) where paging through
+//     the topic's members would cost O(members). Crashed gateways' entries
+//     stop being listed after PresenceTTL and are pruned by readers.
 //
 // Deliver queues the notification locally, then runs one Lua script that
 // reads the user's live gateways and PUBLISHes to each other one; PUBLISH
@@ -77,5 +93,8 @@
 //
 // Cost: each Deliver and PublishUnread is one Redis round trip (EVALSHA);
 // presence is three commands per arrival, one per departure and two per
-// local user per Heartbeat, pipelined in batches of BatchSize.
+// local user per Heartbeat, pipelined in batches of BatchSize; membership
+// entries add, per Heartbeat, one ZADD and one PEXPIRE per topic of a
+// batch (all its members in one ZADD), in batches of about BatchSize
+// entries.
 package cluster

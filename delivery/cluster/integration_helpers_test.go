@@ -115,7 +115,7 @@ func (f *fleet) newNode(tweak func(*Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Logger: quiet})
+	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Memberships: f.store, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 const (
 	kindNotification = "n"
 	kindUnread       = "u"
+	kindMembership   = "m"
 )
 
 // maxMessageBytes bounds a message read from a gateway channel; larger ones
@@ -26,12 +27,16 @@ var errBadMessage = errors.New("cluster: bad message")
 //
 //	{"k":"n","u":"<user>","n":{…notification…}}  a live notification
 //	{"k":"u","u":"<user>","c":<unread>}          a new unread count
+//	{"k":"m","u":"<user>","t":"<topic>","s":true} a membership change
 type message struct {
-	// Kind is "n" (Notification is set) or "u" (Unread is set).
+	// Kind is "n" (Notification is set), "u" (Unread is set) or "m"
+	// (Topic and Subscribed are set).
 	Kind         string
 	UserID       string
 	Notification herald.Notification
 	Unread       int64
+	Topic        string
+	Subscribed   bool
 }
 
 // wire is message's JSON form; pointers tell a missing field from a zero.
@@ -40,6 +45,8 @@ type wire struct {
 	U string               `json:"u"`
 	N *herald.Notification `json:"n,omitempty"`
 	C *int64               `json:"c,omitempty"`
+	T *string              `json:"t,omitempty"`
+	S *bool                `json:"s,omitempty"`
 }
 
 // encodeNotification builds the "n" message for n.
@@ -50,6 +57,11 @@ func encodeNotification(userID string, n *herald.Notification) ([]byte, error) {
 // encodeUnread builds the "u" message.
 func encodeUnread(userID string, unread int64) ([]byte, error) {
 	return json.Marshal(wire{K: kindUnread, U: userID, C: &unread})
+}
+
+// encodeMembership builds the "m" message.
+func encodeMembership(userID, topic string, subscribed bool) ([]byte, error) {
+	return json.Marshal(wire{K: kindMembership, U: userID, T: &topic, S: &subscribed})
 }
 
 // decodeMessage parses and validates a message from a gateway channel. Its
@@ -83,6 +95,14 @@ func decodeMessage(b []byte) (message, error) {
 			return message{}, fmt.Errorf("%w: kind u without a non-negative c", errBadMessage)
 		}
 		m.Unread = *w.C
+	case kindMembership:
+		if w.T == nil || w.S == nil {
+			return message{}, fmt.Errorf("%w: kind m without t and s", errBadMessage)
+		}
+		if err := herald.ValidateTopic(*w.T); err != nil {
+			return message{}, fmt.Errorf("%w: t: %w", errBadMessage, err)
+		}
+		m.Topic, m.Subscribed = *w.T, *w.S
 	default:
 		return message{}, fmt.Errorf("%w: unknown kind %q", errBadMessage, w.K)
 	}

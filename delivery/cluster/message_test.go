@@ -67,6 +67,25 @@ func TestUnreadMessageRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMembershipMessageRoundTrip(t *testing.T) {
+	for _, sub := range []bool{true, false} {
+		b, err := encodeMembership("u-1", "team:42", sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := decodeMessage(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if m.Kind != kindMembership || m.UserID != "u-1" || m.Topic != "team:42" || m.Subscribed != sub {
+			t.Fatalf("%s decoded as %+v", b, m)
+		}
+	}
+	if b, _ := encodeMembership("u-1", "t", false); string(b) != `{"k":"m","u":"u-1","t":"t","s":false}` {
+		t.Fatalf("wire form: %s", b)
+	}
+}
+
 func TestDecodeMessageRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"not json", `nope`, "invalid character"},
@@ -82,6 +101,9 @@ func TestDecodeMessageRefuses(t *testing.T) {
 		{"u without c", `{"k":"u","u":"u1"}`, "non-negative c"},
 		{"negative c", `{"k":"u","u":"u1","c":-1}`, "non-negative c"},
 		{"c not a number", `{"k":"u","u":"u1","c":"1"}`, "cannot unmarshal"},
+		{"m without t", `{"k":"m","u":"u1","s":true}`, "without t and s"},
+		{"m without s", `{"k":"m","u":"u1","t":"x"}`, "without t and s"},
+		{"m with a bad topic", `{"k":"m","u":"u1","t":"","s":true}`, "t:"},
 		{"too big", `{"k":"u","u":"u1","c":1,"x":"` + strings.Repeat("a", maxMessageBytes) + `"}`, "more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +130,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"k":"n","u":"u1","n":{"seq":1,"data":{"a":[1,{"b":null}]}}}`))
 	f.Add([]byte(`{"k":"u","u":"","c":-1}`))
+	b, _ = encodeMembership("u-1", "team:42", true)
+	f.Add(b)
+	f.Add([]byte(`{"k":"m","u":"u1","t":"a b","s":null}`))
 	f.Add([]byte(`{"k":"n","u":"u1","n":{"seq":18446744073709551615,"prev":18446744073709551614,"created_at":"x"}}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := decodeMessage(in)
@@ -133,6 +158,11 @@ func FuzzDecodeMessage(f *testing.F) {
 				t.Fatalf("accepted unread %d", m.Unread)
 			}
 			again, err = encodeUnread(m.UserID, m.Unread)
+		case kindMembership:
+			if herald.ValidateTopic(m.Topic) != nil {
+				t.Fatalf("accepted topic %q", m.Topic)
+			}
+			again, err = encodeMembership(m.UserID, m.Topic, m.Subscribed)
 		default:
 			t.Fatalf("accepted kind %q", m.Kind)
 		}
@@ -143,7 +173,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode %s: %v", again, err)
 		}
-		if m2.Kind != m.Kind || m2.UserID != m.UserID || m2.Unread != m.Unread || m2.Notification.Seq != m.Notification.Seq {
+		if m2.Kind != m.Kind || m2.UserID != m.UserID || m2.Unread != m.Unread || m2.Notification.Seq != m.Notification.Seq ||
+			m2.Topic != m.Topic || m2.Subscribed != m.Subscribed {
 			t.Fatalf("round trip changed %+v into %+v", m, m2)
 		}
 	})

@@ -12,7 +12,7 @@ import (
 type clusterMetrics struct {
 	// forwarded counts messages published to another gateway that had a
 	// subscriber, by kind (notification, unread).
-	forwardedNotifications, forwardedUnread prometheus.Counter
+	forwardedNotifications, forwardedUnread, forwardedMemberships prometheus.Counter
 	// forwardedLive counts the enricher's direct-path publishes (live.go)
 	// that reached a subscribed gateway.
 	forwardedLive prometheus.Counter
@@ -21,9 +21,9 @@ type clusterMetrics struct {
 	stale prometheus.Counter
 	// received counts messages received from other gateways, by kind
 	// (notification, unread, invalid).
-	receivedNotifications, receivedUnread, receivedInvalid prometheus.Counter
+	receivedNotifications, receivedUnread, receivedMemberships, receivedInvalid prometheus.Counter
 	// redisErrors counts failed Redis operations, by op (route, presence,
-	// heartbeat, subscribe, leave).
+	// heartbeat, subscribe, leave, membership, online).
 	redisErrors *prometheus.CounterVec
 	// routeSkipped counts routes not attempted during the cooldown after a
 	// Redis failure.
@@ -31,20 +31,24 @@ type clusterMetrics struct {
 	// presenceDropped counts presence changes not queued because the queue
 	// was full (a full re-announce follows).
 	presenceDropped prometheus.Counter
+	// membershipWrites counts membership entries written, by op (add:
+	// ZADD, a refresh included; remove: ZREM).
+	membershipWrites *prometheus.CounterVec
 }
 
 func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	forwarded := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "forwarded_total",
-		Help: "Messages published to another gateway holding the user, by kind (notification, unread, live: the enricher's direct path).",
+		Help: "Messages published to another gateway holding the user, by kind (notification, unread, membership, live: the enricher's direct path).",
 	}, []string{"kind"}))
 	received := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "received_total",
-		Help: "Messages received from other gateways, by kind (notification, unread, invalid).",
+		Help: "Messages received from other gateways, by kind (notification, unread, membership, invalid).",
 	}, []string{"kind"}))
 	return &clusterMetrics{
 		forwardedNotifications: forwarded.WithLabelValues("notification"),
 		forwardedUnread:        forwarded.WithLabelValues("unread"),
+		forwardedMemberships:   forwarded.WithLabelValues("membership"),
 		forwardedLive:          forwarded.WithLabelValues("live"),
 		stale: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "stale_presence_total",
@@ -52,10 +56,11 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 		})),
 		receivedNotifications: received.WithLabelValues("notification"),
 		receivedUnread:        received.WithLabelValues("unread"),
+		receivedMemberships:   received.WithLabelValues("membership"),
 		receivedInvalid:       received.WithLabelValues("invalid"),
 		redisErrors: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "redis_errors_total",
-			Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave).",
+			Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave, membership, online).",
 		}, []string{"op"})),
 		routeSkipped: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "route_skipped_total",
@@ -65,5 +70,9 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 			Namespace: "herald", Subsystem: "cluster", Name: "presence_dropped_total",
 			Help: "Presence changes dropped because the queue was full; a full re-announce follows and departures expire by TTL.",
 		})),
+		membershipWrites: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cluster", Name: "membership_writes_total",
+			Help: "Entries of the online-members sets (online:<topic>) written by this gateway, by op (add: ZADD, refreshes included; remove: ZREM).",
+		}, []string{"op"})),
 	}
 }

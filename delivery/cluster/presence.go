@@ -103,6 +103,7 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 	for u := range c.dirty {
 		users = append(users, u)
 	}
+	all := users
 	if len(c.dirty) > 1024 {
 		c.dirty = map[string]struct{}{} // let a storm's buckets go
 	} else {
@@ -144,6 +145,20 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 	}
 	if ctx.Err() != nil {
 		c.requeue(users) // for Close's leave
+		return
+	}
+	// The users' membership entries (memberships.go), after their presence.
+	if lm := membershipsOf(l); lm != nil {
+		w := c.newMemberWriter(ctx, lm)
+		for _, u := range all {
+			w.user(u)
+		}
+		if err := w.flush(); err != nil {
+			if ctx.Err() == nil {
+				c.redisFailed("membership", err, "users", len(all))
+			}
+			c.requeue(all)
+		}
 	}
 }
 
@@ -164,8 +179,8 @@ func (c *Cluster) requeue(users []string) {
 	}
 }
 
-// heartbeat refreshes the presence entry of every local user, in pipelined
-// batches. It gives up at the first failure: the next tick retries, and an
+// heartbeat refreshes the presence entry and the membership entries
+// (memberships.go) of every local user, in pipelined batches. It gives up at the first failure: the next tick retries, and an
 // entry survives PresenceTTL/Heartbeat missed refreshes.
 func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 	batch := make([]string, 0, c.cfg.BatchSize)
@@ -182,6 +197,11 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 		}
 		batch = batch[:0]
 	}
+	lm := membershipsOf(l)
+	var mw *memberWriter
+	if lm != nil {
+		mw = c.newMemberWriter(ctx, lm)
+	}
 	l.LocalUsers(func(u string) {
 		if failed {
 			return
@@ -190,9 +210,25 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 		if len(batch) == cap(batch) {
 			write()
 		}
+		if mw != nil {
+			mw.user(u)
+		}
 	})
 	if len(batch) > 0 {
 		write()
+	}
+	if mw == nil || failed || ctx.Err() != nil {
+		return
+	}
+	// Entries of users gone without their change being written (a
+	// dropped change) are removed here.
+	for _, u := range c.writtenUsers() {
+		if !l.Present(u) {
+			mw.user(u)
+		}
+	}
+	if err := mw.flush(); err != nil && ctx.Err() == nil {
+		c.redisFailed("membership", err)
 	}
 }
 

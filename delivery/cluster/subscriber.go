@@ -130,6 +130,11 @@ func (c *Cluster) handle(ctx context.Context, l Local, payload string) {
 	case kindUnread:
 		c.m.receivedUnread.Inc()
 		l.PublishUnread(ctx, m.UserID, m.Unread)
+	case kindMembership:
+		c.m.receivedMemberships.Inc()
+		if lm := membershipsOf(l); lm != nil {
+			lm.MembershipChanged(ctx, m.UserID, m.Topic, m.Subscribed)
+		}
 	}
 }
 

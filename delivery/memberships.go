@@ -1,0 +1,284 @@
+package delivery
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/heraldhq/herald/store"
+)
+
+// Membership tracking (Config.Memberships): the gateway knows the topics
+// of its connected users, so that the fan-out of a large audience can ask
+// which members of a topic are connected now (OnlineMembers) in
+// O(connected members) instead of paging through every member.
+//
+// A user's first connection (WebSocket or SSE; long polls are not
+// tracked) creates the user's membership entry in its hub shard and queues
+// the load of the user's topics to a small pool of loaders
+// (Config.MembershipLoaders, fed by a queue of Config.MembershipQueue), so
+// the connection is never delayed: until the load completes the user is
+// not listed. A load that fails, times out (Config.MembershipTimeout) or
+// finds the queue full is logged and counted; the user stays unlisted
+// until their next first connection here. The last connection drops the
+// entry. MembershipChanged edits a loaded entry, and is kept for the end of
+// a load still running.
+//
+// The entries and the shard's index topic → users are guarded by the
+// shard's lock (hub.go), a leaf: no new lock, and the order of the
+// gateway's locks is unchanged.
+
+// Memberships is where the gateway reads a connected user's topics;
+// store.Subscriptions satisfies it.
+type Memberships interface {
+	Topics(ctx context.Context, userID string) ([]store.Subscription, error)
+}
+
+var _ Memberships = store.Subscriptions(nil)
+
+// MembershipHook is an optional extension of Config.Presence: if the hook
+// implements it, TopicsChanged is called when a user's topics on this
+// gateway change — loaded, edited by MembershipChanged, or dropped with the
+// user's last connection. Read the current state with LocalTopics. Like
+// the PresenceHook's calls it is made with no gateway lock held, may race
+// with others for the same user, and must return promptly.
+// *cluster.Cluster implements it.
+type MembershipHook interface {
+	TopicsChanged(userID string)
+}
+
+// maxPendingChanges bounds the membership changes kept for a user whose
+// load is running; past it the entry is given up (the user stays
+// unlisted until their next first connection).
+const maxPendingChanges = 64
+
+// membership is one connected user's topics. Guarded by its shard's lock.
+type membership struct {
+	loaded  bool                // topics is valid
+	failed  bool                // the load failed: the user is not listed
+	topics  map[string]struct{} // when loaded
+	pending []topicChange       // MembershipChanged calls during the load
+}
+
+type topicChange struct {
+	topic      string
+	subscribed bool
+}
+
+// loadJob asks a loader for the topics of user's entry e.
+type loadJob struct {
+	user string
+	e    *membership
+}
+
+// startLoaders starts the membership loaders, counted by g.wg and ended by
+// Shutdown.
+func (g *Gateway) startLoaders() {
+	g.loads = make(chan loadJob, g.cfg.MembershipQueue)
+	for range g.cfg.MembershipLoaders {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			for {
+				select {
+				case <-g.life.Stopping():
+					return
+				case j := <-g.loads:
+					g.load(j)
+				}
+			}
+		}()
+	}
+}
+
+// loadTopics queues the load of user's new entry e; it never blocks.
+func (g *Gateway) loadTopics(user string, e *membership) {
+	select {
+	case g.loads <- loadJob{user, e}:
+	default:
+		g.hub.giveUp(user, e)
+		g.m.membershipLoads.WithLabelValues("dropped").Inc()
+		if n, ok := g.memberLog.Allow(); ok {
+			g.log.Warn("membership load queue full; user not listed as online for their topics",
+				"user", user, "queue", g.cfg.MembershipQueue, "suppressed", n)
+		}
+	}
+}
+
+// load reads j's topics and installs them, unless the entry has gone.
+func (g *Gateway) load(j loadJob) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
+	subs, err := g.cfg.Memberships.Topics(ctx, j.user)
+	cancel()
+	if err != nil {
+		g.hub.giveUp(j.user, j.e)
+		g.m.membershipLoads.WithLabelValues("error").Inc()
+		if g.ctx.Err() == nil {
+			if n, ok := g.memberLog.Allow(); ok {
+				g.log.Warn("cannot load a connected user's topics; not listed as online for them",
+					"user", j.user, "err", err, "suppressed", n)
+			}
+		}
+		return
+	}
+	g.m.membershipLoads.WithLabelValues("ok").Inc()
+	if g.hub.install(j.user, j.e, subs) {
+		g.topicsChanged(j.user)
+	}
+}
+
+// topicsChanged tells the presence hook, if it wants to know.
+func (g *Gateway) topicsChanged(user string) {
+	if h, ok := g.cfg.Presence.(MembershipHook); ok {
+		h.TopicsChanged(user)
+	}
+}
+
+// OnlineMembers returns the users connected to this gateway (WebSocket or
+// SSE) whose topics, as loaded at their first connection and updated by
+// MembershipChanged, include topic, in no particular order. It holds one
+// hub shard's lock at a time and does no I/O; ctx is not used. Without
+// Config.Memberships it returns nil, nil.
+func (g *Gateway) OnlineMembers(ctx context.Context, topic string) ([]string, error) {
+	if g.cfg.Memberships == nil {
+		return nil, nil
+	}
+	var out []string
+	for i := range g.hub.shards {
+		s := &g.hub.shards[i]
+		s.mu.Lock()
+		for u := range s.byTopic[topic] {
+			out = append(out, u)
+		}
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+// MembershipChanged records that userID subscribed to (or unsubscribed
+// from) topic, if the user is connected here; otherwise it does nothing.
+// Call it after the change is stored. It does no I/O; ctx is not used.
+func (g *Gateway) MembershipChanged(ctx context.Context, userID, topic string, subscribed bool) {
+	if g.cfg.Memberships == nil {
+		return
+	}
+	if g.hub.change(userID, topicChange{topic, subscribed}) {
+		g.topicsChanged(userID)
+	}
+}
+
+// LocalTopics returns the topics of userID on this gateway, in no
+// particular order; known is false when the user has no connection here
+// or their topics are not loaded (yet, or the load failed).
+func (g *Gateway) LocalTopics(userID string) (topics []string, known bool) {
+	s := g.hub.shardOf(userID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.mems[userID]
+	if e == nil || !e.loaded {
+		return nil, false
+	}
+	return slices.Collect(maps.Keys(e.topics)), true
+}
+
+// install sets the loaded topics of user's entry e, then applies the
+// changes made during the load. It reports false if e is no longer the
+// user's entry (the user left, or left and came back).
+func (h *hub) install(user string, e *membership, subs []store.Subscription) bool {
+	s := h.shardOf(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mems[user] != e || e.failed {
+		return false
+	}
+	e.loaded = true
+	e.topics = make(map[string]struct{}, len(subs))
+	for _, sub := range subs {
+		s.addTopic(user, e, sub.Topic)
+	}
+	for _, ch := range e.pending {
+		s.apply(user, e, ch)
+	}
+	e.pending = nil
+	return true
+}
+
+// giveUp marks user's entry e failed, if it is still theirs.
+func (h *hub) giveUp(user string, e *membership) {
+	s := h.shardOf(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mems[user] == e {
+		e.failed, e.pending = true, nil
+	}
+}
+
+// change applies ch to user's entry, or keeps it for the end of the load;
+// it reports whether loaded topics changed.
+func (h *hub) change(user string, ch topicChange) bool {
+	s := h.shardOf(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.mems[user]
+	switch {
+	case e == nil || e.failed:
+		return false
+	case !e.loaded:
+		if len(e.pending) >= maxPendingChanges {
+			e.failed, e.pending = true, nil
+			return false
+		}
+		e.pending = append(e.pending, ch)
+		return false
+	}
+	return s.apply(user, e, ch)
+}
+
+// apply edits a loaded entry; it reports whether it changed. Under s.mu.
+func (s *shard) apply(user string, e *membership, ch topicChange) bool {
+	_, had := e.topics[ch.topic]
+	switch {
+	case ch.subscribed && !had:
+		s.addTopic(user, e, ch.topic)
+		return true
+	case !ch.subscribed && had:
+		delete(e.topics, ch.topic)
+		s.unindex(user, ch.topic)
+		return true
+	}
+	return false
+}
+
+// addTopic adds topic to e and the index. Under s.mu.
+func (s *shard) addTopic(user string, e *membership, topic string) {
+	e.topics[topic] = struct{}{}
+	us := s.byTopic[topic]
+	if us == nil {
+		us = map[string]struct{}{}
+		s.byTopic[topic] = us
+	}
+	us[user] = struct{}{}
+}
+
+// unindex removes user from topic's index. Under s.mu.
+func (s *shard) unindex(user, topic string) {
+	us := s.byTopic[topic]
+	delete(us, user)
+	if len(us) == 0 {
+		delete(s.byTopic, topic)
+	}
+}
+
+// dropMembership removes user's entry and its index entries; it reports
+// whether the entry had loaded topics. Under s.mu.
+func (s *shard) dropMembership(user string) bool {
+	e := s.mems[user]
+	if e == nil {
+		return false
+	}
+	delete(s.mems, user)
+	for t := range e.topics {
+		s.unindex(user, t)
+	}
+	return e.loaded
+}
