@@ -55,6 +55,7 @@ func (s *Server) storeError(w http.ResponseWriter, op string, err error) {
 }
 
 func (s *Server) listNotifications(w http.ResponseWriter, r *http.Request, uid string) {
+	s.catchUp(r.Context(), uid)
 	q := r.URL.Query()
 	after, limit := uint64(0), s.cfg.DefaultListLimit
 	if v := q.Get("after"); v != "" {

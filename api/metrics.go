@@ -15,6 +15,8 @@ type serverMetrics struct {
 	// eventsIn and eventsRejected are herald_events_in_total and
 	// herald_events_rejected_total with source="api".
 	eventsIn, eventsRejected prometheus.Counter
+	// catchUpFailed counts reads whose feed catch-up request failed.
+	catchUpFailed prometheus.Counter
 }
 
 func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
@@ -34,6 +36,10 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		}, []string{"route"})),
 		eventsIn:       in.WithLabelValues("api"),
 		eventsRejected: rejected.WithLabelValues("api"),
+		catchUpFailed: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Name: "api_catchup_failures_total",
+			Help: "GET /v1/notifications whose request to bring the user's audience feeds into the inbox failed (the next read asks again).",
+		})),
 	}
 }
 

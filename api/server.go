@@ -48,6 +48,13 @@ type Config struct {
 	Keys KeyChecker
 	// Unread is told of read-state changes; nil means nobody is told.
 	Unread UnreadPublisher
+	// CatchUp, when set, is asked by GET /v1/notifications to bring the
+	// user's audience feeds into their inbox (feeds.go); nil means large
+	// audiences' broadcasts reach a member only when they connect.
+	CatchUp CatchUp
+	// Memberships, when set, is told of every subscription change; nil
+	// means gateways learn a user's topics only when the user connects.
+	Memberships MembershipNotifier
 	// WebSocket, when set, is mounted at /v1/ws.
 	WebSocket http.Handler
 	// SSE, when set, is mounted at /v1/sse (the gateway's Server-Sent

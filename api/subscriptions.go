@@ -66,6 +66,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request, uid str
 	}
 	// A concurrent DELETE may remove the subscription between Subscribe
 	// and reading it back: try again, a few times.
+	head := s.feedHead(r.Context(), topic) // read before subscribing: see feeds.go
 	for range 3 {
 		at := s.cfg.Now().UTC().Truncate(time.Microsecond)
 		created, err := s.cfg.Store.Subscribe(r.Context(), uid, topic, at)
@@ -74,6 +75,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request, uid str
 			return
 		}
 		if created {
+			s.subscribed(r.Context(), uid, topic, head)
 			writeJSON(w, http.StatusCreated, subscriptionJSON{Topic: topic, SubscribedAt: at})
 			return
 		}
@@ -109,6 +111,7 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request, uid 
 		writeError(w, http.StatusNotFound, "", "not subscribed to "+topic)
 		return
 	}
+	s.unsubscribed(r.Context(), uid, topic)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -332,8 +335,21 @@ func (s *Server) applyMembers(ctx context.Context, topic string, add, remove []m
 			})
 		}
 	}
-	run("add", add, func(id string) (bool, error) { return s.cfg.Store.Subscribe(ctx, id, topic, at) }, &added)
-	run("remove", remove, func(id string) (bool, error) { return s.cfg.Store.Unsubscribe(ctx, id, topic) }, &removed)
+	head := s.feedHead(ctx, topic) // read before subscribing: see feeds.go
+	run("add", add, func(id string) (bool, error) {
+		created, err := s.cfg.Store.Subscribe(ctx, id, topic, at)
+		if created {
+			s.subscribed(ctx, id, topic, head)
+		}
+		return created, err
+	}, &added)
+	run("remove", remove, func(id string) (bool, error) {
+		removed, err := s.cfg.Store.Unsubscribe(ctx, id, topic)
+		if removed {
+			s.unsubscribed(ctx, id, topic)
+		}
+		return removed, err
+	}, &removed)
 	wg.Wait()
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()

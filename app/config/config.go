@@ -70,6 +70,7 @@ type Config struct {
 	GroupInstanceID string  // consumers' static group membership id; "" = derived per role, "off" = dynamic
 	LiveDirect      bool    // the enricher publishes committed notifications straight to the live gateways
 	FanoutRate      float64 // recipients/s of the fan-out stage
+	FanoutThreshold int     // members from which an audience takes the large-audience path
 	ReplayLimit     int     // WebSocket replay without `after`
 	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
 	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries

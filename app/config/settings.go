@@ -79,6 +79,7 @@ const (
 	fGroupInstanceID = "group-instance-id"
 	fLiveDirect      = "live-direct"
 	fFanoutRate      = "fanout-rate"
+	fFanoutThreshold = "fanout-threshold"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
 	fWSUpgradeRate   = "ws-upgrade-rate"
@@ -235,6 +236,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: func(c *Config) value { return boolValue{&c.LiveDirect} }},
 			{flag: fFanoutRate, env: "HERALD_FANOUT_RATE", def: "2000", usage: "recipients/s the fan-out stage expands multi-recipient events (user_ids, audience) to, in pages of 500: a broadcast reaches herald.events no faster, so ordinary events are not held up behind it",
 				bind: func(c *Config) value { return floatValue{&c.FanoutRate} }},
+			{flag: fFanoutThreshold, env: "HERALD_FANOUT_THRESHOLD", def: "10000", usage: "members from which an audience's broadcast takes the large-audience path: written once to the topic's feed, sent live to the connected members and pushed to those with devices, and taken into every other member's inbox when they next read or connect (below it: one event per member, fan-out on write)",
+				bind: num(func(c *Config) *int { return &c.FanoutThreshold })},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
@@ -299,14 +302,14 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser, fFanoutRate}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
-	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate}, storeSel, cassandra, redis),
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
 			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),

@@ -103,6 +103,9 @@ func (c *Command) validate() error {
 	if uses(fJWTLifetime) && cfg.JWTMaxLifetime < 0 {
 		bad(fJWTLifetime, "%s: must be 0 (no limit) or more", cfg.JWTMaxLifetime)
 	}
+	if uses(fFanoutThreshold) && cfg.FanoutThreshold < 1 {
+		bad(fFanoutThreshold, "%d: must be at least 1", cfg.FanoutThreshold)
+	}
 	if uses(fFanoutRate) && (!(cfg.FanoutRate > 0) || math.IsInf(cfg.FanoutRate, 0)) {
 		bad(fFanoutRate, "%g: must be a finite rate above 0", cfg.FanoutRate)
 	}
