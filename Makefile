@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./delivery/cluster
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNotification$$' -fuzztime $(FUZZTIME) ./store/embedded
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTickRecord$$' -fuzztime $(FUZZTIME) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFanoutRecord$$' -fuzztime $(FUZZTIME) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./policy
 
 bench:

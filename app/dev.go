@@ -158,7 +158,7 @@ func StartDev(ctx context.Context, dc DevConfig) (_ *Dev, err error) {
 	if err = d.p.AddPusher(ctx, PusherOptions{Apps: []push.App{DevApp(d.fakes)}, RetryTiers: devRetryTiers, FetchMaxWait: 250 * time.Millisecond}); err != nil {
 		return nil, err
 	}
-	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, SSE: gw.SSE(), Waiter: gw, Unread: gw, APIKeys: []string{d.secrets.APIKey},
+	srv, err := d.p.AddAPI(ctx, APIOptions{WebSocket: gw, SSE: gw.SSE(), Waiter: gw, Unread: gw, Memberships: gw, APIKeys: []string{d.secrets.APIKey},
 		DefaultAppID: cmp.Or(cfg.PushSettings().DefaultApp, config.DevApp), DevPushes: d.fakes.Handler(),
 		DevJWTSecret: []byte(d.secrets.JWTSecret), DevAPIKey: d.secrets.APIKey, Root: demo.New(demo.Config{SDK: jsclient.Dist})})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/app/config"
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/lifecycle"
 	"github.com/heraldhq/herald/internal/lograte"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -87,8 +88,11 @@ type Process struct {
 	// localLive is the gateway of this process as the enricher's direct
 	// path, when it has no Redis (herald dev): set by AddGateway.
 	localLive pipeline.LivePublisher
-	stops     [numPhases][]func(context.Context)
-	closers   []func() // run last, in reverse order
+	// localGateway is this process's gateway when it has no Redis (herald
+	// dev): the fan-out's list of connected members. Set by AddGateway.
+	localGateway *delivery.Gateway
+	stops        [numPhases][]func(context.Context)
+	closers      []func() // run last, in reverse order
 
 	http     *http.Server
 	ln       net.Listener

@@ -78,14 +78,66 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 	// The fan-out stage runs beside the enricher, in its own group and
 	// transactions (pipeline/fanout.go); it stops with it.
 	fanoutID := p.cfg.TransactionalID + "-fanout"
+	flog := p.log.With("role", "fanout")
+	online, err := p.onlineMembers(flog)
+	if err != nil {
+		return err
+	}
 	p.superviseConsumer(phaseEnricher, "fanout", func() (consumer, error) {
 		return pipeline.NewFanout(pipeline.FanoutConfig{
-			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: p.log.With("role", "fanout"), Registerer: p.reg,
+			ClientOptions: opts, Topics: p.names, Store: prefs, Logger: flog, Registerer: p.reg,
 			Group: p.groupName("fanout"), TransactionalID: fanoutID,
 			InstanceID: p.instanceID(fanoutID), Rate: p.cfg.FanoutRate,
+			Threshold: int64(p.cfg.FanoutThreshold), Online: online, Devices: prefs,
 		})
 	})
 	return nil
+}
+
+// onlineMembers is where the fan-out finds a large audience's connected
+// members: a publish-only Cluster on the process's Redis (the gateways'
+// online:<topic> sets), or this process's own gateway without Redis
+// (herald dev: AddGateway first), or none.
+func (p *Process) onlineMembers(log *slog.Logger) (pipeline.OnlineMembers, error) {
+	rc, err := p.Redis()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rc == nil {
+		if p.localGateway == nil {
+			return nil, nil
+		}
+		return p.localGateway, nil
+	}
+	id := "fanout:" + p.cfg.TransactionalID
+	if cluster.ValidGatewayID(id) != nil {
+		id = "fanout"
+	}
+	cl, err := cluster.New(cluster.Config{Redis: rc, GatewayID: id, Logger: log, Registerer: p.reg})
+	if err != nil {
+		return nil, err
+	}
+	p.onStop(phaseCluster, func(context.Context) { _ = cl.Close() })
+	return cl, nil
+}
+
+// catchUp is a requester of feed catch-ups (pipeline.CatchUpRequester) on
+// the process's producer, for trigger (read: the API, connect: gateways).
+func (p *Process) catchUp(ctx context.Context, trigger string) (*pipeline.CatchUpRequester, error) {
+	st, err := p.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := p.Kafka()
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.NewCatchUpRequester(pipeline.CatchUpConfig{
+		Producer: cl, Topics: p.names, Store: st, Trigger: trigger,
+		Logger: p.log.With("component", "catch-up", "trigger", trigger), Registerer: p.reg,
+	})
 }
 
 // livePath is the enricher's direct path to the live gateways
@@ -152,6 +204,12 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	if gcfg.PositionInterval == 0 {
 		gcfg.PositionInterval = -1 // --ws-position-interval 0: never
 	}
+	// Connected users' topics are tracked for the large-audience path, and
+	// a user's first connection catches up their feeds (fanout_feed.go).
+	gcfg.Memberships = st
+	if gcfg.CatchUp, err = p.catchUp(ctx, pipeline.TriggerConnect); err != nil {
+		return nil, err
+	}
 	var deliverer pipeline.Deliverer
 	var cl *cluster.Cluster
 	if rc != nil {
@@ -172,6 +230,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		deliverer = gw
 		p.mu.Lock()
 		p.localLive = pipeline.DelivererLive{Deliverer: gw}
+		p.localGateway = gw
 		p.mu.Unlock()
 	} else {
 		if err := cl.Attach(gw); err != nil {
@@ -215,6 +274,10 @@ type APIOptions struct {
 	// Unread is told of read-state changes; nil means a publish-only
 	// Cluster with Redis (every gateway hears), nobody without.
 	Unread api.UnreadPublisher
+	// Memberships is told of subscription changes (herald dev's gateway);
+	// nil means, with Redis, the publish-only Cluster of Unread (routed to
+	// the user's gateways), nobody without.
+	Memberships api.MembershipNotifier
 	// APIKeys are accepted besides the Config's (herald dev's own key).
 	APIKeys []string
 	// DefaultAppID is the app_id of a device registration that omits it;
@@ -253,7 +316,11 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		return nil, fmt.Errorf("--api-keys: %w", err)
 	}
 	log := p.log.With("role", "api")
-	unread := o.Unread
+	catchUp, err := p.catchUp(ctx, pipeline.TriggerRead)
+	if err != nil {
+		return nil, err
+	}
+	unread, members := o.Unread, o.Memberships
 	if unread == nil {
 		rc, err := p.Redis()
 		if err != nil {
@@ -265,6 +332,9 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 				return nil, err
 			}
 			unread = pub
+			if members == nil {
+				members = pub
+			}
 			p.mu.Lock()
 			p.onStop(phaseCluster, func(context.Context) { _ = pub.Close() })
 			p.mu.Unlock()
@@ -282,6 +352,7 @@ func (p *Process) AddAPI(ctx context.Context, o APIOptions) (*api.Server, error)
 		ProduceTimeout: p.cfg.ProduceTimeout, MaxInflightBytes: int64(p.cfg.IntakeMaxInflight),
 		DefaultAppID: cmp.Or(o.DefaultAppID, p.cfg.PushSettings().DefaultApp), DevPushes: o.DevPushes,
 		DevJWTSecret: o.DevJWTSecret, DevAPIKey: o.DevAPIKey, Root: o.Root,
+		CatchUp: catchUp, Memberships: members,
 		Ready: p.Checks(),
 	})
 	if err != nil {
@@ -330,8 +401,12 @@ func (p *Process) gatewayInbox(ctx context.Context, gw *delivery.Gateway) (http.
 	if err != nil {
 		return nil, err
 	}
+	catchUp, err := p.catchUp(ctx, pipeline.TriggerRead)
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{Store: st, Users: v, Waiter: gw, Logger: p.log.With("role", "gateway"), Registerer: p.reg,
-		CORSOrigins: p.cfg.Origins, RequestsPerUser: limit(p.cfg.RateUser)})
+		CORSOrigins: p.cfg.Origins, RequestsPerUser: limit(p.cfg.RateUser), CatchUp: catchUp})
 }
 
 // Ops is the handler of a role without the user API: health, readiness

@@ -186,6 +186,17 @@ type Config struct {
 	MembershipQueue int
 	// MembershipTimeout bounds one load; 0 means 2 s.
 	MembershipTimeout time.Duration
+	// CatchUp, with Memberships, is asked after a user's topics are
+	// loaded to bring the broadcasts of their large audiences that they
+	// have not taken yet into their inbox, from where they arrive on the
+	// connection as any notification (pipeline.CatchUpRequester; bounded
+	// by MembershipTimeout, best effort). nil: only reads catch up.
+	CatchUp CatchUp
+}
+
+// CatchUp brings a user's audience feeds into their inbox.
+type CatchUp interface {
+	Request(ctx context.Context, userID string) error
 }
 
 // Errors returned by New.

@@ -122,8 +122,20 @@ func (g *Gateway) load(j loadJob) {
 		return
 	}
 	g.m.membershipLoads.WithLabelValues("ok").Inc()
-	if g.hub.install(j.user, j.e, subs) {
-		g.topicsChanged(j.user)
+	if !g.hub.install(j.user, j.e, subs) {
+		return
+	}
+	g.topicsChanged(j.user)
+	if g.cfg.CatchUp != nil && len(subs) > 0 {
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
+		err := g.cfg.CatchUp.Request(ctx, j.user)
+		cancel()
+		if err != nil && g.ctx.Err() == nil {
+			if n, ok := g.memberLog.Allow(); ok {
+				g.log.Warn("cannot request a connected user's feed catch-up; it follows their next read",
+					"user", j.user, "err", err, "suppressed", n)
+			}
+		}
 	}
 }
 

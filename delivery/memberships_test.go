@@ -263,3 +263,40 @@ type failingTopics struct{}
 func (failingTopics) Topics(context.Context, string) ([]store.Subscription, error) {
 	return nil, errors.New("store down")
 }
+
+// catchUpLog records the users a gateway asked to catch up.
+type catchUpLog struct {
+	mu    sync.Mutex
+	users []string
+}
+
+func (c *catchUpLog) Request(_ context.Context, user string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.users = append(c.users, user)
+	return nil
+}
+
+func (c *catchUpLog) asked() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.users)
+}
+
+// TestMembershipsCatchUpOnConnect: a user with topics is caught up once
+// their topics are loaded, on their first connection only; one without
+// topics is not.
+func TestMembershipsCatchUpOnConnect(t *testing.T) {
+	cu := &catchUpLog{}
+	e := newEnv(t, func(c *Config) { withMemberships(c); c.CatchUp = cu })
+	e.subscribe("ca", "t1")
+	readUntilSynced(t, e.dial("ca", ""))
+	readUntilSynced(t, e.dial("cb", "")) // no topics
+	waitMembers(t, e.gw, "t1", "ca")
+	eventually(t, "ca caught up", func() bool { return slices.Equal(cu.asked(), []string{"ca"}) })
+	readUntilSynced(t, e.dial("ca", "")) // a second connection: no new load
+	waitMembers(t, e.gw, "t1", "ca")
+	if got := cu.asked(); !slices.Equal(got, []string{"ca"}) {
+		t.Fatalf("asked %v, want ca once", got)
+	}
+}

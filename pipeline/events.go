@@ -45,11 +45,31 @@ func (w *EventWriter) SendEvents(ctx context.Context, events []herald.Event) err
 		}
 		rs[i] = r
 	}
-	// Not ProduceSync: an idempotent producer does not fail a record
-	// through its context once the record was sent, so during an outage
-	// ProduceSync outlives any deadline. Waiting on the promises or ctx,
-	// whichever comes first, keeps the caller's deadline; records acked
-	// after it are harmless duplicates the enricher drops by event id.
+	if err := produceWithin(ctx, w.cl, rs); err != nil {
+		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, err)
+	}
+	return nil
+}
+
+// Producer is the part of a *kgo.Client that produces.
+type Producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+var _ Producer = (*kgo.Client)(nil)
+
+// produceWithin produces rs through cl and waits for every
+// acknowledgement or for ctx, whichever comes first.
+//
+// Not ProduceSync: an idempotent producer does not fail a record through
+// its context once the record was sent, so during an outage ProduceSync
+// outlives any deadline. Waiting on the promises or ctx keeps the
+// caller's deadline; records acked after it must be harmless duplicates
+// (the enricher drops events by id; a catch-up is idempotent).
+func produceWithin(ctx context.Context, cl Producer, rs []*kgo.Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	var (
 		mu      sync.Mutex
 		first   error
@@ -57,7 +77,7 @@ func (w *EventWriter) SendEvents(ctx context.Context, events []herald.Event) err
 		done    = make(chan struct{})
 	)
 	for _, r := range rs {
-		w.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && first == nil {
@@ -71,12 +91,9 @@ func (w *EventWriter) SendEvents(ctx context.Context, events []herald.Event) err
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, context.Cause(ctx))
+		return context.Cause(ctx)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if first != nil {
-		return fmt.Errorf("produce %d events to %s: %w", len(rs), w.codec.Names.Events, first)
-	}
-	return nil
+	return first
 }

@@ -47,10 +47,30 @@ import (
 // in. A member who unsubscribes before their page is reached does not
 // get it either.
 
-// FanoutStore is what the fan-out stage needs from the store.
+// FanoutStore is what the fan-out stage needs from the store: the
+// audiences' members and their feeds.
 type FanoutStore interface {
 	store.Subscriptions
+	store.Feeds
 }
+
+// OnlineMembers lists the members of a topic connected to a gateway now
+// (delivery.Gateway in one process, delivery/cluster.Cluster across
+// gateways): the live path of a large audience.
+type OnlineMembers interface {
+	OnlineMembers(ctx context.Context, topic string) ([]string, error)
+}
+
+// FanoutDevices is where the fan-out stage finds which members of a large
+// audience have a device to push to; store.Devices satisfies it.
+type FanoutDevices interface {
+	Devices(ctx context.Context, userID string) ([]herald.Device, error)
+}
+
+var (
+	_ FanoutStore   = store.Store(nil)
+	_ FanoutDevices = store.Devices(nil)
+)
 
 // FanoutConfig configures a Fanout. Store, TransactionalID and a way to
 // reach the brokers are required.
@@ -70,8 +90,23 @@ type FanoutConfig struct {
 	InstanceID string
 	// Topics are the topic names. Zero value: topics.WithPrefix("").
 	Topics topics.Names
-	// Store holds the audiences' members. Required.
+	// Store holds the audiences' members and feeds. Required.
 	Store FanoutStore
+	// Threshold is the member count from which an audience's event takes
+	// the large-audience path (fanout_feed.go). Zero value: 10,000.
+	Threshold int64
+	// Online lists the connected members of a topic, who take a large
+	// audience's broadcast at once. nil: none are known, and connected
+	// members take it when they next read or connect.
+	Online OnlineMembers
+	// Devices, when set, makes a large audience's broadcast page through
+	// the members (reads only) and take it into the inbox of each member
+	// with a device, who is pushed to as for any notification. nil: no
+	// push of large-audience broadcasts.
+	Devices FanoutDevices
+	// Concurrency bounds the store calls in flight for one batch's
+	// catch-ups and device lookups. Zero value: 16.
+	Concurrency int
 	// Logger, Registerer: as the Enricher's. Zero values: slog.Default(),
 	// metrics.Registry.
 	Logger     *slog.Logger
@@ -119,6 +154,12 @@ func (c *FanoutConfig) setDefaults() error {
 	}
 	if c.PageSize <= 0 {
 		c.PageSize = 500
+	}
+	if c.Threshold <= 0 {
+		c.Threshold = 10_000
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
 	}
 	if c.Rate <= 0 {
 		c.Rate = 2000
@@ -230,35 +271,47 @@ func (f *Fanout) Run(ctx context.Context) error {
 type page struct {
 	recipients int
 	done       bool // the last page: the broadcast is complete
+	feed       bool // the first record of a large audience: put in its feed
 	created    time.Time
 }
 
-// runBatch expands each record's page in one transaction.
+// runBatch expands each record's page and runs the batch's catch-ups in
+// one transaction; the catch-ups' cursors advance once it committed.
 func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	if err := f.sess.Begin(); err != nil {
 		return errclass.Fatal(fmt.Errorf("begin transaction: %w", err))
 	}
 	var out []*kgo.Record
 	var pages []page
+	var catchUps []*CatchUpRecord
 	var rejected int
 	var err error
 	for _, r := range recs {
+		fr, derr := DecodeFanoutRecord(r)
+		if derr != nil {
+			// An undecodable record is dead-lettered, as received.
+			out = append(out, f.codec.EventDLQ(r, derr))
+			rejected++
+			continue
+		}
+		if fr.CatchUp != nil {
+			catchUps = append(catchUps, fr.CatchUp)
+			continue
+		}
 		var rs []*kgo.Record
 		var pg page
-		rs, pg, err = f.expand(ctx, r)
-		if err != nil {
-			var ve *herald.ValidationError
-			if !errors.As(err, &ve) {
-				break
-			}
-			// An undecodable record is dead-lettered, as received.
-			out = append(out, f.codec.EventDLQ(r, err))
-			rejected++
-			err = nil
-			continue
+		if rs, pg, err = f.expand(ctx, fr); err != nil {
+			break
 		}
 		out = append(out, rs...)
 		pages = append(pages, pg)
+	}
+	var cb *catchUpBatch
+	if err == nil && len(catchUps) > 0 {
+		cb, err = f.catchUp(ctx, catchUps)
+		if err == nil {
+			out = append(out, cb.out...)
+		}
 	}
 	if err == nil {
 		err = produceFlush(ctx, f.sess, out)
@@ -278,6 +331,9 @@ func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	for _, pg := range pages {
 		f.m.pages.Inc()
 		f.m.recipients.Add(float64(pg.recipients))
+		if pg.feed {
+			f.m.feedItems.Inc()
+		}
 		if pg.done {
 			f.m.lag.Observe(now.Sub(pg.created).Seconds())
 			f.m.broadcasts.Inc()
@@ -286,17 +342,31 @@ func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
 	if rejected > 0 {
 		f.m.rejected.Add(float64(rejected))
 	}
+	if cb != nil {
+		f.committed(ctx, cb, now)
+	}
 	return nil
 }
 
-// expand returns the records of r's page: one event per recipient and,
-// unless it is the last page, the continuation.
-func (f *Fanout) expand(ctx context.Context, r *kgo.Record) ([]*kgo.Record, page, error) {
-	fr, err := DecodeFanoutRecord(r)
-	if err != nil {
-		return nil, page{}, err
-	}
+// expand returns the records of fr's page: one event per recipient and,
+// unless it is the last page, the continuation. A large audience's event
+// goes to its feed instead (fanout_feed.go).
+func (f *Fanout) expand(ctx context.Context, fr FanoutRecord) ([]*kgo.Record, page, error) {
 	ev := fr.Event
+	if ev.Audience != "" {
+		if fr.Feed > 0 {
+			return f.pushPage(ctx, fr)
+		}
+		if fr.After == "" && fr.Sent == 0 {
+			n, err := f.cfg.Store.MemberCount(ctx, ev.Audience)
+			if err != nil {
+				return nil, page{}, fmt.Errorf("member count of %s: %w", ev.Audience, err)
+			}
+			if n >= f.cfg.Threshold {
+				return f.toFeed(ctx, fr)
+			}
+		}
+	}
 	next := fr
 	var ids []string
 	var done bool
@@ -378,6 +448,10 @@ func produceFlush(ctx context.Context, sess *kgo.GroupTransactSession, rs []*kgo
 type fanoutMetrics struct {
 	recipients, pages, broadcasts, rejected prometheus.Counter
 	lag                                     prometheus.Histogram
+	feedItems, materialized                 prometheus.Counter
+	cursorFailures                          prometheus.Counter
+	catchUps                                *prometheus.CounterVec
+	deliveryLag                             *prometheus.HistogramVec
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
@@ -385,10 +459,22 @@ func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
 		return metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Namespace: "herald", Subsystem: "fanout", Name: name, Help: help}))
 	}
 	return &fanoutMetrics{
-		recipients: c("recipients_total", "Recipients a multi-recipient event was expanded to (one event each in herald.events)."),
-		pages:      c("pages_total", "Pages of recipients expanded (one herald.fanout record each)."),
-		broadcasts: c("events_total", "Multi-recipient events whose last page was expanded."),
-		rejected:   c("rejected_total", "herald.fanout records that could not be decoded, dead-lettered to herald.events.dlq."),
+		recipients:     c("recipients_total", "Recipients a multi-recipient event was expanded to (one event each in herald.events)."),
+		pages:          c("pages_total", "Pages of recipients expanded (one herald.fanout record each)."),
+		broadcasts:     c("events_total", "Multi-recipient events whose last page was expanded."),
+		rejected:       c("rejected_total", "herald.fanout records that could not be decoded, dead-lettered to herald.events.dlq."),
+		feedItems:      c("feed_items_total", "Broadcasts to a large audience written to its topic's feed (once each) instead of fanned out on write."),
+		materialized:   c("materialized_total", "Broadcasts of a feed taken into a member's inbox by a catch-up (one event each in herald.events)."),
+		cursorFailures: c("cursor_failures_total", "Feed cursors that could not be advanced after a catch-up committed (harmless: the next catch-up produces those broadcasts again and the inbox drops the duplicates)."),
+		catchUps: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "catchups_total",
+			Help: "Catch-ups of a member on one feed, by trigger: live (a large broadcast, connected member), push (a large broadcast, member with a device), read (the member read their inbox), connect (the member connected).",
+		}, []string{"trigger"})),
+		deliveryLag: metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "broadcast_delivery_lag_seconds",
+			Help:    "Time from a large-audience broadcast's created_at to the commit of its event for one member, by trigger (live: connected members; read and connect: members who came back later).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 26),
+		}, []string{"trigger"})),
 		lag: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Subsystem: "fanout", Name: "lag_seconds",
 			Help:    "Time from a multi-recipient event's created_at to the commit of its last page: how long its last recipient waited for the fan-out.",

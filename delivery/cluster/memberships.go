@@ -136,7 +136,6 @@ func (c *Cluster) MembershipChanged(ctx context.Context, userID, topic string, s
 // writer's ordering.
 type memberWriter struct {
 	c       *Cluster
-	ctx     context.Context // nil: each batch gets a fresh context (Close)
 	lm      LocalMemberships
 	leaving bool // remove every entry written (Close)
 	expiry  float64
@@ -147,8 +146,8 @@ type memberWriter struct {
 	err     error
 }
 
-func (c *Cluster) newMemberWriter(ctx context.Context, lm LocalMemberships) *memberWriter {
-	return &memberWriter{c: c, ctx: ctx, lm: lm, expiry: float64(time.Now().Add(c.cfg.PresenceTTL).UnixMilli()),
+func (c *Cluster) newMemberWriter(lm LocalMemberships) *memberWriter {
+	return &memberWriter{c: c, lm: lm, expiry: float64(time.Now().Add(c.cfg.PresenceTTL).UnixMilli()),
 		add: map[string][]any{}, rem: map[string][]any{}, users: map[string][]string{}}
 }
 
@@ -156,7 +155,7 @@ func (c *Cluster) newMemberWriter(ctx context.Context, lm LocalMemberships) *mem
 // this gateway now: ZADD (fresh score) for each, ZREM for each written
 // before and gone. Users with nothing known and nothing written cost
 // nothing. After a failed batch it does nothing.
-func (w *memberWriter) user(u string) {
+func (w *memberWriter) user(ctx context.Context, u string) {
 	if w.err != nil {
 		return
 	}
@@ -198,24 +197,20 @@ func (w *memberWriter) user(u string) {
 	}
 	w.users[u] = cur
 	if w.n >= w.c.cfg.BatchSize {
-		w.write()
+		w.write(ctx)
 	}
 }
 
 // flush writes what is queued and returns the first batch's error.
-func (w *memberWriter) flush() error {
+func (w *memberWriter) flush(ctx context.Context) error {
 	if w.err == nil && len(w.users) > 0 {
-		w.write()
+		w.write(ctx)
 	}
 	return w.err
 }
 
-func (w *memberWriter) write() {
-	base := w.ctx
-	if base == nil {
-		base = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(base, w.c.cfg.Timeout)
+func (w *memberWriter) write(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.c.cfg.Timeout)
 	defer cancel()
 	adds, rems := 0, 0
 	_, err := w.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -270,13 +265,16 @@ func (c *Cluster) writtenUsers() []string {
 
 // leaveMembers removes this gateway's membership entries (Close), best
 // effort: what is left expires after PresenceTTL.
+//
+//nolint:contextcheck // Close has no context: each batch is bounded by Timeout
 func (c *Cluster) leaveMembers() error {
-	w := c.newMemberWriter(nil, nil)
+	ctx := context.Background()
+	w := c.newMemberWriter(nil)
 	w.leaving = true
 	for _, u := range c.writtenUsers() {
-		w.user(u)
+		w.user(ctx, u)
 	}
-	if err := w.flush(); err != nil {
+	if err := w.flush(ctx); err != nil {
 		c.m.redisErrors.WithLabelValues("leave").Inc()
 		c.log.Warn("could not remove membership entries; they expire by themselves", "ttl", c.cfg.PresenceTTL, "err", err)
 		return err

@@ -149,11 +149,11 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 	}
 	// The users' membership entries (memberships.go), after their presence.
 	if lm := membershipsOf(l); lm != nil {
-		w := c.newMemberWriter(ctx, lm)
+		w := c.newMemberWriter(lm)
 		for _, u := range all {
-			w.user(u)
+			w.user(ctx, u)
 		}
-		if err := w.flush(); err != nil {
+		if err := w.flush(ctx); err != nil {
 			if ctx.Err() == nil {
 				c.redisFailed("membership", err, "users", len(all))
 			}
@@ -200,7 +200,7 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 	lm := membershipsOf(l)
 	var mw *memberWriter
 	if lm != nil {
-		mw = c.newMemberWriter(ctx, lm)
+		mw = c.newMemberWriter(lm)
 	}
 	l.LocalUsers(func(u string) {
 		if failed {
@@ -211,7 +211,7 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 			write()
 		}
 		if mw != nil {
-			mw.user(u)
+			mw.user(ctx, u)
 		}
 	})
 	if len(batch) > 0 {
@@ -224,10 +224,10 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 	// dropped change) are removed here.
 	for _, u := range c.writtenUsers() {
 		if !l.Present(u) {
-			mw.user(u)
+			mw.user(ctx, u)
 		}
 	}
-	if err := mw.flush(); err != nil && ctx.Err() == nil {
+	if err := mw.flush(ctx); err != nil && ctx.Err() == nil {
 		c.redisFailed("membership", err)
 	}
 }

@@ -365,11 +365,12 @@ func (s *suite) feedConcurrent(t *testing.T) {
 					err = st.SetFeedCursor(ctx, u, topic, pos)
 				}
 				mu.Lock()
-				if err != nil {
+				switch {
+				case err != nil:
 					errs = append(errs, err)
-				} else if !created {
+				case !created:
 					errs = append(errs, fmt.Errorf("w%d-%d: created=false", w, i))
-				} else {
+				default:
 					all = append(all, pos)
 				}
 				mu.Unlock()
