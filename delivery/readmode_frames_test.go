@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -87,5 +89,27 @@ func TestSplitFrames(t *testing.T) {
 	readUntil(t, stalled, `"type":"unread"`)
 	if n := e.gw.ConnCount(); n != 2 {
 		t.Fatalf("%d connections open, want 2", n)
+	}
+}
+
+// TestShutdownDropsSilentClients: clients that never answer the close
+// frame are dropped when Shutdown's context ends (in epoll mode by
+// shutting the parked sockets down, which wakes their workers), and every
+// connection is released before Shutdown returns.
+func TestShutdownDropsSilentClients(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CloseGrace = time.Hour })
+	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	for i := range 5 {
+		nc := rawDial(t, addr, token(t, "silent-"+string(rune('a'+i))))
+		defer nc.Close()
+	}
+	eventually(t, "the connections to register", func() bool { return e.gw.ConnCount() == 5 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.gw.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown = %v, want context.Canceled", err)
+	}
+	if n := e.gw.ConnCount(); n != 0 {
+		t.Fatalf("%d connections left after Shutdown", n)
 	}
 }
