@@ -505,6 +505,7 @@ func (g *Gateway) startPoller() {
 	g.pollUpgrader = g.upgrader
 	g.pollUpgrader.ReadBufferSize = 0
 	g.pollBuffer = max(g.cfg.ReadBufferSize, minPollReadBuffer)
+	g.log.Info("reading WebSockets in epoll mode", "workers", g.cfg.ReadWorkers, "read_buffer", g.pollBuffer)
 }
 
 // verify authenticates token; expires is the token's end in Unix
