@@ -481,33 +481,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.replay(after, hasAfter) //nolint:contextcheck // gateway-owned, see above
 }
 
-// upgrade upgrades the request; in epoll mode through a hijackTap, which
-// it returns.
-func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *hijackTap, error) {
-	if g.poll == nil {
-		ws, err := g.upgrader.Upgrade(w, r, nil)
-		return ws, nil, err
-	}
-	tap := &hijackTap{ResponseWriter: w, size: g.pollBuffer}
-	ws, err := g.pollUpgrader.Upgrade(tap, r, nil)
-	return ws, tap, err
-}
-
-// startPoller starts the epoll read mode, or logs why the gateway reads in
-// goroutine mode instead.
-func (g *Gateway) startPoller() {
-	p, err := newPoller(g)
-	if err != nil {
-		g.log.Warn("epoll read mode unavailable, reading connections in goroutine mode", "err", err)
-		return
-	}
-	g.poll = p
-	g.pollUpgrader = g.upgrader
-	g.pollUpgrader.ReadBufferSize = 0
-	g.pollBuffer = max(g.cfg.ReadBufferSize, minPollReadBuffer)
-	g.log.Info("reading WebSockets in epoll mode", "workers", g.cfg.ReadWorkers, "read_buffer", g.pollBuffer)
-}
-
 // verify authenticates token; expires is the token's end in Unix
 // nanoseconds, 0 if the verifier does not tell.
 func (g *Gateway) verify(token string) (user string, expires int64, err error) {

@@ -51,16 +51,6 @@ import (
 // once the gateway's WaitGroup has drained, i.e. when no connection is
 // left.
 
-// Frame opcodes (RFC 6455 5.2).
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
-)
-
 // poller is the epoll instance, its loop and its workers.
 type poller struct {
 	g            *Gateway

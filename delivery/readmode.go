@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/gorilla/websocket"
 )
 
 // ReadMode is how a gateway reads its WebSocket connections
@@ -34,6 +36,16 @@ func ParseReadMode(s string) (ReadMode, error) {
 	}
 	return "", fmt.Errorf("unknown read mode %q: want %s or %s", s, ReadGoroutine, ReadEpoll)
 }
+
+// Frame opcodes (RFC 6455 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xa
+)
 
 // Connection states of the poller (pollConn.state).
 const (
@@ -105,3 +117,30 @@ func (h *hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // minPollReadBuffer is the smallest read buffer of epoll mode: gorilla
 // reuses the hijacked reader only above 256 bytes.
 const minPollReadBuffer = 257
+
+// upgrade upgrades the request; in epoll mode through a hijackTap, which
+// it returns.
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *hijackTap, error) {
+	if g.poll == nil {
+		ws, err := g.upgrader.Upgrade(w, r, nil)
+		return ws, nil, err
+	}
+	tap := &hijackTap{ResponseWriter: w, size: g.pollBuffer}
+	ws, err := g.pollUpgrader.Upgrade(tap, r, nil)
+	return ws, tap, err
+}
+
+// startPoller starts the epoll read mode, or logs why the gateway reads in
+// goroutine mode instead.
+func (g *Gateway) startPoller() {
+	p, err := newPoller(g)
+	if err != nil {
+		g.log.Warn("epoll read mode unavailable, reading connections in goroutine mode", "err", err)
+		return
+	}
+	g.poll = p
+	g.pollUpgrader = g.upgrader
+	g.pollUpgrader.ReadBufferSize = 0
+	g.pollBuffer = max(g.cfg.ReadBufferSize, minPollReadBuffer)
+	g.log.Info("reading WebSockets in epoll mode", "workers", g.cfg.ReadWorkers, "read_buffer", g.pollBuffer)
+}
