@@ -22,7 +22,17 @@ import (
 // so the client side costs only a socket, and waits for the synced frame.
 func rawDial(tb testing.TB, addr, tok string) net.Conn {
 	tb.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return rawDialFrom(tb, addr, tok, nil)
+}
+
+// rawDialFrom is rawDial from the source address local (nil: any).
+func rawDialFrom(tb testing.TB, addr, tok string, local *net.TCPAddr) net.Conn {
+	tb.Helper()
+	d := net.Dialer{}
+	if local != nil {
+		d.LocalAddr = local
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
 	}

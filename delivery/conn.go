@@ -55,6 +55,11 @@ type conn struct {
 	// dead mirrors closed for lock-free checks on hot paths.
 	dead atomic.Bool
 
+	// pc is the connection's registration with the gateway's poller in
+	// epoll read mode (set before it is armed, never changed); nil in
+	// goroutine mode and for SSE.
+	pc *pollConn
+
 	mu sync.Mutex
 	// Everything below is guarded by mu.
 	queue        [][]byte         // frames waiting for the writer, oldest first
@@ -332,7 +337,16 @@ func (s wsSink) ping() error {
 	return s.c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.c.g.cfg.WriteTimeout))
 }
 
-func (s wsSink) drop() { _ = s.c.ws.Close() }
+// drop closes the socket; in epoll mode it only shuts the socket down, so
+// that the descriptor stays the poller's until its worker has unregistered
+// it (a closed descriptor's number can be reused at once).
+func (s wsSink) drop() {
+	if s.c.pc != nil {
+		s.c.pc.shutdown()
+		return
+	}
+	_ = s.c.ws.Close()
+}
 
 // close writes the close frame and gives the client CloseGrace to answer
 // it; the reader then sees the answer (or the deadline) and tears the
@@ -342,8 +356,8 @@ func (s wsSink) close(code int, reason string) {
 	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 		time.Now().Add(c.g.cfg.WriteTimeout))
 	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-		_ = c.ws.Close()
+		s.drop()
 		return
 	}
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(c.g.cfg.CloseGrace))
+	c.setReadDeadline(c.g.cfg.CloseGrace)
 }

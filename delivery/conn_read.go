@@ -19,12 +19,23 @@ func (c *conn) extendReadDeadline() {
 	if c.ws == nil || c.dead.Load() { // an SSE stream reads nothing
 		return
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(c.g.readWait))
+	c.setReadDeadline(c.g.readWait)
 	if c.dead.Load() {
 		// Closed between the check and the set: restore the short deadline
 		// sendClose may already have set.
-		_ = c.ws.SetReadDeadline(time.Now().Add(c.g.cfg.CloseGrace))
+		c.setReadDeadline(c.g.cfg.CloseGrace)
 	}
+}
+
+// setReadDeadline gives the client d from now to send something: the
+// socket's read deadline in goroutine mode, the poller's idle deadline in
+// epoll mode (where the socket's deadline only bounds a worker's read).
+func (c *conn) setReadDeadline(d time.Duration) {
+	if c.pc != nil {
+		c.pc.readBy.Store(time.Now().Add(d).UnixNano())
+		return
+	}
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(d))
 }
 
 // rateLimited takes one token of the user's frame bucket, or closes the
@@ -60,26 +71,33 @@ func (c *conn) readLoop() {
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
-			c.readFailed(err)
+			if c.readFailed(err) {
+				c.linger()
+			}
 			return
 		}
-		c.extendReadDeadline()
-		if c.dead.Load() || c.rateLimited() {
-			continue // closing: wait for the client's close frame
-		}
-		if mt != websocket.TextMessage {
-			c.close(CloseUnsupportedData, "binary frames are not supported", "protocol_error")
-			continue
-		}
-		f, err := DecodeClientFrame(data)
-		if err != nil {
-			var fe *FrameError
-			errors.As(err, &fe)
-			c.close(fe.Code, fe.Reason, "protocol_error")
-			continue
-		}
-		c.queueRead(f)
+		c.onMessage(mt, data)
 	}
+}
+
+// onMessage handles one client message (both read modes).
+func (c *conn) onMessage(mt int, data []byte) {
+	c.extendReadDeadline()
+	if c.dead.Load() || c.rateLimited() {
+		return // closing: wait for the client's close frame
+	}
+	if mt != websocket.TextMessage {
+		c.close(CloseUnsupportedData, "binary frames are not supported", "protocol_error")
+		return
+	}
+	f, err := DecodeClientFrame(data)
+	if err != nil {
+		var fe *FrameError
+		errors.As(err, &fe)
+		c.close(fe.Code, fe.Reason, "protocol_error")
+		return
+	}
+	c.queueRead(f)
 }
 
 // queueRead merges a read frame into the pending read marks and starts the
@@ -153,15 +171,16 @@ func (c *conn) markRead(all bool, seqs []uint64) {
 	c.g.unread.PublishUnread(ctx, c.user, unread)
 }
 
-// readFailed records why reading stopped.
-func (c *conn) readFailed(err error) {
+// readFailed records why reading stopped. linger reports that the caller
+// should linger before the teardown.
+func (c *conn) readFailed(err error) (linger bool) {
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has sent 1009; let the client read it before the TCP close.
 		c.close(0, "", "too_big")
-		c.linger()
+		return true
 	case errors.As(err, &ce):
 		c.close(0, "", "client_closed") // gorilla answered the close frame
 	case errors.As(err, &ne) && ne.Timeout():
@@ -171,6 +190,7 @@ func (c *conn) readFailed(err error) {
 	default:
 		c.close(0, "", "read_error")
 	}
+	return false
 }
 
 // lingerIdle ends linger once the client has been quiet that long.
@@ -195,7 +215,8 @@ func (c *conn) linger() {
 	}
 }
 
-// teardown releases the connection; only the reader calls it, once.
+// teardown releases the connection; only the reader (in epoll mode the
+// poller's worker that unregistered it) calls it, once.
 func (c *conn) teardown() {
 	_ = c.ws.Close()
 	c.release(c.g.m.connections, "disconnected")

@@ -18,7 +18,9 @@
 //     serialises all connections through one goroutine or one lock.
 //   - An idle connection owns exactly one goroutine, its reader, started
 //     fresh after the upgrade so it does not inherit net/http's grown
-//     stack. There is no writer goroutine per connection: when a frame is
+//     stack; in epoll read mode (Config.ReadMode, poll_linux.go) none: it
+//     is parked on the gateway's poller and read by a pooled worker only
+//     when its socket has input. There is no writer goroutine per connection: when a frame is
 //     queued on a connection without a writer, a short-lived writer
 //     goroutine drains the queue and exits. The write buffer is pooled and
 //     the read buffer small.

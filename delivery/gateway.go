@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,6 +129,25 @@ type Config struct {
 	// WriteBufferSize is the size of the pooled write buffers; 0 means 4 KiB.
 	WriteBufferSize int
 
+	// ReadMode is how connections are read: ReadGoroutine, one reader
+	// goroutine parked in each connection's socket read; or ReadEpoll,
+	// quiet connections parked on one epoll instance and read by a pool of
+	// ReadWorkers goroutines while they have input (poll_linux.go; Linux
+	// only: elsewhere, or if the epoll instance cannot be made, New logs it
+	// and uses ReadGoroutine). "" means ReadGoroutine; another value makes
+	// New fail.
+	ReadMode ReadMode
+	// ReadWorkers (epoll mode) is the number of goroutines reading
+	// connections that have input; 0 means 4×GOMAXPROCS, at least 8.
+	ReadWorkers int
+	// FrameTimeout (epoll mode) bounds each socket read of a worker. A
+	// frame that fits the read buffer is never waited for: the connection
+	// is parked with the part received. The rest of a frame larger than the
+	// buffer is read by gorilla: a client that stalls in it for longer is
+	// dropped (reason timeout). 0 means 1 s. In epoll mode ReadBufferSize
+	// is at least 257 bytes (gorilla reuses a reader only above 256).
+	FrameTimeout time.Duration
+
 	// UpgradeRate is how many WebSocket upgrades per second this gateway
 	// admits (a token bucket of UpgradeBurst, checked after the token and
 	// before the upgrade); the excess is refused with 503 and Retry-After
@@ -222,6 +242,13 @@ type Gateway struct {
 	hub      hub
 	readWait time.Duration // PingInterval + PongWait
 
+	// poll reads the connections in epoll mode; nil in goroutine mode.
+	// pollUpgrader is upgrader with ReadBufferSize 0, so that gorilla
+	// reads through the reader hijackTap gives it (of pollBuffer bytes).
+	poll         *poller
+	pollUpgrader websocket.Upgrader
+	pollBuffer   int
+
 	origins *origin.Matcher
 	m       *gatewayMetrics
 	adm     *admission
@@ -238,7 +265,9 @@ type Gateway struct {
 	// no Run: its goroutines are counted by wg instead.
 	life lifecycle.Lifecycle
 	// wg counts every goroutine the gateway owns: ServeHTTP calls, readers,
-	// writers, gap fills, ping loops and membership loaders.
+	// writers, gap fills, ping loops and membership loaders; in epoll mode
+	// also every connection registered with the poller (not the poller's
+	// own goroutines, stopped after wg has drained).
 	wg    sync.WaitGroup
 	done  chan struct{} // closed when wg has drained after Shutdown
 	conns atomic.Int64
@@ -342,6 +371,11 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: Config.AllowedOrigins: %w", err)
 	}
+	if cfg.ReadMode, err = ParseReadMode(string(cfg.ReadMode)); err != nil {
+		return nil, fmt.Errorf("delivery: Config.ReadMode: %w", err)
+	}
+	def(&cfg.ReadWorkers, max(8, 4*runtime.GOMAXPROCS(0)))
+	defDur(&cfg.FrameTimeout, time.Second)
 
 	g := &Gateway{
 		cfg:      cfg,
@@ -370,6 +404,9 @@ func New(cfg Config) (*Gateway, error) {
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			writeError(w, status, reason.Error())
 		},
+	}
+	if cfg.ReadMode == ReadEpoll {
+		g.startPoller()
 	}
 	for i := range cfg.PingLoops {
 		g.wg.Add(1)
@@ -406,12 +443,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.wg.Done()
 	user, expires, after := hs.user, hs.expires, hs.after
 	hasAfter := hs.hasAfter
-	ws, err := g.upgrader.Upgrade(w, r, nil)
+	ws, tap, err := g.upgrade(w, r)
 	if err != nil {
 		return // the upgrader answered with an error
 	}
 	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
 	c.out = wsSink{c}
+	if tap != nil && tap.br != nil {
+		g.poll.prepare(c, tap.br)
+	}
 	first, load, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
@@ -435,7 +475,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.log.Debug("connected", "user", user, "after", r.URL.Query().Get("after"), "remote", r.RemoteAddr)
 
 	ws.SetReadLimit(g.cfg.MaxMessageBytes)
-	_ = ws.SetReadDeadline(time.Now().Add(g.readWait))
+	c.setReadDeadline(g.readWait)
 	ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
 	ws.SetPingHandler(c.onPing)
 	// A fresh goroutine starts with a small stack; this one has grown
@@ -444,7 +484,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// gateway's context, which Shutdown cancels, and StoreTimeout, not by
 	// r.Context(): that ends when ServeHTTP returns, while the reader lives on.
 	g.wg.Add(1)
-	go c.readLoop()           //nolint:contextcheck // gateway-owned, see above
+	if c.pc != nil {
+		g.poll.arm(c.pc) // the registration holds the count
+	} else {
+		go c.readLoop() //nolint:contextcheck // gateway-owned, see above
+	}
 	c.replay(after, hasAfter) //nolint:contextcheck // gateway-owned, see above
 }
 
@@ -557,6 +601,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.cancel()
 		go func() {
 			g.wg.Wait()
+			if g.poll != nil {
+				g.poll.stop() // no connection is left to read
+			}
 			close(g.done)
 		}()
 	}

@@ -53,6 +53,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	if os.Getenv("DELIVERY_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	cfg.ReadMode = ReadMode(os.Getenv(readModeEnv))
 	if tweak != nil {
 		tweak(&cfg)
 	}

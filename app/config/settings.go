@@ -87,6 +87,7 @@ const (
 	fWSMaxReplays    = "ws-max-replays"
 	fWSReplayWait    = "ws-replay-wait"
 	fWSPositionEvery = "ws-position-interval"
+	fWSReadMode      = "ws-read-mode"
 	fRouterFromEnd   = "router-from-end"
 
 	fDataDir   = "data-dir"
@@ -261,6 +262,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: func(c *Config) value { return durationValue{&c.WSReplayWait} }},
 			{flag: fWSPositionEvery, env: "HERALD_WS_POSITION_INTERVAL", def: "5s", usage: "how often a quiet WebSocket is compared with the inbox's last seq, filling a notification lost between gateways (0: never)",
 				bind: func(c *Config) value { return durationValue{&c.WSPositionInterval} }},
+			{flag: fWSReadMode, env: "HERALD_WS_READ_MODE", def: "goroutine", usage: "how the gateway reads WebSockets: goroutine (a reader goroutine per connection) or epoll (quiet connections parked on one epoll instance, read by a pool of goroutines when they have input: less memory per idle connection; Linux only, elsewhere goroutine)",
+				bind: str(func(c *Config) *string { return &c.WSReadMode })},
 			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
 				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
 
@@ -302,7 +305,7 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fWSReadMode}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
@@ -312,7 +315,7 @@ var roles = map[string][]string{
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
-			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),
+			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery, fWSReadMode}),
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
 	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID}, storeSel, cassandra),

@@ -124,6 +124,9 @@ func (c *Command) validate() error {
 	if uses(fWSReplayWait) && cfg.WSReplayWait <= 0 {
 		bad(fWSReplayWait, "%s: must be above 0", cfg.WSReplayWait)
 	}
+	if uses(fWSReadMode) && cfg.WSReadMode != "goroutine" && cfg.WSReadMode != "epoll" {
+		bad(fWSReadMode, "%q: must be goroutine or epoll", cfg.WSReadMode)
+	}
 	if uses(fWSPositionEvery) && cfg.WSPositionInterval < 0 {
 		bad(fWSPositionEvery, "%s: must be 0 (never) or more", cfg.WSPositionInterval)
 	}
