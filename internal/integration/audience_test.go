@@ -113,7 +113,7 @@ func TestLargeAudience(t *testing.T) {
 		members = n
 	}
 	const connected, sampled = 2000, 1000
-	deadline := time.Now().Add(8 * time.Minute)
+	deadline := time.Now().Add(15 * time.Minute) // adding 100,000 members takes about 5 minutes here
 	e := newEnv(t)
 	t.Cleanup(func() { keepLogs(t, e, t.Name()) })
 	apiP := e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api")
