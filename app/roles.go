@@ -148,6 +148,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins, FrameRate: p.cfg.WSFrameRate,
 		UpgradeRate: p.cfg.WSUpgradeRate, UpgradeBurst: p.cfg.WSUpgradeBurst,
 		MaxReplays: p.cfg.WSMaxReplays, ReplayWait: p.cfg.WSReplayWait, PositionInterval: p.cfg.WSPositionInterval,
+		Compression: p.cfg.WSCompression,
 	}
 	if gcfg.PositionInterval == 0 {
 		gcfg.PositionInterval = -1 // --ws-position-interval 0: never

@@ -58,7 +58,7 @@ func (c *conn) readLoop() {
 	defer c.g.wg.Done()
 	defer c.teardown()
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, data, err := readMessage(c.ws, c.g.cfg.MaxMessageBytes, c.g.cfg.WriteTimeout)
 		if err != nil {
 			c.readFailed(err)
 			return

@@ -81,6 +81,7 @@ type Config struct {
 	WSMaxReplays       int           // replays reading the store at once
 	WSReplayWait       time.Duration // wait for a replay slot before close 1013
 	WSPositionInterval time.Duration // position check of quiet connections; 0 = never
+	WSCompression      bool          // permessage-deflate negotiable with the clients that offer it
 
 	DataDir   string // herald dev, token, send: data directory (embedded Kafka, store, dev secrets)
 	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)

@@ -87,6 +87,7 @@ const (
 	fWSMaxReplays    = "ws-max-replays"
 	fWSReplayWait    = "ws-replay-wait"
 	fWSPositionEvery = "ws-position-interval"
+	fWSCompression   = "ws-compression"
 	fRouterFromEnd   = "router-from-end"
 
 	fDataDir   = "data-dir"
@@ -261,6 +262,12 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: func(c *Config) value { return durationValue{&c.WSReplayWait} }},
 			{flag: fWSPositionEvery, env: "HERALD_WS_POSITION_INTERVAL", def: "5s", usage: "how often a quiet WebSocket is compared with the inbox's last seq, filling a notification lost between gateways (0: never)",
 				bind: func(c *Config) value { return durationValue{&c.WSPositionInterval} }},
+			// Off by default: it saves about a third of a notification's
+			// bytes for 17 to 42 µs more CPU per frame, 3 to 9 times the
+			// uncompressed write (docs/BENCHMARKS.md "WebSocket
+			// compression"): worth it on metered or slow links only.
+			{flag: fWSCompression, env: "HERALD_WS_COMPRESSION", def: "false", usage: "let WebSocket clients that offer permessage-deflate negotiate it: frames of 128 bytes or more are then sent deflated (flate level 1), for CPU on every frame (false: never negotiated)",
+				bind: func(c *Config) value { return boolValue{&c.WSCompression} }},
 			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
 				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
 
@@ -302,7 +309,7 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fWSCompression}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
@@ -312,7 +319,7 @@ var roles = map[string][]string{
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
-			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery}),
+			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery, fWSCompression}),
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
 	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID}, storeSel, cassandra),
