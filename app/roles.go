@@ -143,6 +143,7 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		return nil, err
 	}
 	log := p.log.With("role", "gateway", "gateway", p.cfg.GatewayID)
+	p.startFileLimit(log)
 	gcfg := delivery.Config{
 		Store: st, Verifier: v, Logger: log, Registerer: p.reg,
 		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins, FrameRate: p.cfg.WSFrameRate,
