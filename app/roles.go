@@ -195,12 +195,14 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 		return nil, err
 	}
 	log := p.log.With("role", "gateway", "gateway", p.cfg.GatewayID)
+	p.startFileLimit(log)
 	gcfg := delivery.Config{
 		Store: st, Verifier: v, Logger: log, Registerer: p.reg,
 		ReplayLimit: p.cfg.ReplayLimit, AllowedOrigins: p.cfg.Origins, FrameRate: p.cfg.WSFrameRate,
 		UpgradeRate: p.cfg.WSUpgradeRate, UpgradeBurst: p.cfg.WSUpgradeBurst,
 		MaxReplays: p.cfg.WSMaxReplays, ReplayWait: p.cfg.WSReplayWait, PositionInterval: p.cfg.WSPositionInterval,
-		ReadMode: delivery.ReadMode(p.cfg.WSReadMode),
+		ReadMode:    delivery.ReadMode(p.cfg.WSReadMode),
+		Compression: p.cfg.WSCompression,
 	}
 	if gcfg.PositionInterval == 0 {
 		gcfg.PositionInterval = -1 // --ws-position-interval 0: never

@@ -330,6 +330,7 @@ var (
 
 func (s wsSink) frame(f []byte) error {
 	_ = s.c.ws.SetWriteDeadline(time.Now().Add(s.c.g.cfg.WriteTimeout))
+	s.c.g.compressFrame(s.c.ws, f)
 	return s.c.ws.WriteMessage(websocket.TextMessage, f)
 }
 

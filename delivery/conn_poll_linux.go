@@ -154,7 +154,7 @@ func (p *poller) serve(pc *pollConn) {
 			return
 		case scanMessage:
 			_ = nc.SetReadDeadline(time.Now().Add(p.frameTimeout))
-			mt, data, err := c.ws.ReadMessage()
+			mt, data, err := readMessage(c.ws, c.g.cfg.MaxMessageBytes, c.g.cfg.WriteTimeout)
 			if err != nil {
 				p.readFailed(pc, err)
 				return

@@ -69,7 +69,7 @@ func (c *conn) readLoop() {
 	defer c.g.wg.Done()
 	defer c.teardown()
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, data, err := readMessage(c.ws, c.g.cfg.MaxMessageBytes, c.g.cfg.WriteTimeout)
 		if err != nil {
 			if c.readFailed(err) {
 				c.linger()

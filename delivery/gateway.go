@@ -128,6 +128,16 @@ type Config struct {
 	ReadBufferSize int
 	// WriteBufferSize is the size of the pooled write buffers; 0 means 4 KiB.
 	WriteBufferSize int
+	// Compression lets a client that offers permessage-deflate (RFC 7692,
+	// Sec-WebSocket-Extensions) negotiate it, connection by connection:
+	// the gateway then sends its frames of 128 bytes or more deflated at
+	// flate level 1, without context takeover, and inflates what the client
+	// compresses (MaxMessageBytes bounds the inflated frame). It saves a
+	// third of a notification's bytes for CPU on every frame (17 to 42 µs
+	// more per 656-byte notification on the 2-core dev machine,
+	// compression.go). false (the zero value) never negotiates
+	// it: every frame is sent as is.
+	Compression bool
 
 	// ReadMode is how connections are read: ReadGoroutine, one reader
 	// goroutine parked in each connection's socket read; or ReadEpoll,
@@ -399,6 +409,8 @@ func New(cfg Config) (*Gateway, error) {
 		ReadBufferSize:   cfg.ReadBufferSize,
 		WriteBufferSize:  cfg.WriteBufferSize,
 		WriteBufferPool:  &sync.Pool{},
+		// Negotiated only with the clients that offer it (compression.go).
+		EnableCompression: cfg.Compression,
 		// The origin was checked before the upgrade, with a JSON error.
 		CheckOrigin: func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -474,6 +486,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.m.connections.Inc()
 	g.log.Debug("connected", "user", user, "after", r.URL.Query().Get("after"), "remote", r.RemoteAddr)
 
+	g.setCompression(ws)
 	ws.SetReadLimit(g.cfg.MaxMessageBytes)
 	c.setReadDeadline(g.readWait)
 	ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })

@@ -82,6 +82,7 @@ type Config struct {
 	WSReplayWait       time.Duration // wait for a replay slot before close 1013
 	WSPositionInterval time.Duration // position check of quiet connections; 0 = never
 	WSReadMode         string        // how the gateway reads WebSockets: goroutine or epoll (delivery.ReadMode)
+	WSCompression      bool          // permessage-deflate negotiable with the clients that offer it
 
 	DataDir   string // herald dev, token, send: data directory (embedded Kafka, store, dev secrets)
 	KafkaPort int    // herald dev: port of the embedded Kafka on 127.0.0.1 (0: any)

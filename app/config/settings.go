@@ -88,6 +88,7 @@ const (
 	fWSReplayWait    = "ws-replay-wait"
 	fWSPositionEvery = "ws-position-interval"
 	fWSReadMode      = "ws-read-mode"
+	fWSCompression   = "ws-compression"
 	fRouterFromEnd   = "router-from-end"
 
 	fDataDir   = "data-dir"
@@ -264,6 +265,12 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: func(c *Config) value { return durationValue{&c.WSPositionInterval} }},
 			{flag: fWSReadMode, env: "HERALD_WS_READ_MODE", def: "goroutine", usage: "how the gateway reads WebSockets: goroutine (a reader goroutine per connection) or epoll (quiet connections parked on one epoll instance, read by a pool of goroutines when they have input: less memory per idle connection; Linux only, elsewhere goroutine)",
 				bind: str(func(c *Config) *string { return &c.WSReadMode })},
+			// Off by default: it saves about a third of a notification's
+			// bytes for 17 to 42 µs more CPU per frame, 3 to 9 times the
+			// uncompressed write (docs/BENCHMARKS.md "WebSocket
+			// compression"): worth it on metered or slow links only.
+			{flag: fWSCompression, env: "HERALD_WS_COMPRESSION", def: "false", usage: "let WebSocket clients that offer permessage-deflate negotiate it: frames of 128 bytes or more are then sent deflated (flate level 1), for CPU on every frame (false: never negotiated)",
+				bind: func(c *Config) value { return boolValue{&c.WSCompression} }},
 			{flag: fRouterFromEnd, env: "HERALD_ROUTER_FROM_END", def: "false", usage: "a new gateway group starts at the end of herald.deliveries instead of replaying its retention",
 				bind: func(c *Config) value { return boolValue{&c.RouterFromEnd} }},
 
@@ -305,7 +312,7 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fWSReadMode}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fWSReadMode, fWSCompression}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
@@ -315,7 +322,7 @@ var roles = map[string][]string{
 	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
-			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery, fWSReadMode}),
+			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery, fWSReadMode, fWSCompression}),
 	// The pusher serves only health, readiness and metrics on --addr; its
 	// apps, delay and retry policy are the push: section of --config.
 	"pusher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID}, storeSel, cassandra),
