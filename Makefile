@@ -6,7 +6,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 15s
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all build run test test-web test-web-browser test-integration fuzz bench bench-e2e bench-storm lint vet fmt stack-up stack-down stack-status clean
+.PHONY: all build run test test-web test-web-browser test-integration fuzz bench bench-e2e bench-storm bench-conns lint vet fmt stack-up stack-down stack-status clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench-e2e:
 # in its own process (scripts/bench/storm.sh, docs/BENCHMARKS.md).
 bench-storm:
 	GO=$(GO) bash scripts/bench/storm.sh
+
+# Connections on one machine (scripts/bench/conns.sh, docs/BENCHMARKS.md):
+# idle RSS per connection for each read mode, then 100,000 connections over
+# six epoll gateways on the real stack and one broadcast to all of them.
+bench-conns:
+	GO=$(GO) bash scripts/bench/conns.sh
 
 lint:
 	$(GO) run $(GOLANGCI) run ./...

@@ -241,11 +241,24 @@ func (r *chaosRun) startEnricher(t *testing.T) {
 	r.enricher = r.e.start(r.name("enricher"), "enricher", "HERALD_TRANSACTIONAL_ID="+r.e.prefix+"enricher")
 }
 
+// chaosReadModes are the gateways' WebSocket read modes by slot
+// (HERALD_IT_WS_READ_MODES, comma separated; default one of each, so that
+// every scenario runs both modes side by side and the gateway faults hit
+// either).
+func chaosReadModes() []string {
+	if v := os.Getenv("HERALD_IT_WS_READ_MODES"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"goroutine", "epoll"}
+}
+
 // startGateway starts the gateway of a slot (its id is the slot's, so a
-// restarted gateway is the same member of the cluster) and points the
-// clients that dial that slot at its new address.
+// restarted gateway is the same member of the cluster, in the slot's read
+// mode) and points the clients that dial that slot at its new address.
 func (r *chaosRun) startGateway(t *testing.T, slot int) {
-	p := r.e.start(r.name(fmt.Sprintf("gateway%c", 'a'+slot)), "gateway", fmt.Sprintf("HERALD_GATEWAY_ID=%sgw%d", r.e.prefix, slot))
+	modes := chaosReadModes()
+	p := r.e.start(r.name(fmt.Sprintf("gateway%c", 'a'+slot)), "gateway", fmt.Sprintf("HERALD_GATEWAY_ID=%sgw%d", r.e.prefix, slot),
+		"HERALD_WS_READ_MODE="+modes[slot%len(modes)])
 	r.gws[slot] = p
 	if r.driver != nil {
 		r.driver.setGateway(slot, p.addr)

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Connections on one machine (docs/BENCHMARKS.md, "Connections on one
+# machine"), two measurements with fixed parameters and one table:
+#
+#  1. Idle memory: BenchmarkIdleRSS (delivery/idle_rss_test.go) with
+#     CONNS_IDLE idle connections against a gateway child process, for the
+#     goroutine read mode (the old gateway), the epoll mode, and the epoll
+#     mode with a 257-byte read buffer and GOMEMLIMIT=64MiB; RSS growth per
+#     connection.
+#  2. Capacity on the real (secured) stack: a fresh keyspace and topic
+#     prefix, the api role, one enricher (HERALD_FANOUT_RATE=CONNS_FANOUT_RATE)
+#     and CONNS_GATEWAYS gateways in epoll mode (--http-max-conns 19,000
+#     each: a process may hold 20,000 files here); CONNS_TOTAL users made
+#     members of one topic through the API, then connected, one WebSocket
+#     each, by herald-conns processes of at most 15,000 connections each,
+#     spread over source addresses 127.1.0.1, 127.1.0.2, … (1,000 per
+#     address); once every gateway has loaded its users' topics, one
+#     broadcast to the topic through POST /v1/events (the audience path:
+#     at or above --fanout-threshold it goes to the topic's feed and every
+#     connected member is caught up at once). Reports the connections held,
+#     the gateways' total RSS before and after, and the broadcast's p50,
+#     p99 and last arrival (produce→WebSocket, from the event's created_at),
+#     with missing, duplicate and dropped counts.
+#
+# Starts the stack when it is down (and stops it at the end, unless
+# BENCH_KEEP_STACK=1). Logs under $STACK_DIR/bench/conns-*/. Loopback only;
+# every step is bounded in time. Exits 1 when a connection failed, was
+# dropped, or missed or doubled the broadcast.
+#
+#	make bench-conns        # or: bash scripts/bench/conns.sh
+#
+# Settings (environment):
+#	CONNS_TOTAL        connections (and members) in the capacity run; 100000
+#	CONNS_GATEWAYS     gateway processes; 6
+#	CONNS_PER_CLIENT   connections per herald-conns process; 15000
+#	CONNS_IDLE         connections of the idle-memory runs; 15000
+#	CONNS_SKIP_IDLE=1  skip part 1; CONNS_SKIP_CAPACITY=1 skip part 2
+#	CONNS_FANOUT_RATE  the enricher's HERALD_FANOUT_RATE; 50000
+#	CONNS_DIAL_RATE    connections opened per second by each client; 400
+#	CONNS_PORT_BASE    first of the roles' ports; 19301
+#	Only CONNS_TOTAL and CONNS_GATEWAYS at their defaults give the figures
+#	of docs/BENCHMARKS.md.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+STACK_DIR=${STACK_DIR:-$ROOT/.stack}
+export STACK_DIR
+GO=${GO:-go}
+TOTAL=${CONNS_TOTAL:-100000}
+NGW=${CONNS_GATEWAYS:-6}
+PER_CLIENT=${CONNS_PER_CLIENT:-15000}
+IDLE=${CONNS_IDLE:-15000}
+FANOUT_RATE=${CONNS_FANOUT_RATE:-50000}
+DIAL_RATE=${CONNS_DIAL_RATE:-400}
+PORT_BASE=${CONNS_PORT_BASE:-19301}
+for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-conns: $v=${!v}: want a positive integer" >&2; exit 1; }
+done
+if ((PER_CLIENT > 18000)); then
+	echo "bench-conns: CONNS_PER_CLIENT=$PER_CLIENT: a process may hold 20,000 files here" >&2
+	exit 1
+fi
+if (((TOTAL + NGW - 1) / NGW > 18500)); then
+	echo "bench-conns: $TOTAL connections over $NGW gateways is more than 18,500 per gateway (20,000 files per process)" >&2
+	exit 1
+fi
+T0=$(date +%s)
+RUN_DIR=$STACK_DIR/bench/conns-$T0
+mkdir -p "$RUN_DIR"
+ulimit -n "$(ulimit -Hn)"
+
+PIDS=()
+STARTED_STACK=0
+stop_all() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+}
+cleanup() {
+	stop_all
+	if [[ $STARTED_STACK == 1 && ${BENCH_KEEP_STACK:-0} != 1 ]]; then
+		bash scripts/stack/stack.sh down || true
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+COMMIT=$(git rev-parse --short HEAD)
+[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || COMMIT+="+dirty"
+ROWS=()
+FAILED=0
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# ---- 1. Idle memory per read mode ----
+if [[ ${CONNS_SKIP_IDLE:-0} != 1 ]]; then
+	echo "bench-conns: idle memory, $IDLE connections per mode (logs: $RUN_DIR/idle-*.log)"
+	"$GO" test -c -o "$RUN_DIR/delivery.test" ./delivery/
+	idle() { # LABEL MODE [ENV...]
+		local label=$1 mode=$2 log=$RUN_DIR/idle-$1.log per total
+		shift 2
+		if ! (cd delivery && env IDLE_MODES="$mode" IDLE_CONNS="$IDLE" "$@" timeout 600 "$RUN_DIR/delivery.test" \
+			-test.run '^$' -test.bench 'IdleRSS$' -test.benchtime 1x) >"$log" 2>&1; then
+			ROWS+=("| idle RSS per connection, $label | failed, see $log |")
+			FAILED=1
+			return
+		fi
+		per=$(awk '/rss-bytes\/conn/ { for (i = 2; i <= NF; i++) if ($i == "rss-bytes/conn") print $(i - 1) }' "$log")
+		total=$(awk '/rss-MiB/ { for (i = 2; i <= NF; i++) if ($i == "rss-MiB") print $(i - 1) }' "$log")
+		ROWS+=("| idle RSS per connection, $label ($IDLE connections) | $per B (gateway $total MiB) |")
+	}
+	idle "goroutine mode" goroutine
+	idle "epoll mode" epoll
+	idle "epoll mode, read buffer 257, GOMEMLIMIT=64MiB" epoll IDLE_READ_BUFFER=257 GOMEMLIMIT=64MiB
+fi
+
+# ---- 2. Capacity on the real stack ----
+if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
+	if [[ $(bash scripts/stack/stack.sh status 2>/dev/null | grep -Ec '^(kafka|cassandra|redis) +ready') != 3 ]]; then
+		STARTED_STACK=1
+	fi
+	bash scripts/stack/stack.sh up
+	"$GO" build -o bin/herald ./cmd/herald
+	"$GO" build -o bin/herald-conns ./cmd/herald-conns
+	set -a
+	# shellcheck disable=SC1091
+	. "$STACK_DIR/herald.env"
+	set +a
+	export HERALD_STORE=cassandra
+	export HERALD_JWT_SECRET=bench-secret-bench-secret-bench-secret-0123
+	export HERALD_API_KEYS=bench-key
+	export HERALD_LOG_LEVEL=${HERALD_LOG_LEVEL:-warn}
+	export HERALD_CASSANDRA_KEYSPACE=herald_conns_$T0
+	export HERALD_TOPIC_PREFIX=conns$T0.
+	export HERALD_TRANSACTIONAL_ID=conns$T0-enricher
+	unset HERALD_ADMIN_ADDR
+	API=http://127.0.0.1:$PORT_BASE
+	RUN=conns$T0
+	TOPIC=capacity-$T0
+	EVENT=$RUN-broadcast
+	echo "bench-conns: capacity, $TOTAL connections over $NGW gateways; keyspace $HERALD_CASSANDRA_KEYSPACE; logs in $RUN_DIR"
+
+	bin/herald migrate >"$RUN_DIR/migrate.log" 2>&1 || { cat "$RUN_DIR/migrate.log"; exit 1; }
+	bin/herald topics >"$RUN_DIR/topics.log" 2>&1 || { cat "$RUN_DIR/topics.log"; exit 1; }
+	start_role() { # NAME PORT ROLE [ENV...]
+		local name=$1 port=$2 role=$3
+		shift 3
+		env HERALD_ADDR=127.0.0.1:$port "$@" bin/herald "$role" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
+		PIDS+=("$!")
+	}
+	start_role api "$PORT_BASE" api HERALD_GATEWAY_ID="$RUN-api"
+	start_role enricher $((PORT_BASE + 1)) enricher HERALD_FANOUT_RATE="$FANOUT_RATE"
+	GW_PIDS=() GW_URLS=() GW_PORTS=()
+	for g in $(seq 1 "$NGW"); do
+		port=$((PORT_BASE + 1 + g))
+		start_role "gateway-$g" "$port" gateway HERALD_GATEWAY_ID="$RUN-gw$g" HERALD_WS_READ_MODE=epoll \
+			HERALD_HTTP_MAX_CONNS=19000 HERALD_WS_UPGRADE_RATE=5000 HERALD_WS_UPGRADE_BURST=5000
+		GW_PIDS+=("${PIDS[-1]}") GW_URLS+=("ws://127.0.0.1:$port") GW_PORTS+=("$port")
+	done
+	for port in $(seq "$PORT_BASE" $((PORT_BASE + 1 + NGW))); do
+		for i in $(seq 1 120); do
+			curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break
+			for pid in "${PIDS[@]}"; do
+				kill -0 "$pid" 2>/dev/null || { echo "bench-conns: a role exited; see $RUN_DIR/*.log" >&2; tail -n 20 "$RUN_DIR"/*.log >&2; exit 1; }
+			done
+			((i == 120)) && { echo "bench-conns: 127.0.0.1:$port not ready after 60 s" >&2; exit 1; }
+			sleep 0.5
+		done
+	done
+	rss_gateways() { # total VmRSS of the gateways, MiB
+		local pid kb total=0
+		for pid in "${GW_PIDS[@]}"; do
+			kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+			total=$((total + kb))
+		done
+		awk -v kb=$total 'BEGIN { printf "%.0f", kb / 1024 }'
+	}
+	metric_sum() { # NAME-AND-LABELS: the sum over the gateways
+		local port
+		for port in "${GW_PORTS[@]}"; do
+			curl -fsS -m 10 "http://127.0.0.1:$port/metrics" || true
+		done | awk -v m="$1" 'index($0, m " ") == 1 { s += $NF } END { printf "%d", s }'
+	}
+	RSS_EMPTY=$(rss_gateways)
+
+	# Members, through the API: calls of 2,000 ids, two at a time (each
+	# member is a conditional write in Cassandra).
+	began=$(date +%s)
+	members() { # FROM TO (inclusive)
+		local ids
+		ids=$(seq "$1" "$2" | sed "s/.*/\"$RUN-&\"/" | paste -sd,)
+		curl -fsS -m 120 -o /dev/null -X POST -H "Authorization: Bearer bench-key" -H 'Content-Type: application/json' \
+			--data-binary "{\"add\":[$ids]}" "$API/v1/audiences/$TOPIC/members"
+	}
+	jobs_=()
+	for ((from = 0; from < TOTAL; from += 2000)); do
+		to=$((from + 1999 < TOTAL - 1 ? from + 1999 : TOTAL - 1))
+		members "$from" "$to" &
+		jobs_+=("$!")
+		if ((${#jobs_[@]} == 2)); then
+			wait "${jobs_[0]}" || { echo "bench-conns: adding members failed; see $RUN_DIR/api.log" >&2; exit 1; }
+			jobs_=("${jobs_[@]:1}")
+		fi
+	done
+	for j in "${jobs_[@]}"; do
+		wait "$j" || { echo "bench-conns: adding members failed; see $RUN_DIR/api.log" >&2; exit 1; }
+	done
+	MEMBERS_S=$(($(date +%s) - began))
+	echo "bench-conns: $TOTAL members added in ${MEMBERS_S} s"
+
+	# The clients.
+	GATEWAYS=$(IFS=,; echo "${GW_URLS[*]}")
+	CLIENT_PIDS=()
+	began=$(date +%s)
+	for ((from = 0, k = 0; from < TOTAL; from += PER_CLIENT, k++)); do
+		count=$((TOTAL - from < PER_CLIENT ? TOTAL - from : PER_CLIENT))
+		bin/herald-conns -gateways "$GATEWAYS" -run "$RUN" -from "$from" -count "$count" -event "$EVENT" \
+			-dial-rate "$DIAL_RATE" -timeout 20m -out "$RUN_DIR/latency-$k.txt" >"$RUN_DIR/client-$k.log" 2>&1 </dev/null &
+		PIDS+=("$!") CLIENT_PIDS+=("$!")
+	done
+	NCLIENTS=${#CLIENT_PIDS[@]}
+	while :; do
+		ready=$(cat "$RUN_DIR"/client-*.log 2>/dev/null | grep -c '^READY ' || true)
+		((ready == NCLIENTS)) && break
+		for pid in "${CLIENT_PIDS[@]}"; do
+			kill -0 "$pid" 2>/dev/null || { echo "bench-conns: a client exited before it was ready:" >&2; tail -n 5 "$RUN_DIR"/client-*.log >&2; exit 1; }
+		done
+		(($(date +%s) - began > 900)) && { echo "bench-conns: clients not ready after 900 s" >&2; exit 1; }
+		sleep 1
+	done
+	CONNECT_S=$(($(date +%s) - began))
+	echo "bench-conns: $TOTAL connections open in ${CONNECT_S} s; waiting for the gateways to load their members' topics"
+	began=$(date +%s)
+	while :; do
+		loaded=$(metric_sum 'herald_gateway_membership_loads_total{result="ok"}')
+		((loaded >= TOTAL)) && break
+		if (($(date +%s) - began > 300)); then
+			echo "bench-conns: the gateways loaded $loaded of $TOTAL users' topics in 300 s (failed: $(metric_sum 'herald_gateway_membership_loads_total{result="error"}'), dropped: $(metric_sum 'herald_gateway_membership_loads_total{result="dropped"}'))" >&2
+			exit 1
+		fi
+		sleep 1
+	done
+	sleep 3 # the online-member sets are written in batches, once a second at most
+	RSS_HELD=$(rss_gateways)
+	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+	created=$(date -u +%FT%T.%NZ)
+	curl -fsS -m 30 -o /dev/null -X POST -H "Authorization: Bearer bench-key" -H 'Content-Type: application/json' \
+		--data-binary "{\"id\":\"$EVENT\",\"audience\":\"$TOPIC\",\"type\":\"broadcast\",\"title\":\"to every connection\",\"created_at\":\"$created\"}" \
+		"$API/v1/events" || { echo "bench-conns: POST /v1/events failed" >&2; exit 1; }
+	rc=0
+	for pid in "${CLIENT_PIDS[@]}"; do
+		wait "$pid" || rc=1
+	done
+	RSS_AFTER=$(rss_gateways)
+	LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+	# The clients exited: take them out of the set stop_all waits for.
+	PIDS=("${PIDS[@]:0:$((${#PIDS[@]} - NCLIENTS))}")
+	[[ $rc == 0 ]] || FAILED=1
+	held=0 received=0 missing=0 duplicate=0 dropped=0
+	for log in "$RUN_DIR"/client-*.log; do
+		line=$(grep '^RESULT ' "$log" || true)
+		[[ -n $line ]] || { echo "bench-conns: no RESULT in $log" >&2; FAILED=1; continue; }
+		held=$((held + $(field held "$line"))) received=$((received + $(field received "$line")))
+		missing=$((missing + $(field missing "$line"))) duplicate=$((duplicate + $(field duplicate "$line")))
+		dropped=$((dropped + $(field dropped "$line")))
+	done
+	read -r p50 p99 last < <(cat "$RUN_DIR"/latency-*.txt 2>/dev/null | sort -n | awk '{ v[n++] = $1 } END {
+		if (n == 0) { print "- - -"; exit }
+		i50 = int(0.50 * n); i99 = int(0.99 * n); if (i99 >= n) i99 = n - 1
+		printf "%.0f %.0f %.0f\n", v[i50] / 1000, v[i99] / 1000, v[n - 1] / 1000 }')
+	ROWS+=("| capacity: connections held ($NGW epoll gateways, $NCLIENTS client processes) | $held of $TOTAL (opened in $CONNECT_S s; $TOTAL members added in $MEMBERS_S s) |")
+	ROWS+=("| capacity: gateways' total RSS, started / holding $TOTAL / after the broadcast | $RSS_EMPTY / $RSS_HELD / $RSS_AFTER MiB ($(awk -v a="$RSS_HELD" -v b="$RSS_EMPTY" -v n="$TOTAL" 'BEGIN { printf "%.0f", (a - b) * 1048576 / n }') B per connection held) |")
+	ROWS+=("| capacity: one broadcast to all, produce→WebSocket p50 / p99 / last | $p50 / $p99 / $last ms |")
+	ROWS+=("| capacity: received / missing / duplicate / dropped | $received / $missing / $duplicate / $dropped |")
+	ROWS+=("| capacity: load average before / after the broadcast | $LOAD_BEFORE / $LOAD_AFTER |")
+	stop_all
+fi
+
+echo
+echo "bench-conns: $(nproc) CPUs, $(date -u +%FT%TZ), commit $COMMIT, $(($(date +%s) - T0)) s in all"
+echo "| measurement | result |"
+echo "|---|---|"
+printf '%s\n' "${ROWS[@]}"
+exit "$FAILED"
