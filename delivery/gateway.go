@@ -207,13 +207,9 @@ type Config struct {
 	// satisfies it. nil means no membership tracking: OnlineMembers
 	// returns nil and MembershipChanged does nothing.
 	Memberships Memberships
-	// MembershipLoaders is how many goroutines load users' topics; 0 means
-	// 4.
+	// MembershipLoaders is how many goroutines load users' topics (each
+	// load is a store read, then the catch-up request's); 0 means 16.
 	MembershipLoaders int
-	// MembershipQueue bounds the loads waiting for a loader; a connection
-	// that finds it full is accepted but its user is not listed by
-	// OnlineMembers. 0 means 4,096.
-	MembershipQueue int
 	// MembershipTimeout bounds one load; 0 means 2 s.
 	MembershipTimeout time.Duration
 	// CatchUp, with Memberships, is asked after a user's topics are
@@ -287,7 +283,7 @@ type Gateway struct {
 
 	// loads feeds the membership loaders (memberships.go); nil without
 	// Config.Memberships.
-	loads     chan loadJob
+	loads     *loadQueue
 	memberLog redisguard.LogLimiter
 }
 
@@ -373,8 +369,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.PositionInterval = 5 * time.Second
 	}
 	def(&cfg.PositionChecks, 8)
-	def(&cfg.MembershipLoaders, 4)
-	def(&cfg.MembershipQueue, 4096)
+	def(&cfg.MembershipLoaders, 16)
 	defDur(&cfg.MembershipTimeout, 2*time.Second)
 
 	origins, err := origin.Parse(cfg.AllowedOrigins)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 
+	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/store"
 )
 
@@ -18,10 +21,12 @@ import (
 // the load of the user's topics to a small pool of loaders
 // (Config.MembershipLoaders, fed by a queue of Config.MembershipQueue), so
 // the connection is never delayed: until the load completes the user is
-// not listed. A load that fails, times out (Config.MembershipTimeout) or
-// finds the queue full is logged and counted; the user stays unlisted
-// until their next first connection here. The last connection drops the
-// entry. MembershipChanged edits a loaded entry, and is kept for the end of
+// not listed. The queue is bounded by the connections themselves (one
+// load per connected user at most), so a reconnect storm delays listings
+// but loses none. A load that fails or times out (Config.MembershipTimeout)
+// is logged, counted and tried again after a backoff (200 ms doubling to
+// 30 s) for as long as the user stays connected. The last connection drops
+// the entry. MembershipChanged edits a loaded entry, and is kept for the end of
 // a load still running.
 //
 // The entries and the shard's index topic → users are guarded by the
@@ -55,7 +60,7 @@ const maxPendingChanges = 64
 // membership is one connected user's topics. Guarded by its shard's lock.
 type membership struct {
 	loaded  bool                // topics is valid
-	failed  bool                // the load failed: the user is not listed
+	failed  bool                // given up (too many changes during the load): not listed
 	topics  map[string]struct{} // when loaded
 	pending []topicChange       // MembershipChanged calls during the load
 }
@@ -65,27 +70,92 @@ type topicChange struct {
 	subscribed bool
 }
 
-// loadJob asks a loader for the topics of user's entry e.
+// loadJob asks a loader for the topics of user's entry e; attempt counts
+// the failed loads before this one.
 type loadJob struct {
-	user string
-	e    *membership
+	user    string
+	e       *membership
+	attempt int
+}
+
+// loadRetry spaces the attempts of a load that failed; the entry stays
+// unlisted meanwhile, and retries end when the user leaves.
+var loadRetry = retry.Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second}
+
+// loadQueue holds the loads waiting for a loader, oldest first. It needs
+// no bound of its own: an entry has at most one load queued or running
+// (a retry is queued only when the attempt before it ended), and entries
+// are bounded by the connections the gateway accepts (--http-max-conns).
+// A connection storm therefore waits for its loads instead of losing them.
+type loadQueue struct {
+	mu   sync.Mutex    // a leaf: nothing else is locked under it
+	jobs []loadJob     // guarded by mu
+	wake chan struct{} // capacity 1: a job may be waiting
+}
+
+func newLoadQueue() *loadQueue { return &loadQueue{wake: make(chan struct{}, 1)} }
+
+func (q *loadQueue) push(j loadJob) {
+	q.mu.Lock()
+	q.jobs = append(q.jobs, j)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *loadQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the oldest job; when more are left it wakes another loader.
+func (q *loadQueue) pop() (loadJob, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.jobs) == 0 {
+		return loadJob{}, false
+	}
+	j := q.jobs[0]
+	q.jobs[0] = loadJob{}
+	q.jobs = q.jobs[1:]
+	if len(q.jobs) == 0 {
+		q.jobs = nil // let the backing array go
+	} else {
+		q.signal()
+	}
+	return j, true
+}
+
+// len is the number of loads waiting.
+func (q *loadQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.jobs)
 }
 
 // startLoaders starts the membership loaders, counted by g.wg and ended by
 // Shutdown.
 func (g *Gateway) startLoaders() {
-	g.loads = make(chan loadJob, g.cfg.MembershipQueue)
+	g.loads = newLoadQueue()
 	for range g.cfg.MembershipLoaders {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
 			for {
-				select {
-				case <-g.life.Stopping():
-					return
-				case j := <-g.loads:
-					g.load(j)
+				j, ok := g.loads.pop()
+				if !ok {
+					select {
+					case <-g.life.Stopping():
+						return
+					case <-g.loads.wake:
+						continue
+					}
 				}
+				if g.ctx.Err() != nil {
+					return
+				}
+				g.load(j)
 			}
 		}()
 	}
@@ -93,32 +163,34 @@ func (g *Gateway) startLoaders() {
 
 // loadTopics queues the load of user's new entry e; it never blocks.
 func (g *Gateway) loadTopics(user string, e *membership) {
-	select {
-	case g.loads <- loadJob{user, e}:
-	default:
-		g.hub.giveUp(user, e)
-		g.m.membershipLoads.WithLabelValues("dropped").Inc()
-		if n, ok := g.memberLog.Allow(); ok {
-			g.log.Warn("membership load queue full; user not listed as online for their topics",
-				"user", user, "queue", g.cfg.MembershipQueue, "suppressed", n)
-		}
-	}
+	g.loads.push(loadJob{user: user, e: e})
 }
 
-// load reads j's topics and installs them, unless the entry has gone.
+// load reads j's topics and installs them, unless the entry has gone. A
+// failed load is tried again after a backoff while the entry is the
+// user's.
 func (g *Gateway) load(j loadJob) {
+	if !g.hub.current(j.user, j.e) {
+		return // the user left (or left and came back: a newer load runs)
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
 	subs, err := g.cfg.Memberships.Topics(ctx, j.user)
 	cancel()
 	if err != nil {
-		g.hub.giveUp(j.user, j.e)
-		g.m.membershipLoads.WithLabelValues("error").Inc()
-		if g.ctx.Err() == nil {
-			if n, ok := g.memberLog.Allow(); ok {
-				g.log.Warn("cannot load a connected user's topics; not listed as online for them",
-					"user", j.user, "err", err, "suppressed", n)
-			}
+		if g.ctx.Err() != nil {
+			return
 		}
+		g.m.membershipLoads.WithLabelValues("error").Inc()
+		if n, ok := g.memberLog.Allow(); ok {
+			g.log.Warn("cannot load a connected user's topics; not listed as online for them until a retry succeeds",
+				"user", j.user, "attempt", j.attempt+1, "err", err, "suppressed", n)
+		}
+		next := loadJob{user: j.user, e: j.e, attempt: j.attempt + 1}
+		time.AfterFunc(loadRetry.Attempt(next.attempt), func() {
+			if g.ctx.Err() == nil {
+				g.loads.push(next)
+			}
+		})
 		return
 	}
 	g.m.membershipLoads.WithLabelValues("ok").Inc()
@@ -215,14 +287,13 @@ func (h *hub) install(user string, e *membership, subs []store.Subscription) boo
 	return true
 }
 
-// giveUp marks user's entry e failed, if it is still theirs.
-func (h *hub) giveUp(user string, e *membership) {
+// current reports whether e is still user's entry and still wants its
+// topics.
+func (h *hub) current(user string, e *membership) bool {
 	s := h.shardOf(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mems[user] == e {
-		e.failed, e.pending = true, nil
-	}
+	return s.mems[user] == e && !e.failed && !e.loaded
 }
 
 // change applies ch to user's entry, or keeps it for the end of the load;

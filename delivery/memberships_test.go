@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -177,14 +178,15 @@ func TestMembershipChangedDuringLoad(t *testing.T) {
 	}
 }
 
-// A failed load leaves the user unlisted and the connection working.
+// A failing load leaves the user unlisted and the connection working,
+// and is tried again while the user stays connected.
 func TestMembershipLoadFailure(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(c *Config) { c.Memberships = failingTopics{}; c.Registerer = reg })
 	c := e.dial("mg", "")
 	readUntilSynced(t, c)
-	eventually(t, "load failure counted", func() bool {
-		return counterValue(e.gw.m.membershipLoads.WithLabelValues("error")) == 1
+	eventually(t, "load failures retried", func() bool {
+		return counterValue(e.gw.m.membershipLoads.WithLabelValues("error")) >= 2
 	})
 	if _, ok := e.gw.LocalTopics("mg"); ok {
 		t.Fatal("topics known after a failed load")
@@ -197,6 +199,63 @@ func TestMembershipLoadFailure(t *testing.T) {
 	if f := read(t, c); f.Type != "notification" {
 		t.Fatalf("the connection does not work: %+v", f)
 	}
+}
+
+// A load that fails twice succeeds on its third attempt, with the changes
+// made meanwhile applied; a user who left is not retried.
+func TestMembershipLoadRetried(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	flaky := &flakyTopics{fails: 2}
+	e := newEnv(t, func(c *Config) {
+		flaky.Memberships = c.Store.(*memory.Store)
+		c.Memberships = flaky
+		c.Registerer = reg
+	})
+	e.subscribe("mr", "t1")
+	readUntilSynced(t, e.dial("mr", ""))
+	e.gw.MembershipChanged(context.Background(), "mr", "t2", true)
+	waitMembers(t, e.gw, "t1", "mr")
+	waitMembers(t, e.gw, "t2", "mr")
+	if got := counterValue(e.gw.m.membershipLoads.WithLabelValues("error")); got != 2 {
+		t.Fatalf("errors counted %v, want 2", got)
+	}
+
+	flaky.set(1 << 30) // from now on every load fails
+	c := e.dial("ms", "")
+	readUntilSynced(t, c)
+	eventually(t, "the first attempt failed", func() bool { return flaky.calls("ms") >= 1 })
+	_ = c.Close()
+	eventually(t, "ms gone", func() bool { return e.gw.ConnCount() == 1 })
+	n := flaky.calls("ms")
+	time.Sleep(3 * loadRetry.Min) // room for retries that must not come
+	if got := flaky.calls("ms"); got > n+1 {
+		t.Fatalf("loads of a user who left: %d, then %d", n, got)
+	}
+}
+
+// A connection storm larger than the loaders can keep up with waits for
+// its loads and loses none.
+func TestMembershipLoadsNotDropped(t *testing.T) {
+	gate := &gatedTopics{release: make(chan struct{}), started: make(chan struct{}, 1)}
+	e := newEnv(t, func(c *Config) {
+		gate.Memberships = c.Store.(*memory.Store)
+		c.Memberships = gate
+		c.MembershipLoaders = 1
+	})
+	const n = 40
+	var want []string
+	for i := range n {
+		u := fmt.Sprintf("storm-%02d", i)
+		e.subscribe(u, "big")
+		readUntilSynced(t, e.dial(u, ""))
+		want = append(want, u)
+	}
+	<-gate.started
+	if q := e.gw.loads.len(); q < n-1 {
+		t.Fatalf("%d loads waiting behind the held one, want %d", q, n-1)
+	}
+	close(gate.release)
+	waitMembers(t, e.gw, "big", want...)
 }
 
 func TestMembershipsNotTracked(t *testing.T) {
@@ -259,6 +318,41 @@ func (g *gatedTopics) Topics(ctx context.Context, user string) ([]store.Subscrip
 }
 
 type failingTopics struct{}
+
+// flakyTopics fails the first fails loads of every user, then passes them
+// to Memberships; it counts the calls per user.
+type flakyTopics struct {
+	Memberships
+	mu    sync.Mutex
+	fails int
+	n     map[string]int
+}
+
+func (f *flakyTopics) set(fails int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fails = fails
+}
+
+func (f *flakyTopics) calls(user string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[user]
+}
+
+func (f *flakyTopics) Topics(ctx context.Context, user string) ([]store.Subscription, error) {
+	f.mu.Lock()
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	f.n[user]++
+	fail := f.n[user] <= f.fails
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("store busy")
+	}
+	return f.Memberships.Topics(ctx, user)
+}
 
 func (failingTopics) Topics(context.Context, string) ([]store.Subscription, error) {
 	return nil, errors.New("store down")

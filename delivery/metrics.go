@@ -67,7 +67,7 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 			Namespace: "herald", Subsystem: "gateway", Name: "position_behind_total", Help: "Connections a position check found behind the inbox (a notification lost on the way, or not routed yet); they are filled from the inbox.",
 		})),
 		membershipLoads: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "herald", Subsystem: "gateway", Name: "membership_loads_total", Help: "Loads of a newly connected user's topics (Config.Memberships), by result (ok; error: the store failed or timed out; dropped: the load queue was full). A user whose load did not succeed is not listed by OnlineMembers until their next first connection.",
+			Namespace: "herald", Subsystem: "gateway", Name: "membership_loads_total", Help: "Loads of a newly connected user's topics (Config.Memberships), by result (ok; error: the store failed or timed out, counted per attempt). A failed load is tried again after a backoff while the user stays connected; until one succeeds the user is not listed by OnlineMembers.",
 		}, []string{"result"})),
 	}
 }
