@@ -72,19 +72,10 @@ ulimit -n "$(ulimit -Hn)"
 
 PIDS=()
 STARTED_STACK=0
+# shellcheck source=scripts/bench/procs.sh
+. scripts/bench/procs.sh
 stop_all() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids 20 "${PIDS[@]}"
 	PIDS=()
 }
 cleanup() {

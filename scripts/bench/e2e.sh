@@ -64,19 +64,10 @@ rm -rf "$BENCH_DIR"/run-* "$BENCH_DIR"/profile-*
 ROLE_PIDS=()
 STARTED_STACK=0
 WORKTREE=0
+# shellcheck source=scripts/bench/procs.sh
+. scripts/bench/procs.sh
 stop_roles() {
-	local pid
-	for pid in "${ROLE_PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${ROLE_PIDS[@]}"; do
-		for _ in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids 10 "${ROLE_PIDS[@]}"
 	ROLE_PIDS=()
 }
 cleanup() {
