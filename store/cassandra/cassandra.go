@@ -53,6 +53,9 @@ type Store struct {
 	log     *slog.Logger
 	q       statements
 	m       *storeMetrics
+	// cache is the writers' cache of users' states (writercache.go); nil
+	// when Config.WriterCacheIDs is negative.
+	cache *writerCache
 
 	// commitFn runs a conditional batch: s.commit, replaced by tests to
 	// simulate commits whose outcome is lost.
@@ -201,7 +204,7 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: keyspace %s lacks tables %s; run `herald migrate`", ErrNotMigrated, st.Keyspace, strings.Join(missing, ", "))
 	}
-	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer)}
+	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer), cache: newWriterCache(st.WriterCacheIDs)}
 	s.commitFn = s.commit
 	s.execFn = execBatch
 	s.lwtFn = mapScanCAS

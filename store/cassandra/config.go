@@ -27,6 +27,7 @@ const (
 	DefaultMaxBatch          = 100
 	DefaultMaxRetries        = 3
 	DefaultMaxCASAttempts    = 50
+	DefaultWriterCacheIDs    = 1_000_000
 )
 
 // Config configures Open. The zero value of every field but Hosts is usable.
@@ -81,6 +82,14 @@ type Config struct {
 	// and batch part) when concurrent writers keep winning; zero means
 	// DefaultMaxCASAttempts. Exceeding it returns ErrContention.
 	MaxCASAttempts int
+	// WriterCacheIDs bounds the event ids the store's writers keep in
+	// memory, for all users together (about 30 bytes each), so that an
+	// append of new events to a user already seen by the writer skips the
+	// read of the user's partition (doc.go, "The writer's cache"); a user
+	// whose index holds more than WriterCacheIDs/64 entries is not cached.
+	// Zero means DefaultWriterCacheIDs (about 30 MB), negative turns the
+	// cache off (every append part reads first).
+	WriterCacheIDs int
 	// Logger; nil means slog.Default(). The driver's own messages go to it
 	// too, at warning level and above.
 	Logger *slog.Logger
@@ -191,6 +200,9 @@ func (cfg Config) settle() (settings, error) {
 	}
 	if s.MaxCASAttempts <= 0 {
 		s.MaxCASAttempts = DefaultMaxCASAttempts
+	}
+	if s.WriterCacheIDs == 0 {
+		s.WriterCacheIDs = DefaultWriterCacheIDs
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

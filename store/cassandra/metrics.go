@@ -21,6 +21,10 @@ type storeMetrics struct {
 	// countFailures counts member count updates (subscription_counts)
 	// that failed: each may leave a topic's count off by one.
 	countFailures prometheus.Counter
+	// writerCache counts the writer cache's work (writercache.go): parts
+	// written without a read ("skipped"), parts read first ("read": the
+	// user not cached, heavy, or an id maybe known), and users loaded.
+	writerCache *prometheus.CounterVec
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -45,5 +49,9 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 			Namespace: "herald", Subsystem: "cassandra", Name: "member_count_failures_total",
 			Help: "Member count updates (a counter, never retried) that failed or timed out; each may leave a topic's count off by one.",
 		})),
+		writerCache: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "writer_cache_total",
+			Help: "The inbox writer's cache: append parts written without reading the user's partition first (skipped), parts read first (read), user states loaded (load).",
+		}, []string{"outcome"})),
 	}
 }

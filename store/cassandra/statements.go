@@ -30,6 +30,7 @@ const ownerColumns = `user_id, gen, platform, app_id, created_at, registered_at,
 type statements struct {
 	meta          string
 	metaAndEvents string
+	stateAndIndex string
 	commit        string
 	anchor        string
 
@@ -125,6 +126,10 @@ func newStatements(ks string) statements {
 		// statics and the dedup lookup of an Append in one read.
 		metaAndEvents: f(`SELECT kind, event_key, target_seq, {statics} FROM {ks}.inbox
 			WHERE user_id = ? AND kind IN ({anchor}, {event}) AND seq = 0 AND event_key IN ?`),
+		// The anchor with the statics and the whole event index of a user:
+		// the writer cache's load (writercache.go), bounded by its per-user cap.
+		stateAndIndex: f(`SELECT kind, event_key, {statics} FROM {ks}.inbox
+			WHERE user_id = ? AND kind IN ({anchor}, {event}) AND seq = 0 LIMIT ?`),
 		// The readers' state: every MarkRead and MarkAllRead is one
 		// conditional batch holding this statement; statics never expire.
 		commit: f(`UPDATE {ks}.inbox USING TTL 0 SET rev = ?, read_upto = ?, read_above = ?, op = ?

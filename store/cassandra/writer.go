@@ -223,24 +223,41 @@ func (w *writer) appendChecked(ctx context.Context, ns []herald.Notification, re
 }
 
 // appendUser appends one user's notifications (idx into ns, in input order).
+// With the writer cache, the user's state is taken from it (or loaded:
+// one read, as the uncached way would make) and put back only once every
+// part is written.
 func (w *writer) appendUser(ctx context.Context, userID string, idx []int, ns []herald.Notification, results []store.AppendResult) error {
 	mu := &w.users[maphash.String(w.seed, userID)%uint64(len(w.users))]
 	mu.Lock()
 	defer mu.Unlock()
+	var st *userState
+	if c := w.s.cache; c != nil {
+		if st = c.take(w, userID); st == nil {
+			var err error
+			if st, err = w.loadUser(ctx, userID); err != nil {
+				return err
+			}
+		}
+	}
 	for len(idx) > 0 {
 		n := min(len(idx), w.s.cfg.MaxBatch)
-		if err := w.appendPart(ctx, userID, idx[:n], ns, results); err != nil {
+		if err := w.appendPart(ctx, userID, idx[:n], ns, results, st); err != nil {
 			return err
 		}
 		idx = idx[n:]
+	}
+	if st != nil {
+		w.s.cache.put(userID, st)
 	}
 	return nil
 }
 
 // appendPart writes up to MaxBatch notifications of one user atomically:
-// one read of the user's state and of the part's event ids, then one
-// batch stamped with the next timestamp of the epoch.
-func (w *writer) appendPart(ctx context.Context, userID string, idx []int, ns []herald.Notification, results []store.AppendResult) error {
+// one batch stamped with the next timestamp of the epoch, after one read
+// of the user's state and of the part's event ids, unless the writer's
+// state st (nil without the cache) knows that every one of the ids is new.
+// On success st follows what the batch wrote.
+func (w *writer) appendPart(ctx context.Context, userID string, idx []int, ns []herald.Notification, results []store.AppendResult, st *userState) error {
 	s := w.s
 	var eventIDs []string
 	seen := make(map[string]bool, len(idx))
@@ -250,13 +267,25 @@ func (w *writer) appendPart(ctx context.Context, userID string, idx []int, ns []
 			eventIDs = append(eventIDs, e)
 		}
 	}
-	m, targets, err := s.readMetaAndEvents(ctx, userID, eventIDs)
-	if err != nil {
-		return err
-	}
-	stored, err := s.storedEvents(ctx, userID, targets, m)
-	if err != nil {
-		return err
+	var (
+		m      meta
+		stored map[string]herald.Notification
+	)
+	if st != nil && !s.cache.known(st, eventIDs) {
+		m = meta{exists: st.exists, last: st.last}
+		s.m.writerCache.WithLabelValues("skipped").Inc()
+	} else {
+		if st != nil {
+			s.m.writerCache.WithLabelValues("read").Inc()
+		}
+		var targets map[string]int64
+		var err error
+		if m, targets, err = s.readMetaAndEvents(ctx, userID, eventIDs); err != nil {
+			return err
+		}
+		if stored, err = s.storedEvents(ctx, userID, targets, m); err != nil {
+			return err
+		}
 	}
 	out := make([]store.AppendResult, len(idx))
 	created := make(map[string]int) // event id → index in out
@@ -308,6 +337,13 @@ func (w *writer) appendPart(ctx context.Context, userID string, idx []int, ns []
 		if err := s.execFn(ctx, b); err != nil {
 			return s.fail("append", err)
 		}
+	}
+	if st != nil {
+		// What the partition holds now, as far as this writer can tell: its
+		// own batch on top of the state it read or knew (doc.go, "The
+		// writer's cache").
+		st.last, st.exists = next, m.exists || next > m.last
+		s.cache.add(st, eventIDs)
 	}
 	for k, i := range idx {
 		results[i] = out[k]
