@@ -83,11 +83,11 @@ type Config struct {
 	// DefaultMaxCASAttempts. Exceeding it returns ErrContention.
 	MaxCASAttempts int
 	// WriterCacheIDs bounds the event ids the store's writers keep in
-	// memory, for all users together (about 30 bytes each), so that an
+	// memory, for all users together (about 40 bytes each), so that an
 	// append of new events to a user already seen by the writer skips the
 	// read of the user's partition (doc.go, "The writer's cache"); a user
 	// whose index holds more than WriterCacheIDs/64 entries is not cached.
-	// Zero means DefaultWriterCacheIDs (about 30 MB), negative turns the
+	// Zero means DefaultWriterCacheIDs (about 40 MB), negative turns the
 	// cache off (every append part reads first).
 	WriterCacheIDs int
 	// Logger; nil means slog.Default(). The driver's own messages go to it

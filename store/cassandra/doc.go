@@ -109,7 +109,8 @@
 //
 //  1. read, in one query (kind IN (0, 3) AND seq = 0 AND event_key IN
 //     ("", ids...)), the anchor row with the statics and the event-index
-//     entries of the part's event ids;
+//     entries of the part's event ids, unless the writer's cache (next
+//     section) knows every one of the ids to be new;
 //  2. read the notifications the valid entries point to (duplicates: they
 //     are returned with Created=false, as stored);
 //  3. build one batch: for each new event, the notification row at
@@ -134,6 +135,56 @@
 // Append that fails half-way has stored a prefix of some users'
 // notifications; the contract (replay returns the same seqs) holds because
 // the replay finds each stored event by id.
+//
+// # The writer's cache: one write per user per poll, not a read and a write
+//
+// The read of step 1 is half of an append's requests and exists only to
+// learn last_seq and which of the part's event ids are stored. Both are
+// cells the writer of the epoch owns: nothing else writes last_seq or the
+// event index. So each writer keeps, per user it has appended to, last_seq,
+// the anchor, and a 64-bit hash (maphash, random seed) of every event id in
+// the user's index, and writes a part whose ids are all absent from that
+// set straight away, with seqs after the known last_seq: one batch, no
+// read. A part with an id whose hash is present (a replay, an upstream
+// duplicate, or a hash collision), and every part of a user whose index
+// held more than Config.WriterCacheIDs/64 entries when loaded, go the
+// uncached way: the read of step 1, whose answer is the truth, and after
+// which the state follows the batch written.
+//
+// Why "absent" can be trusted. The state is loaded, once per user and
+// epoch, by one paged read of the anchor with the statics and the whole
+// event index (kind IN (0, 3) AND seq = 0), in place of the first part's
+// read; from then on every entry the user's partition gains is written by
+// this writer, which adds its hash. Entries only disappear (TTL), so the
+// set is a superset of the stored index; an expired entry only turns a new
+// event into a "maybe", which the uncached read then finds absent. The one
+// other source of entries is a fenced writer's late batch (see "Fencing"):
+// its entries are never data unless they point at or below the current
+// last_seq at a row holding that event, and they can only be that before
+// this writer's first batch for the user, which replaces last_seq. Those
+// late batches carry the zombie's records after the last committed offset,
+// which this writer replays: when the successor appends them without a
+// read, it writes each at the seq it would have found by reading (the
+// zombie started from the same last_seq, or from an earlier one if the
+// late batch landed before the load, in which case the load saw it and the
+// ids read as "maybe"), with every column and a higher timestamp, so the
+// result is the one the uncached append gives. The cached last_seq is
+// therefore exact for the writer from its first write on, and before it
+// is what the load read, the same base the uncached read would give.
+//
+// States are per writer: a new epoch (Fence) starts empty, and a state is
+// used only by the writer that put it, so nothing learnt in one epoch is
+// trusted in the next. A user's state is taken out of the cache for the
+// duration of its append (under the writer's per-user lock) and put back
+// only if every part succeeded: after a failed or lost batch (an error
+// whose batch may still land) the next append loads the user again and
+// learns what actually landed, as the uncached way does. The budget
+// (Config.WriterCacheIDs, 1,000,000 ids, about 40 MB, for all writers of
+// the Store) is kept by two generations of states: when the current one
+// holds half of it, it becomes the old one and the old one is dropped; a
+// state found in the old generation moves back to the current one. An
+// evicted user costs one load at their next append, which is the read the
+// uncached append would make anyway.
 //
 // # Read state: O(1) and idempotent
 //
@@ -474,8 +525,9 @@
 //
 // # Known limits
 //
-//   - One user's appends are serialised (one writer, one read and one
-//     batch per part); a user's read-state changes go through Paxos on one
+//   - One user's appends are serialised (one writer, one batch per part,
+//     and a read before it for a user the writer's cache does not hold or
+//     an id it may know); a user's read-state changes go through Paxos on one
 //     partition: a user marking read from many devices at once is bounded
 //     by LWT throughput on one replica set.
 //   - Every user of a scope must be written through that scope only: two

@@ -62,7 +62,7 @@ func TestWriterCacheGenerations(t *testing.T) {
 		t.Fatal("the oldest state survived 1000 puts in a budget of 256")
 	}
 
-	var off *writerCache = newWriterCache(-1)
+	off := newWriterCache(-1)
 	if off != nil || off.take(w1, "u") != nil {
 		t.Fatal("a negative budget must turn the cache off")
 	}
