@@ -5,7 +5,10 @@
 # fixed load below migrates a fresh keyspace, creates topics under a fresh
 # prefix and starts 1 enricher and 2 gateways (Redis routing) of its own, so
 # that every run starts from the same empty state and the roles' metrics
-# cover that run only; logs under $STACK_DIR/bench/run-*/. Prints one table.
+# cover that run only, and drops that keyspace and those topics after it
+# (scripts/bench/cleanup: a series of runs would otherwise leave the broker
+# and the node with ever more partitions and tables, slowing the later
+# runs); logs under $STACK_DIR/bench/run-*/. Prints one table.
 # Server CPU per delivered event is the utime+stime (/proc/<pid>/stat) of the
 # three herald roles and the Kafka, Cassandra and Redis servers across each
 # run (herald-load itself excluded), divided by the unique notifications
@@ -95,6 +98,7 @@ fi
 bash scripts/stack/stack.sh up
 "$GO" build -o bin/herald ./cmd/herald
 "$GO" build -o bin/herald-load ./cmd/herald-load
+"$GO" build -o bin/bench-cleanup ./scripts/bench/cleanup
 if [[ -n $OLD ]]; then
 	# A leftover of a run killed with -9 would make worktree add fail.
 	git worktree remove --force "$OLD_SRC" 2>/dev/null || rm -rf "$OLD_SRC"
@@ -302,6 +306,10 @@ run() { # BUILD LABEL USERS EVENTS RATE ROUND
 	[[ -n $prof_pid ]] && wait "$prof_pid"
 	scrape "$dir" after
 	stop_roles
+	# The run's keyspace and topics go, so that the next runs do not pay
+	# for their partitions and tables (scripts/bench/cleanup).
+	bin/bench-cleanup -keyspace "$HERALD_CASSANDRA_KEYSPACE" -topic-prefix "$HERALD_TOPIC_PREFIX" >"$dir/cleanup.log" 2>&1 ||
+		echo "bench-e2e: cleaning up after the run failed: see $dir/cleanup.log" >&2
 	local split
 	split=$(cpu_split "$each_before" "$each_after" "$(field delivered "$(grep '^RESULT ' "$dir/load.log" || true)")")
 	BREAKDOWNS+=("$label ($build $desc, round $round)"$'\n'"$(breakdown "$dir")"$'\n'"CPU per delivered notification by process (ms): $split")
