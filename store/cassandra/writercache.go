@@ -164,7 +164,12 @@ func (w *writer) loadUser(ctx context.Context, userID string) (*userState, error
 	if err := iter.Close(); err != nil && !errors.Is(err, gocql.ErrNotFound) {
 		return nil, w.s.fail("load inbox state", err)
 	}
-	st.last = m.last
+	if st.exists {
+		st.last = m.last
+	} else {
+		// As readMetaAndEvents: no anchor, no partition (a new user).
+		st.heavy, st.ids = false, map[uint64]struct{}{}
+	}
 	w.s.m.writerCache.WithLabelValues("load").Inc()
 	return st, nil
 }
