@@ -380,6 +380,11 @@ func (e *Enricher) runBatch(ctx context.Context, recs []*kgo.Record) error {
 		// rewound. Whoever owns the records now replays them; the store
 		// writes already made are idempotent.
 		e.log.Info("transaction aborted by a rebalance; batch will be re-consumed", "records", len(recs))
+		// After a broker crash the client may have dropped its producer
+		// id: re-register it now, as at start (registerProducer), or the
+		// broker's pending copy of this transaction holds back the offsets
+		// of our own next poll until its timeout.
+		registerProducer(ctx, e.sess, e.log)
 		return nil
 	}
 	b.st.publish(e.m, time.Since(start), time.Now(), recs)
