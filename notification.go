@@ -129,3 +129,40 @@ type UserNotification struct {
 	UserID       string
 	Notification Notification
 }
+
+// Broadcast is a broadcast to a large audience as a gateway sends it live
+// to the topic's connected members, ahead of each member's inbox copy
+// (docs/ARCHITECTURE.md, "Live broadcasts"): the event, without a
+// notification id or seq, which only the inbox copy has. The inbox copy
+// carries the same EventID.
+type Broadcast struct {
+	EventID   string          `json:"event_id"`
+	Topic     string          `json:"topic"`
+	Type      string          `json:"type"`
+	Priority  Priority        `json:"priority"`
+	Title     string          `json:"title,omitempty"`
+	Body      string          `json:"body,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// NewBroadcast builds the live broadcast of e, an audience event.
+func NewBroadcast(e *Event) Broadcast {
+	return Broadcast{
+		EventID:   e.ID,
+		Topic:     e.Audience,
+		Type:      e.Type,
+		Priority:  e.Priority,
+		Title:     e.Title,
+		Body:      e.Body,
+		Data:      e.Data,
+		CreatedAt: e.CreatedAt,
+	}
+}
+
+// Event is the event a member's inbox would take for b, without a user:
+// what the gateway checks the member's preferences against.
+func (b *Broadcast) Event() Event {
+	return Event{ID: b.EventID, Audience: b.Topic, Type: b.Type, Priority: b.Priority,
+		Title: b.Title, Body: b.Body, Data: b.Data, CreatedAt: b.CreatedAt}
+}

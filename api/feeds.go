@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"time"
+
+	herald "github.com/heraldhq/herald"
 )
 
 // The API's part in the large-audience path (pipeline/fanout_feed.go): a
@@ -32,6 +34,15 @@ type CatchUp interface {
 // topics current.
 type MembershipNotifier interface {
 	MembershipChanged(ctx context.Context, userID, topic string, subscribed bool)
+}
+
+// PreferencesNotifier is an optional extension of Config.Memberships: if
+// it implements it, PreferencesChanged is called after every stored
+// PUT /v1/preferences, so that gateways frame live broadcasts by the
+// user's current preferences (docs/ARCHITECTURE.md, "Live broadcasts").
+// delivery.Gateway and delivery/cluster.Cluster implement it.
+type PreferencesNotifier interface {
+	PreferencesChanged(ctx context.Context, userID string, p herald.Preferences)
 }
 
 // catchUpTimeout bounds how long a read waits for its catch-up request.

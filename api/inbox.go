@@ -200,6 +200,9 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request, uid stri
 		s.storeError(w, "put_preferences", err)
 		return
 	}
+	if pn, ok := s.cfg.Memberships.(PreferencesNotifier); ok {
+		pn.PreferencesChanged(r.Context(), uid, p.Clone())
+	}
 	writeJSON(w, http.StatusOK, p)
 }
 

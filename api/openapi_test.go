@@ -639,6 +639,17 @@ func TestOpenAPIWebSocket(t *testing.T) {
 	if got := next("unread"); got["count"] != json.Number("0") {
 		t.Fatalf("unread frame %v", got)
 	}
+	// The broadcast frame (a gateway with live broadcasts, not this
+	// server's) as the gateway renders it: a herald.Broadcast.
+	bc, err := json.Marshal(map[string]any{"type": "broadcast", "broadcast": herald.Broadcast{
+		EventID: "big-1", Topic: "news", Type: "release", Priority: herald.PriorityNormal, Title: "v2",
+		Data: json.RawMessage(`{"v":2}`), CreatedAt: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := v.check(deref(doc, "#/components/schemas/ServerFrame"), decode(t, bc), "#"); len(errs) > 0 {
+		t.Fatalf("broadcast frame %s: %v", bc, errs)
+	}
 	for _, bad := range []string{`{"type":"read"}`, `{"type":"read","seqs":[0]}`, `{"type":"read","seqs":[1],"all":true}`, `{"type":"nope"}`} {
 		if errs := v.check(deref(doc, "#/components/schemas/ReadFrame"), decode(t, []byte(bad)), "#"); len(errs) == 0 {
 			t.Errorf("ReadFrame schema accepts %s, which the gateway refuses", bad)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,7 +67,7 @@ func (f *fixture) appendTo(ctx context.Context, ns []herald.Notification) ([]sto
 	return w.Append(ctx, ns)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, tweaks ...func(*Config)) *fixture {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "herald.events"))
 	if err != nil {
@@ -79,8 +80,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(cl.Close)
 	f := &fixture{store: memory.New(), client: cl, unread: &unreadLog{}}
-	s, err := New(Config{Store: f.store, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: f.unread,
-		Ready: []ReadyCheck{{Name: "store", Check: f.store.Ping}}, ReadyInterval: 5 * time.Millisecond})
+	cfg := Config{Store: f.store, Events: pipeline.NewEventWriter(cl, topics.Names{}), Users: tokens{}, Keys: keys{}, Unread: f.unread,
+		Ready: []ReadyCheck{{Name: "store", Check: f.store.Ping}}, ReadyInterval: 5 * time.Millisecond}
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,6 +318,40 @@ func TestPreferencesAndDevices(t *testing.T) {
 	}
 	if code, _ := f.do(t, "DELETE", "/v1/devices/abc", "tok-u1", ""); code != 204 {
 		t.Fatalf("delete %d", code)
+	}
+}
+
+// gatewayLog is a MembershipNotifier that is also a PreferencesNotifier,
+// as the gateways' Cluster is.
+type gatewayLog struct {
+	mu    sync.Mutex
+	prefs map[string][]herald.Preferences
+}
+
+func (g *gatewayLog) MembershipChanged(context.Context, string, string, bool) {}
+
+func (g *gatewayLog) PreferencesChanged(_ context.Context, userID string, p herald.Preferences) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.prefs[userID] = append(g.prefs[userID], p)
+}
+
+// PUT /v1/preferences tells the gateways the stored preferences, after
+// storing them; a refused PUT tells them nothing.
+func TestPreferencesToldToGateways(t *testing.T) {
+	gl := &gatewayLog{prefs: map[string][]herald.Preferences{}}
+	f := newFixture(t, func(c *Config) { c.Memberships = gl })
+	if code, _ := f.do(t, "PUT", "/v1/preferences", "tok-u1", `{"muted_types":["promo","like","promo"],"channels":{"in_app":false}}`); code != 200 {
+		t.Fatalf("put %d", code)
+	}
+	if code, _ := f.do(t, "PUT", "/v1/preferences", "tok-u1", `{"muted_types":[""]}`); code != 400 {
+		t.Fatalf("bad put %d", code)
+	}
+	gl.mu.Lock()
+	defer gl.mu.Unlock()
+	got := gl.prefs["u1"]
+	if len(got) != 1 || !slices.Equal(got[0].MutedTypes, []string{"like", "promo"}) || got[0].Channels.InApp || !got[0].Channels.Push {
+		t.Fatalf("told %+v, want the stored preferences once", got)
 	}
 }
 

@@ -89,16 +89,25 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 			Group: p.groupName("fanout"), TransactionalID: fanoutID,
 			InstanceID: p.instanceID(fanoutID), Rate: p.cfg.FanoutRate,
 			Threshold: int64(p.cfg.FanoutThreshold), Online: online, Devices: prefs,
+			Broadcasts: online, Policy: p.Policy,
 		})
 	})
 	return nil
 }
 
+// fanoutLive is the fan-out's way to a large audience's connected
+// members: who they are, and their live broadcasts.
+type fanoutLive interface {
+	pipeline.OnlineMembers
+	pipeline.LiveBroadcaster
+}
+
 // onlineMembers is where the fan-out finds a large audience's connected
-// members: a publish-only Cluster on the process's Redis (the gateways'
-// online:<topic> sets), or this process's own gateway without Redis
-// (herald dev: AddGateway first), or none.
-func (p *Process) onlineMembers(log *slog.Logger) (pipeline.OnlineMembers, error) {
+// members and sends them live broadcasts: a publish-only Cluster on the
+// process's Redis (the gateways' online:<topic> sets, the broadcasts
+// channel), or this process's own gateway without Redis (herald dev:
+// AddGateway first), or none.
+func (p *Process) onlineMembers(log *slog.Logger) (fanoutLive, error) {
 	rc, err := p.Redis()
 	if err != nil {
 		return nil, err
@@ -210,6 +219,10 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	// Connected users' topics are tracked for the large-audience path, and
 	// a user's first connection catches up their feeds (fanout_feed.go).
 	gcfg.Memberships = st
+	// Live broadcasts check the user's preferences, read through the cache.
+	if gcfg.Preferences, err = p.Prefs(ctx); err != nil {
+		return nil, err
+	}
 	if gcfg.CatchUp, err = p.catchUp(ctx, pipeline.TriggerConnect); err != nil {
 		return nil, err
 	}

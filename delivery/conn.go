@@ -47,6 +47,7 @@ type conn struct {
 	out     sink            // where the write side's owner writes
 	user    string
 	expires int64 // the token's end, Unix nanoseconds; 0: none
+	live    bool  // opened with ?broadcasts=live (broadcast.go)
 
 	// frames is the user's client-frame bucket, shared with the user's
 	// other connections on this gateway (set by hub.add).
@@ -183,18 +184,20 @@ func (c *conn) sentLocked(seq uint64, id string) {
 	c.sent[seq%sentRing] = sentID{seq, id}
 }
 
-// send queues a non-notification frame (unread count).
-func (c *conn) send(frame []byte) {
+// send queues a non-notification frame (unread count, broadcast) and
+// reports whether it did.
+func (c *conn) send(frame []byte) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	ok := c.enqueueLocked(frame)
 	c.mu.Unlock()
 	if !ok {
 		c.close(CloseTooSlow, "too slow: reconnect with after=<last seq>", "too_slow")
 	}
+	return ok
 }
 
 // ping asks the write side's owner, or a new writer, to send a ping; or

@@ -218,6 +218,12 @@ type Config struct {
 	// connection as any notification (pipeline.CatchUpRequester; bounded
 	// by MembershipTimeout, best effort). nil: only reads catch up.
 	CatchUp CatchUp
+	// Preferences, with Memberships, is read with each loaded user's
+	// topics, so that live broadcasts (Broadcast, broadcast.go) go only
+	// to members whose preferences take them in-app; PreferencesChanged
+	// keeps it current. A store.Store satisfies it. nil means no live
+	// broadcasts: Broadcast sends nothing.
+	Preferences Preferences
 }
 
 // CatchUp brings a user's audience feeds into their inbox.
@@ -285,6 +291,9 @@ type Gateway struct {
 	// Config.Memberships.
 	loads     *loadQueue
 	memberLog redisguard.LogLimiter
+
+	// recent: the broadcasts framed lately (broadcast.go).
+	recent recentSet
 }
 
 // New validates cfg, fills its defaults and starts the ping loops. Stop the
@@ -454,7 +463,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered with an error
 	}
-	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
+	c := &conn{g: g, ws: ws, user: user, expires: expires, replaying: true, writing: true, lastSeq: after, live: hs.live}
 	c.out = wsSink{c}
 	if tap != nil && tap.br != nil {
 		g.poll.prepare(c, tap.br)

@@ -14,12 +14,14 @@ type handshake struct {
 	expires  int64 // the token's end, Unix nanoseconds; 0: none
 	after    uint64
 	hasAfter bool
+	live     bool // ?broadcasts=live: send live broadcasts (broadcast.go)
 }
 
 // admitStream runs the checks a WebSocket upgrade and an SSE stream share,
 // in this order, answering the first that fails with its JSON error: the
 // method (405, with use as the message), shutdown (503), the token (401),
-// the origin (403), the starting seq as after reads it (400), the user's
+// the origin (403), the starting seq as after reads it and ?broadcasts
+// (400), the user's
 // connections (429) and the upgrade bucket and replay backlog (503 with
 // Retry-After). On success the request counts in the gateway's WaitGroup
 // until the caller's g.wg.Done, which Shutdown waits for.
@@ -58,6 +60,10 @@ func (g *Gateway) admitStream(w http.ResponseWriter, r *http.Request, use string
 		writeError(w, http.StatusBadRequest, err.Error())
 		return hs, false
 	}
+	if hs.live, err = queryBroadcasts(r); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return hs, false
+	}
 	if g.hub.count(hs.user) >= g.cfg.MaxConnsPerUser {
 		g.m.refused.WithLabelValues(refusedUserCap).Inc()
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %d connections for this user", g.cfg.MaxConnsPerUser))
@@ -81,4 +87,17 @@ func queryAfter(r *http.Request) (after uint64, has bool, err error) {
 		return 0, false, fmt.Errorf("after must be a non-negative integer seq, got %q", v)
 	}
 	return after, true, nil
+}
+
+// queryBroadcasts reads ?broadcasts=: "live" asks for live broadcasts,
+// "inbox" (or nothing) for broadcasts only as inbox notifications.
+func queryBroadcasts(r *http.Request) (live bool, err error) {
+	switch v := r.URL.Query().Get("broadcasts"); v {
+	case "", "inbox":
+		return false, nil
+	case "live":
+		return true, nil
+	default:
+		return false, fmt.Errorf("broadcasts must be live or inbox, got %.64q", v)
+	}
 }

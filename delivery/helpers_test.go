@@ -124,6 +124,7 @@ func (e *env) tryDial(user, query string) (*websocket.Conn, *http.Response, erro
 type frame struct {
 	Type         string               `json:"type"`
 	Notification *herald.Notification `json:"notification"`
+	Broadcast    *herald.Broadcast    `json:"broadcast"`
 	Seq          uint64               `json:"seq"`
 	Unread       int64                `json:"unread"`
 	Count        int64                `json:"count"`
@@ -137,6 +138,8 @@ func (f frame) String() string {
 		return fmt.Sprintf("synced(%d,%d)", f.Seq, f.Unread)
 	case "unread":
 		return fmt.Sprintf("unread(%d)", f.Count)
+	case "broadcast":
+		return "broadcast(" + f.Broadcast.EventID + ")"
 	}
 	return f.Type
 }

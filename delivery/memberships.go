@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/retry"
 	"github.com/heraldhq/herald/store"
 )
@@ -59,15 +60,24 @@ const maxPendingChanges = 64
 
 // membership is one connected user's topics. Guarded by its shard's lock.
 type membership struct {
-	loaded  bool                // topics is valid
-	failed  bool                // given up (too many changes during the load): not listed
-	topics  map[string]struct{} // when loaded
-	pending []topicChange       // MembershipChanged calls during the load
+	loaded bool // topics is valid
+	failed bool // given up (too many changes during the load): not listed
+	// topics maps each topic to its subscribed_at (Unix microseconds), when
+	// loaded.
+	topics  map[string]int64
+	pending []topicChange // MembershipChanged calls during the load
+	// prefs are the user's preferences as live broadcasts check them
+	// (broadcast.go): set by the load with Config.Preferences, replaced by
+	// PreferencesChanged (kept in pendingPrefs during the load); nil: not
+	// known, no live broadcasts.
+	prefs        *livePrefs
+	pendingPrefs *livePrefs
 }
 
 type topicChange struct {
 	topic      string
 	subscribed bool
+	at         int64 // subscribed_at, Unix microseconds (subscribed only)
 }
 
 // loadJob asks a loader for the topics of user's entry e; attempt counts
@@ -176,25 +186,20 @@ func (g *Gateway) load(j loadJob) {
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
 	subs, err := g.cfg.Memberships.Topics(ctx, j.user)
 	cancel()
+	var prefs *livePrefs
+	if err == nil && g.cfg.Preferences != nil {
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
+		var p herald.Preferences
+		p, err = g.cfg.Preferences.GetPreferences(ctx, j.user)
+		cancel()
+		prefs = newLivePrefs(&p)
+	}
 	if err != nil {
-		if g.ctx.Err() != nil {
-			return
-		}
-		g.m.membershipLoads.WithLabelValues("error").Inc()
-		if n, ok := g.memberLog.Allow(); ok {
-			g.log.Warn("cannot load a connected user's topics; not listed as online for them until a retry succeeds",
-				"user", j.user, "attempt", j.attempt+1, "err", err, "suppressed", n)
-		}
-		next := loadJob{user: j.user, e: j.e, attempt: j.attempt + 1}
-		time.AfterFunc(loadRetry.Attempt(next.attempt), func() {
-			if g.ctx.Err() == nil {
-				g.loads.push(next)
-			}
-		})
+		g.loadFailed(j, err)
 		return
 	}
 	g.m.membershipLoads.WithLabelValues("ok").Inc()
-	if !g.hub.install(j.user, j.e, subs) {
+	if !g.hub.install(j.user, j.e, subs, prefs) {
 		return
 	}
 	g.topicsChanged(j.user)
@@ -209,6 +214,24 @@ func (g *Gateway) load(j loadJob) {
 			}
 		}
 	}
+}
+
+// loadFailed counts and logs a failed load and queues its retry.
+func (g *Gateway) loadFailed(j loadJob, err error) {
+	if g.ctx.Err() != nil {
+		return
+	}
+	g.m.membershipLoads.WithLabelValues("error").Inc()
+	if n, ok := g.memberLog.Allow(); ok {
+		g.log.Warn("cannot load a connected user's topics and preferences; not listed as online for them until a retry succeeds",
+			"user", j.user, "attempt", j.attempt+1, "err", err, "suppressed", n)
+	}
+	next := loadJob{user: j.user, e: j.e, attempt: j.attempt + 1}
+	time.AfterFunc(loadRetry.Attempt(next.attempt), func() {
+		if g.ctx.Err() == nil {
+			g.loads.push(next)
+		}
+	})
 }
 
 // topicsChanged tells the presence hook, if it wants to know.
@@ -246,7 +269,7 @@ func (g *Gateway) MembershipChanged(ctx context.Context, userID, topic string, s
 	if g.cfg.Memberships == nil {
 		return
 	}
-	if g.hub.change(userID, topicChange{topic, subscribed}) {
+	if g.hub.change(userID, topicChange{topic, subscribed, time.Now().UnixMicro()}) {
 		g.topicsChanged(userID)
 	}
 }
@@ -265,10 +288,11 @@ func (g *Gateway) LocalTopics(userID string) (topics []string, known bool) {
 	return slices.Collect(maps.Keys(e.topics)), true
 }
 
-// install sets the loaded topics of user's entry e, then applies the
-// changes made during the load. It reports false if e is no longer the
-// user's entry (the user left, or left and came back).
-func (h *hub) install(user string, e *membership, subs []store.Subscription) bool {
+// install sets the loaded topics (and preferences, nil if not read) of
+// user's entry e, then applies the changes made during the load. It
+// reports false if e is no longer the user's entry (the user left, or
+// left and came back).
+func (h *hub) install(user string, e *membership, subs []store.Subscription, prefs *livePrefs) bool {
 	s := h.shardOf(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,14 +300,18 @@ func (h *hub) install(user string, e *membership, subs []store.Subscription) boo
 		return false
 	}
 	e.loaded = true
-	e.topics = make(map[string]struct{}, len(subs))
+	e.topics = make(map[string]int64, len(subs))
 	for _, sub := range subs {
-		s.addTopic(user, e, sub.Topic)
+		s.addTopic(user, e, sub.Topic, sub.SubscribedAt.UnixMicro())
 	}
 	for _, ch := range e.pending {
 		s.apply(user, e, ch)
 	}
 	e.pending = nil
+	e.prefs = prefs
+	if e.pendingPrefs != nil {
+		e.prefs, e.pendingPrefs = e.pendingPrefs, nil
+	}
 	return true
 }
 
@@ -322,7 +350,7 @@ func (s *shard) apply(user string, e *membership, ch topicChange) bool {
 	_, had := e.topics[ch.topic]
 	switch {
 	case ch.subscribed && !had:
-		s.addTopic(user, e, ch.topic)
+		s.addTopic(user, e, ch.topic, ch.at)
 		return true
 	case !ch.subscribed && had:
 		delete(e.topics, ch.topic)
@@ -332,9 +360,10 @@ func (s *shard) apply(user string, e *membership, ch topicChange) bool {
 	return false
 }
 
-// addTopic adds topic to e and the index. Under s.mu.
-func (s *shard) addTopic(user string, e *membership, topic string) {
-	e.topics[topic] = struct{}{}
+// addTopic adds topic, subscribed at at (Unix microseconds), to e and
+// the index. Under s.mu.
+func (s *shard) addTopic(user string, e *membership, topic string, at int64) {
+	e.topics[topic] = at
 	us := s.byTopic[topic]
 	if us == nil {
 		us = map[string]struct{}{}

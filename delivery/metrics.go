@@ -25,6 +25,8 @@ type gatewayMetrics struct {
 	positionBehind prometheus.Counter // connections found behind the inbox
 
 	membershipLoads *prometheus.CounterVec // herald_gateway_membership_loads_total{result}
+	broadcasts      *prometheus.CounterVec // herald_gateway_broadcasts_total{result}
+	broadcastFrames prometheus.Counter     // herald_gateway_broadcast_frames_total
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -69,5 +71,11 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		membershipLoads: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "gateway", Name: "membership_loads_total", Help: "Loads of a newly connected user's topics (Config.Memberships), by result (ok; error: the store failed or timed out, counted per attempt). A failed load is tried again after a backoff while the user stays connected; until one succeeds the user is not listed by OnlineMembers.",
 		}, []string{"result"})),
+		broadcasts: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "broadcasts_total", Help: "Live broadcasts of large audiences received by the gateway, by result (sent: framed to its members' live connections, possibly none; repeat: already sent, dropped; off: no Config.Preferences, dropped).",
+		}, []string{"result"})),
+		broadcastFrames: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "broadcast_frames_total", Help: "broadcast frames queued to connections opened with broadcasts=live.",
+		})),
 	}
 }

@@ -66,7 +66,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	c := &conn{g: g, out: s, user: user, expires: expires, replaying: true, writing: true, lastSeq: after}
+	c := &conn{g: g, out: s, user: user, expires: expires, replaying: true, writing: true, lastSeq: after, live: hs.live}
 	first, load, err := g.hub.add(c, &g.closing, g.cfg.MaxConnsPerUser, g.newFrameLimiter)
 	if err != nil {
 		// Lost a race with Shutdown or with the user's other handshakes.
@@ -226,6 +226,7 @@ var (
 	wsNotification = []byte(`{"type":"notification","notification":`)
 	wsSynced       = []byte(`{"type":"synced",`)
 	wsUnread       = []byte(`{"type":"unread",`)
+	wsBroadcast    = []byte(`{"type":"broadcast","broadcast":`)
 )
 
 // appendSSE appends the SSE event of the WebSocket frame f to b:
@@ -233,6 +234,7 @@ var (
 //	id: <seq>\nevent: notification\ndata: <Notification JSON>\n\n
 //	id: <seq>\nevent: synced\ndata: {"seq":S,"unread":N}\n\n
 //	event: unread\ndata: {"count":N}\n\n
+//	event: broadcast\ndata: <Broadcast JSON>\n\n
 //
 // The synced event carries the seq the stream is at as its id, so that
 // an EventSource that reconnects before any notification resumes there
@@ -249,6 +251,8 @@ func appendSSE(b, f []byte) ([]byte, error) {
 		event, data, id = "synced", f[len(wsSynced)-1:], true
 	case bytes.HasPrefix(f, wsUnread):
 		event, data = "unread", f[len(wsUnread)-1:]
+	case bytes.HasPrefix(f, wsBroadcast) && len(f) > len(wsBroadcast) && f[len(f)-1] == '}':
+		event, data = "broadcast", f[len(wsBroadcast):len(f)-1]
 	default:
 		return b, fmt.Errorf("sse: unknown frame %.40q", f)
 	}
@@ -264,7 +268,7 @@ func appendSSE(b, f []byte) ([]byte, error) {
 	b = append(b, "event: "...)
 	b = append(b, event...)
 	b = append(b, "\ndata: "...)
-	if event != "notification" {
+	if event != "notification" && event != "broadcast" {
 		// {"type":"x",… with the type cut: data is `,…` preceded by '{'.
 		b = append(b, '{')
 		data = data[1:]

@@ -176,6 +176,15 @@ func decodeSSE(ev sseEvent) (frame, error) {
 		if err := json.Unmarshal([]byte(ev.data), &f); err != nil {
 			return f, fmt.Errorf("unread data %q: %w", ev.data, err)
 		}
+	case "broadcast":
+		var b herald.Broadcast
+		if err := json.Unmarshal([]byte(ev.data), &b); err != nil {
+			return f, fmt.Errorf("broadcast data %q: %w", ev.data, err)
+		}
+		if ev.id != "" {
+			return f, fmt.Errorf("broadcast %s has id %q", b.EventID, ev.id)
+		}
+		f.Broadcast = &b
 	case "close":
 		var c struct {
 			Code   int    `json:"code"`

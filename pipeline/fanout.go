@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/internal/errclass"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/retry"
+	"github.com/heraldhq/herald/policy"
 	"github.com/heraldhq/herald/store"
 	"github.com/heraldhq/herald/topics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,15 @@ type FanoutConfig struct {
 	// audience's broadcast at once. nil: none are known, and connected
 	// members take it when they next read or connect.
 	Online OnlineMembers
+	// Broadcasts, when set, is given each large audience's broadcast once
+	// it is in the feed, to send it live to the connected members who
+	// asked for it, ahead of their inbox copies (fanout_live.go). nil: no
+	// live broadcasts.
+	Broadcasts LiveBroadcaster
+	// Policy is the notification policy in force (the enricher's): a
+	// broadcast whose type it governs is not sent live, since the policy
+	// decides per member. nil: no policy.
+	Policy func() *policy.Policy
 	// Devices, when set, makes a large audience's broadcast page through
 	// the members (reads only) and take it into the inbox of each member
 	// with a device, who is pushed to as for any notification. nil: no
@@ -452,6 +462,7 @@ type fanoutMetrics struct {
 	cursorFailures                          prometheus.Counter
 	catchUps                                *prometheus.CounterVec
 	deliveryLag                             *prometheus.HistogramVec
+	livePublished                           *prometheus.CounterVec
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
@@ -475,6 +486,10 @@ func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
 			Help:    "Time from a large-audience broadcast's created_at to the commit of its event for one member, by trigger (live: connected members; read and connect: members who came back later).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 26),
 		}, []string{"trigger"})),
+		livePublished: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "broadcasts_published_total",
+			Help: "Large-audience broadcasts offered for live delivery once in their feed, by result (published; governed: the policy governs the type, not sent live; error: the publish failed, members take it from their inbox).",
+		}, []string{"result"})),
 		lag: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Subsystem: "fanout", Name: "lag_seconds",
 			Help:    "Time from a multi-recipient event's created_at to the commit of its last page: how long its last recipient waited for the fan-out.",

@@ -57,6 +57,7 @@ func (f *Fanout) toFeed(ctx context.Context, fr FanoutRecord) ([]*kgo.Record, pa
 	if err != nil {
 		return nil, page{}, fmt.Errorf("put %s in the feed of %s: %w", ev.ID, ev.Audience, err)
 	}
+	f.broadcastLive(ctx, &ev)
 	var online []string
 	if f.cfg.Online != nil {
 		if online, err = f.cfg.Online.OnlineMembers(ctx, ev.Audience); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/policy"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -281,5 +282,79 @@ func TestFanoutCatchUpPages(t *testing.T) {
 		if x.Seq != uint64(i+1) {
 			t.Fatalf("item %d seq %d", i, x.Seq)
 		}
+	}
+}
+
+// liveRecorder is a LiveBroadcaster that records what it is given.
+type liveRecorder struct {
+	mu  sync.Mutex
+	got []herald.Broadcast
+}
+
+func (l *liveRecorder) Broadcast(_ context.Context, b herald.Broadcast) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got = append(l.got, b)
+	return 1, nil
+}
+
+func (l *liveRecorder) ids() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, b := range l.got {
+		out = append(out, b.EventID)
+	}
+	return out
+}
+
+// TestFanoutBroadcastsLive: a large audience's broadcast is offered for
+// live delivery once it is in the feed, as the event it is (not a
+// member's copy), unless the policy governs its type; a small audience's
+// event is not; every member still takes it into their inbox.
+func TestFanoutBroadcastsLive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	created := time.Date(2026, 12, 4, 5, 0, 0, 0, time.UTC)
+	members := users(120)
+	for _, u := range members {
+		if _, err := e.store.Subscribe(e.ctx, u, "stars", created.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Subscribe(e.ctx, u, "small", created.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// small has fewer members than the threshold.
+	for _, u := range members[10:] {
+		if _, err := e.store.Unsubscribe(e.ctx, u, "small"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	online := members[:5]
+	pol := mustPolicy(t, map[string]policy.TypePolicy{"digested": {Digest: &policy.Digest{Window: policy.Duration(time.Minute)}}})
+	live := &liveRecorder{}
+	e.startEnricher(e.enricherConfig("txn-live-enricher"))
+	cfg := e.fanoutConfig("txn-live")
+	cfg.Threshold = 100
+	cfg.Online = &onlineList{users: map[string][]string{"stars": online}}
+	cfg.Broadcasts = live
+	cfg.Policy = func() *policy.Policy { return pol }
+	e.startFanout(cfg)
+
+	e.produceMulti(map[string]any{"id": "star-1", "audience": "stars", "type": "post", "title": "Hi", "created_at": created.Format(time.RFC3339)})
+	e.produceMulti(map[string]any{"id": "star-2", "audience": "stars", "type": "digested", "title": "Governed", "created_at": created.Format(time.RFC3339)})
+	e.produceMulti(map[string]any{"id": "small-1", "audience": "small", "type": "post", "title": "Few", "created_at": created.Format(time.RFC3339)})
+	e.waitAllHave(online, "star-1")
+	e.waitAllHave(online, "star-2") // the enricher here has no policy
+	e.waitAllHave(members[:10], "small-1")
+	if ids := live.ids(); !slices.Equal(ids, []string{"star-1"}) {
+		t.Fatalf("offered live %v, want only star-1 (star-2 is governed, small-1 is fanned out on write)", ids)
+	}
+	live.mu.Lock()
+	b := live.got[0]
+	live.mu.Unlock()
+	if b.Topic != "stars" || b.Type != "post" || b.Title != "Hi" || !b.CreatedAt.Equal(created) {
+		t.Fatalf("offered %+v", b)
 	}
 }

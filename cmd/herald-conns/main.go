@@ -7,25 +7,36 @@
 // ports).
 //
 // It dials at most -dial-rate connections per second, -dial-parallel at a
-// time, each with after=0 so that the gateway answers with "synced", and
-// prints "READY <n>" once every connection is synced. Then it waits for
-// the notification whose event_id is -event on every connection: the
-// latency of each is its arrival minus the notification's created_at, one
-// line of microseconds per connection in -out. It stops when every
-// connection has it (and -settle passed without a second copy), or at
+// time, each with after=0 so that the gateway answers with "synced" (and
+// with broadcasts=live under -broadcasts live), and prints "READY <n>"
+// once every connection is synced. Then it waits for the notification
+// whose event_id is -event on every connection: the latency of each is its
+// arrival minus the notification's created_at, one line of microseconds
+// per connection in -out. Under -broadcasts live it also notes the
+// "broadcast" frame with that event_id on each connection
+// (docs/ARCHITECTURE.md, "Live broadcasts"), its latency against the
+// broadcast's created_at in -out-live. It stops when every connection has
+// the notification (and -settle passed without a second copy), or at
 // -timeout, and prints a machine-readable "RESULT" line: connections
-// held, received, missing, duplicate, dropped (closed by the gateway),
-// and its own p50/p99. It exits with status 1 when a connection failed to
-// open, was dropped, or missed or doubled the notification.
+// held, received, missing, duplicate, dropped (closed by the gateway) and
+// its own p50/p99/max of the notification, then broadcasts=<mode> and the
+// same for the broadcast frame as live_received, live_missing,
+// live_duplicate, live_p50_ms, live_p99_ms, live_max_ms. It exits with
+// status 1 when a connection failed to open, was dropped, or missed or
+// doubled the notification, or got the broadcast frame twice (or at all
+// under -broadcasts inbox, where the gateway must not send it). A missing
+// broadcast frame is counted but is no failure: the frame is best effort.
 //
 // A process may hold 20,000 open files here: run several, each with its
 // own -from and -count below that.
 //
 //	herald-conns -gateways ws://127.0.0.1:19201,ws://127.0.0.1:19202 \
-//	    -jwt-secret … -run conns-1 -from 0 -count 15000 -event big-1 -out lat-0.txt
+//	    -jwt-secret … -run conns-1 -from 0 -count 15000 -event big-1 -out lat-0.txt \
+//	    -broadcasts live -out-live live-0.txt
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +44,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -49,7 +61,8 @@ import (
 type options struct {
 	gateways           []string
 	secret, run, event string
-	out                string
+	out, outLive       string
+	broadcasts         string // "inbox" or "live"
 	from, count        int
 	perSource          int
 	sourceBase         netip.Addr
@@ -69,6 +82,8 @@ func main() {
 	flag.StringVar(&o.run, "run", "conns", "user id prefix: users are <run>-<i>")
 	flag.StringVar(&o.event, "event", "", "event id to wait for on every connection (empty: hold the connections until -timeout)")
 	flag.StringVar(&o.out, "out", "", "file for the latencies, one per connection that received the event, in µs")
+	flag.StringVar(&o.broadcasts, "broadcasts", "inbox", "live: open the connections with broadcasts=live and note the event's broadcast frame too; inbox: the notification only")
+	flag.StringVar(&o.outLive, "out-live", "", "file for the broadcast frame's latencies (-broadcasts live), one per connection that received it, in µs")
 	flag.IntVar(&o.from, "from", 0, "first user index")
 	flag.IntVar(&o.count, "count", 1000, "connections (users)")
 	flag.IntVar(&o.perSource, "per-source", 1000, "connections per source address")
@@ -92,6 +107,10 @@ func main() {
 		}
 		o.sourceBase = a
 	}
+	if o.broadcasts != "inbox" && o.broadcasts != "live" {
+		fmt.Fprintf(os.Stderr, "herald-conns: -broadcasts %q: want live or inbox\n", o.broadcasts)
+		os.Exit(2)
+	}
 	if o.count < 1 || o.perSource < 1 || o.dialRate < 1 || o.parallel < 1 {
 		fmt.Fprintln(os.Stderr, "herald-conns: -count, -per-source, -dial-rate and -dial-parallel must be positive")
 		os.Exit(2)
@@ -106,23 +125,104 @@ func main() {
 	}
 }
 
-// conn is one client: when it got the event (zero: not yet) and how it
-// ended.
+// conn is one client: when it got the event's notification and its
+// broadcast frame (zero: not yet), and how it ended.
 type conn struct {
-	ws      *websocket.Conn
-	user    string
-	latency atomic.Int64 // µs; 0: not received
-	copies  atomic.Int32
-	dropped atomic.Bool
+	ws          *websocket.Conn
+	user        string
+	latency     atomic.Int64 // the notification, µs; 0: not received
+	copies      atomic.Int32
+	liveLatency atomic.Int64 // the broadcast frame, µs; 0: not received
+	liveCopies  atomic.Int32
+	dropped     atomic.Bool
 }
 
-// frame is the part of a gateway frame herald-conns reads.
-type frame struct {
-	Type         string `json:"type"`
-	Notification struct {
-		EventID   string    `json:"event_id"`
-		CreatedAt time.Time `json:"created_at"`
-	} `json:"notification"`
+// kind is what a gateway frame is, as far as herald-conns cares.
+type kind int
+
+const (
+	kindOther kind = iota
+	kindSynced
+	kindNotification
+	kindBroadcast
+)
+
+// The gateway renders every frame with "type" first (delivery/frames.go),
+// so a prefix tells the kind without decoding the frame.
+var (
+	typePrefix = []byte(`{"type":"`)
+	typeKinds  = []struct {
+		name []byte // the type with its closing quote
+		kind kind
+	}{
+		{[]byte(`notification"`), kindNotification},
+		{[]byte(`broadcast"`), kindBroadcast},
+		{[]byte(`synced"`), kindSynced},
+	}
+)
+
+// classify tells raw's kind cheaply: by its prefix when it starts with
+// {"type":", by decoding its type otherwise (a frame rendered another way).
+func classify(raw []byte) kind {
+	if rest, ok := bytes.CutPrefix(raw, typePrefix); ok {
+		for _, t := range typeKinds {
+			if bytes.HasPrefix(rest, t.name) {
+				return t.kind
+			}
+		}
+		return kindOther
+	}
+	var f struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(raw, &f) != nil {
+		return kindOther
+	}
+	switch f.Type {
+	case "notification":
+		return kindNotification
+	case "broadcast":
+		return kindBroadcast
+	case "synced":
+		return kindSynced
+	}
+	return kindOther
+}
+
+// item is the part of a notification or broadcast herald-conns reads.
+type item struct {
+	EventID   string    `json:"event_id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// eventOf decodes the event id and created_at of a notification or
+// broadcast frame (k from classify); ok is false for another kind or a
+// frame that does not decode.
+func eventOf(raw []byte, k kind) (it item, ok bool) {
+	var f struct {
+		Notification *item `json:"notification"`
+		Broadcast    *item `json:"broadcast"`
+	}
+	if k != kindNotification && k != kindBroadcast || json.Unmarshal(raw, &f) != nil {
+		return item{}, false
+	}
+	p := f.Notification
+	if k == kindBroadcast {
+		p = f.Broadcast
+	}
+	if p == nil {
+		return item{}, false
+	}
+	return *p, true
+}
+
+// wsURL is the address connection i dials on gateway base.
+func (o *options) wsURL(base, token string) string {
+	u := strings.TrimRight(base, "/") + "/v1/ws?token=" + url.QueryEscape(token) + "&after=0"
+	if o.broadcasts == "live" {
+		u += "&broadcasts=live"
+	}
+	return u
 }
 
 // source is the local address of connection i (global index), or nil.
@@ -223,7 +323,7 @@ func (o *options) dial(ctx context.Context, i int, pool *sync.Pool) (*conn, erro
 		WriteBufferPool:  pool,
 	}
 	base := strings.TrimRight(o.gateways[i%len(o.gateways)], "/")
-	ws, resp, err := d.DialContext(ctx, base+"/v1/ws?token="+tok+"&after=0", nil)
+	ws, resp, err := d.DialContext(ctx, o.wsURL(base, tok), nil)
 	if resp != nil {
 		_ = resp.Body.Close()
 	}
@@ -241,8 +341,7 @@ func (o *options) dial(ctx context.Context, i int, pool *sync.Pool) (*conn, erro
 			_ = ws.Close()
 			return nil, fmt.Errorf("connection %d (%s): no synced frame: %w", i, user, err)
 		}
-		var f frame
-		if json.Unmarshal(raw, &f) == nil && f.Type == "synced" {
+		if classify(raw) == kindSynced {
 			break
 		}
 	}
@@ -251,7 +350,8 @@ func (o *options) dial(ctx context.Context, i int, pool *sync.Pool) (*conn, erro
 }
 
 // read runs until the connection closes: it answers pings (gorilla does)
-// and notes the event's arrivals.
+// and notes the event's arrivals. Only notification and broadcast frames
+// are decoded, and only their event id and created_at.
 func (o *options) read(c *conn, arrived chan<- struct{}) {
 	for {
 		_, raw, err := c.ws.ReadMessage()
@@ -262,15 +362,38 @@ func (o *options) read(c *conn, arrived chan<- struct{}) {
 			return
 		}
 		now := time.Now()
-		var f frame
-		if json.Unmarshal(raw, &f) != nil || f.Type != "notification" || f.Notification.EventID != o.event {
-			continue
-		}
-		if c.copies.Add(1) == 1 {
-			c.latency.Store(max(1, now.Sub(f.Notification.CreatedAt).Microseconds()))
+		if o.note(c, raw, now) {
 			arrived <- struct{}{} // buffered for every connection
 		}
 	}
+}
+
+// note records frame raw, arrived at now, on c, and tells whether it was
+// the event's first notification there.
+func (o *options) note(c *conn, raw []byte, now time.Time) bool {
+	if o.event == "" {
+		return false
+	}
+	k := classify(raw)
+	if k != kindNotification && k != kindBroadcast {
+		return false
+	}
+	it, ok := eventOf(raw, k)
+	if !ok || it.EventID != o.event {
+		return false
+	}
+	lat := max(1, now.Sub(it.CreatedAt).Microseconds())
+	if k == kindBroadcast {
+		if c.liveCopies.Add(1) == 1 {
+			c.liveLatency.Store(lat)
+		}
+		return false
+	}
+	if c.copies.Add(1) == 1 {
+		c.latency.Store(lat)
+		return true
+	}
+	return false
 }
 
 func (o *options) say(format string, args ...any) {
@@ -279,47 +402,134 @@ func (o *options) say(format string, args ...any) {
 	fmt.Printf(format+"\n", args...)
 }
 
-// report prints the RESULT line, writes -out and tells whether the run was
-// clean.
-func report(o *options, conns []*conn) bool {
-	var lat []int64
-	var held, dropped, dup int
+// summary is one kind of arrival over the connections: the latencies of
+// the first copies, sorted (µs), and the connections with more than one.
+type summary struct {
+	lat       []int64
+	duplicate int
+}
+
+// summarize collects latency and copies (of one kind) over the held
+// connections.
+func summarize(conns []*conn, latency func(*conn) int64, copies func(*conn) int32) summary {
+	var s summary
 	for _, c := range conns {
 		if c == nil {
 			continue
 		}
-		held++
+		if l := latency(c); l > 0 {
+			s.lat = append(s.lat, l)
+		}
+		if copies(c) > 1 {
+			s.duplicate++
+		}
+	}
+	slices.Sort(s.lat)
+	return s
+}
+
+// pct is the p-quantile of the latencies in ms (0 when there are none), as
+// scripts/bench/conns.sh takes it over the files.
+func (s summary) pct(p float64) float64 {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	return float64(s.lat[min(len(s.lat)-1, int(p*float64(len(s.lat))))]) / 1000
+}
+
+// write puts the latencies in file, one a line (nothing when file is "").
+func (s summary) write(file string) {
+	if file == "" {
+		return
+	}
+	var b strings.Builder
+	for _, l := range s.lat {
+		fmt.Fprintln(&b, l)
+	}
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-conns:", err)
+	}
+}
+
+// result is what the RESULT line reports.
+type result struct {
+	from, count, held, dropped int
+	broadcasts                 string
+	inbox, live                summary
+	missing, liveMissing       int
+}
+
+// tally counts the connections' arrivals.
+func tally(o *options, conns []*conn) result {
+	r := result{from: o.from, count: o.count, broadcasts: o.broadcasts}
+	if r.broadcasts == "" {
+		r.broadcasts = "inbox"
+	}
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		r.held++
 		if c.dropped.Load() {
-			dropped++
-		}
-		if l := c.latency.Load(); l > 0 {
-			lat = append(lat, l)
-		}
-		if c.copies.Load() > 1 {
-			dup++
+			r.dropped++
 		}
 	}
-	slices.Sort(lat)
-	missing := 0
+	r.inbox = summarize(conns, func(c *conn) int64 { return c.latency.Load() }, func(c *conn) int32 { return c.copies.Load() })
+	r.live = summarize(conns, func(c *conn) int64 { return c.liveLatency.Load() }, func(c *conn) int32 { return c.liveCopies.Load() })
 	if o.event != "" {
-		missing = o.count - len(lat)
-	}
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / 1000
-	}
-	if o.out != "" {
-		var b strings.Builder
-		for _, l := range lat {
-			fmt.Fprintln(&b, l)
-		}
-		if err := os.WriteFile(o.out, []byte(b.String()), 0o600); err != nil {
-			fmt.Fprintln(os.Stderr, "herald-conns:", err)
+		r.missing = o.count - len(r.inbox.lat)
+		if r.broadcasts == "live" {
+			r.liveMissing = o.count - len(r.live.lat)
 		}
 	}
-	o.say("RESULT from=%d count=%d held=%d received=%d missing=%d duplicate=%d dropped=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f",
-		o.from, o.count, held, len(lat), missing, dup, dropped, pct(0.50), pct(0.99), pct(1))
-	return held == o.count && missing == 0 && dup == 0 && dropped == 0
+	return r
+}
+
+// line is the RESULT line: the fields herald-conns always printed, then
+// the broadcast frame's (live_*), so that parsers of the old line still
+// work.
+func (r result) line() string {
+	return fmt.Sprintf("RESULT from=%d count=%d held=%d received=%d missing=%d duplicate=%d dropped=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f"+
+		" broadcasts=%s live_received=%d live_missing=%d live_duplicate=%d live_p50_ms=%.1f live_p99_ms=%.1f live_max_ms=%.1f",
+		r.from, r.count, r.held, len(r.inbox.lat), r.missing, r.inbox.duplicate, r.dropped, r.inbox.pct(0.50), r.inbox.pct(0.99), r.inbox.pct(1),
+		r.broadcasts, len(r.live.lat), r.liveMissing, r.live.duplicate, r.live.pct(0.50), r.live.pct(0.99), r.live.pct(1))
+}
+
+// failures lists why the run is not clean (none: it is). A missing
+// broadcast frame is not among them: it is best effort.
+func (r result) failures() []string {
+	var f []string
+	if r.held != r.count {
+		f = append(f, fmt.Sprintf("%d of %d connections held", r.held, r.count))
+	}
+	if r.dropped > 0 {
+		f = append(f, fmt.Sprintf("%d dropped by the gateway", r.dropped))
+	}
+	if r.missing > 0 {
+		f = append(f, fmt.Sprintf("%d without the notification", r.missing))
+	}
+	if r.inbox.duplicate > 0 {
+		f = append(f, fmt.Sprintf("%d with the notification more than once", r.inbox.duplicate))
+	}
+	if r.live.duplicate > 0 {
+		f = append(f, fmt.Sprintf("%d with the broadcast frame more than once", r.live.duplicate))
+	}
+	if r.broadcasts != "live" && len(r.live.lat) > 0 {
+		f = append(f, fmt.Sprintf("%d with a broadcast frame though opened with broadcasts=inbox", len(r.live.lat)))
+	}
+	return f
+}
+
+// report prints the RESULT line, writes -out and -out-live and tells
+// whether the run was clean.
+func report(o *options, conns []*conn) bool {
+	r := tally(o, conns)
+	r.inbox.write(o.out)
+	r.live.write(o.outLive)
+	o.say("%s", r.line())
+	f := r.failures()
+	if len(f) > 0 {
+		fmt.Fprintln(os.Stderr, "herald-conns: failed:", strings.Join(f, "; "))
+	}
+	return len(f) == 0
 }

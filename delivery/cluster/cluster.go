@@ -130,6 +130,7 @@ type Cluster struct {
 	ownsClient bool
 	prefix     redisguard.Prefix
 	channel    string // this gateway's channel
+	bcChannel  string // every gateway's: live broadcasts (broadcast.go)
 	chanPrefix string // channel of gateway X = chanPrefix + X
 	local      atomic.Pointer[localRef]
 
@@ -229,6 +230,10 @@ func New(cfg Config) (*Cluster, error) {
 		c.chanPrefix = prefix.String() + "gw:"
 	}
 	c.channel = c.chanPrefix + cfg.GatewayID
+	c.bcChannel = "broadcasts"
+	if !prefix.Default() {
+		c.bcChannel = prefix.String() + "broadcasts"
+	}
 	if cfg.Local != nil {
 		c.local.Store(&localRef{cfg.Local})
 	}

@@ -16,7 +16,14 @@
 //   - channel gw:<id> (or <prefix>gw:<id> with a non-default prefix): what
 //     other gateways send to gateway <id>, one JSON message each,
 //     {"k":"n","u":user,"n":notification}, {"k":"u","u":user,"c":unread} or
-//     {"k":"m","u":user,"t":topic,"s":subscribed}.
+//     {"k":"m","u":user,"t":topic,"s":subscribed} or
+//     {"k":"p","u":user,"p":preferences}.
+//
+//   - channel broadcasts (or <prefix>broadcasts): read by every gateway
+//     besides its own channel; the fan-out stage PUBLISHes each live
+//     broadcast of a large audience there once, {"k":"b","b":broadcast},
+//     and each gateway frames it for its own members of the topic
+//     (broadcast.go; docs/ARCHITECTURE.md, "Live broadcasts").
 //
 //   - <prefix>online:<topic>: a sorted set of the members of topic
 //     connected to some gateway, member "<user>|<gateway id>", scored by

@@ -115,7 +115,7 @@ func (f *fleet) newNode(tweak func(*Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Memberships: f.store, Logger: quiet})
+	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Memberships: f.store, Preferences: f.store, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,13 +159,23 @@ func (n *node) crash() {
 
 // dial connects user to this gateway and reads through the synced frame.
 func (n *node) dial(user string) *websocket.Conn {
+	n.f.t.Helper()
+	return n.dialQuery(user, "")
+}
+
+// dialQuery is dial with more of the query (e.g. broadcasts=live).
+func (n *node) dialQuery(user, query string) *websocket.Conn {
 	t := n.f.t
 	t.Helper()
 	tok, err := auth.Mint(testSecret, user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, resp, err := websocket.DefaultDialer.Dial(n.wsURL+"?token="+tok, nil)
+	u := n.wsURL + "?token=" + tok
+	if query != "" {
+		u += "&" + query
+	}
+	c, resp, err := websocket.DefaultDialer.Dial(u, nil)
 	if resp != nil {
 		resp.Body.Close()
 	}
@@ -213,6 +223,7 @@ func (f *fleet) appendOne(user string) herald.Notification {
 type frame struct {
 	Type         string               `json:"type"`
 	Notification *herald.Notification `json:"notification"`
+	Broadcast    *herald.Broadcast    `json:"broadcast"`
 	Seq          uint64               `json:"seq"`
 	Count        int64                `json:"count"`
 }

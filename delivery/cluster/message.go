@@ -13,6 +13,8 @@ const (
 	kindNotification = "n"
 	kindUnread       = "u"
 	kindMembership   = "m"
+	kindPreferences  = "p"
+	kindBroadcast    = "b"
 )
 
 // maxMessageBytes bounds a message read from a gateway channel; larger ones
@@ -28,25 +30,35 @@ var errBadMessage = errors.New("cluster: bad message")
 //	{"k":"n","u":"<user>","n":{…notification…}}  a live notification
 //	{"k":"u","u":"<user>","c":<unread>}          a new unread count
 //	{"k":"m","u":"<user>","t":"<topic>","s":true} a membership change
+//	{"k":"p","u":"<user>","p":{…preferences…}}    new preferences
+//
+// and on the channel every gateway reads (broadcasts), without a user:
+//
+//	{"k":"b","b":{…broadcast…}}                   a live broadcast
 type message struct {
-	// Kind is "n" (Notification is set), "u" (Unread is set) or "m"
-	// (Topic and Subscribed are set).
+	// Kind is "n" (Notification is set), "u" (Unread is set), "m" (Topic
+	// and Subscribed are set), "p" (Preferences is set) or "b" (Broadcast
+	// is set, UserID is empty).
 	Kind         string
 	UserID       string
 	Notification herald.Notification
 	Unread       int64
 	Topic        string
 	Subscribed   bool
+	Preferences  herald.Preferences
+	Broadcast    herald.Broadcast
 }
 
 // wire is message's JSON form; pointers tell a missing field from a zero.
 type wire struct {
 	K string               `json:"k"`
-	U string               `json:"u"`
+	U string               `json:"u,omitempty"`
 	N *herald.Notification `json:"n,omitempty"`
 	C *int64               `json:"c,omitempty"`
 	T *string              `json:"t,omitempty"`
 	S *bool                `json:"s,omitempty"`
+	P *herald.Preferences  `json:"p,omitempty"`
+	B *herald.Broadcast    `json:"b,omitempty"`
 }
 
 // encodeNotification builds the "n" message for n.
@@ -64,6 +76,16 @@ func encodeMembership(userID, topic string, subscribed bool) ([]byte, error) {
 	return json.Marshal(wire{K: kindMembership, U: userID, T: &topic, S: &subscribed})
 }
 
+// encodePreferences builds the "p" message.
+func encodePreferences(userID string, p *herald.Preferences) ([]byte, error) {
+	return json.Marshal(wire{K: kindPreferences, U: userID, P: p})
+}
+
+// encodeBroadcast builds the "b" message.
+func encodeBroadcast(b *herald.Broadcast) ([]byte, error) {
+	return json.Marshal(wire{K: kindBroadcast, B: b})
+}
+
 // decodeMessage parses and validates a message from a gateway channel. Its
 // errors wrap errBadMessage. Unknown fields are ignored, so a newer
 // gateway may add some; an unknown kind is refused.
@@ -75,6 +97,9 @@ func decodeMessage(b []byte) (message, error) {
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return m, fmt.Errorf("%w: %w", errBadMessage, err)
+	}
+	if w.K == kindBroadcast {
+		return decodeBroadcast(w)
 	}
 	if err := herald.ValidateUserID(w.U); err != nil {
 		return m, fmt.Errorf("%w: u: %w", errBadMessage, err)
@@ -103,8 +128,33 @@ func decodeMessage(b []byte) (message, error) {
 			return message{}, fmt.Errorf("%w: t: %w", errBadMessage, err)
 		}
 		m.Topic, m.Subscribed = *w.T, *w.S
+	case kindPreferences:
+		if w.P == nil {
+			return message{}, fmt.Errorf("%w: kind p without p", errBadMessage)
+		}
+		if err := w.P.Validate(); err != nil {
+			return message{}, fmt.Errorf("%w: p: %w", errBadMessage, err)
+		}
+		m.Preferences = *w.P
 	default:
 		return message{}, fmt.Errorf("%w: unknown kind %q", errBadMessage, w.K)
 	}
 	return m, nil
+}
+
+// decodeBroadcast validates a "b" message: a broadcast of a topic, with an
+// event id, and no user.
+func decodeBroadcast(w wire) (message, error) {
+	switch {
+	case w.B == nil:
+		return message{}, fmt.Errorf("%w: kind b without b", errBadMessage)
+	case w.U != "":
+		return message{}, fmt.Errorf("%w: kind b with a user", errBadMessage)
+	case w.B.EventID == "" || len(w.B.EventID) > herald.MaxIDLen:
+		return message{}, fmt.Errorf("%w: b.event_id must be 1-%d bytes", errBadMessage, herald.MaxIDLen)
+	}
+	if err := herald.ValidateTopic(w.B.Topic); err != nil {
+		return message{}, fmt.Errorf("%w: b.topic: %w", errBadMessage, err)
+	}
+	return message{Kind: kindBroadcast, Broadcast: *w.B}, nil
 }

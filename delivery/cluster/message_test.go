@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,54 @@ func TestDecodeMessageRefuses(t *testing.T) {
 	}
 }
 
+func TestPreferencesAndBroadcastMessagesRoundTrip(t *testing.T) {
+	p := herald.DefaultPreferences()
+	p.MutedTypes = []string{"promo", "like"}
+	p.Channels.InApp = false
+	b, err := encodePreferences("u-9", &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeMessage(b)
+	if err != nil || m.Kind != kindPreferences || m.UserID != "u-9" || m.Preferences.Channels.InApp ||
+		!slices.Equal(m.Preferences.MutedTypes, []string{"like", "promo"}) {
+		t.Fatalf("%s decoded to %+v, %v", b, m, err)
+	}
+	bc := herald.Broadcast{EventID: "big-1", Topic: "team:7", Type: "release", Priority: herald.PriorityHigh,
+		Title: "v2", Data: json.RawMessage(`{"v":2}`), CreatedAt: time.Date(2026, 12, 4, 5, 0, 0, 0, time.UTC)}
+	if b, err = encodeBroadcast(&bc); err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) != 2 || raw["u"] != nil {
+		t.Fatalf("wire form %s: no user, only k and b", b)
+	}
+	m, err = decodeMessage(b)
+	if err != nil || m.Kind != kindBroadcast || m.UserID != "" || m.Broadcast.EventID != "big-1" ||
+		m.Broadcast.Topic != "team:7" || string(m.Broadcast.Data) != `{"v":2}` || !m.Broadcast.CreatedAt.Equal(bc.CreatedAt) {
+		t.Fatalf("%s decoded to %+v, %v", b, m, err)
+	}
+}
+
+func TestDecodeBroadcastAndPreferencesRefused(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"b without b", `{"k":"b"}`, "without b"},
+		{"b with a user", `{"k":"b","u":"u1","b":{"event_id":"e","topic":"t"}}`, "with a user"},
+		{"b without event id", `{"k":"b","b":{"topic":"t"}}`, "event_id"},
+		{"b with a bad topic", `{"k":"b","b":{"event_id":"e","topic":"a b"}}`, "b.topic"},
+		{"p without p", `{"k":"p","u":"u1"}`, "without p"},
+		{"p without user", `{"k":"p","p":{}}`, "u:"},
+		{"p invalid", `{"k":"p","u":"u1","p":{"quiet_hours":{"start":"25:00","end":"07:00"}}}`, "p:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeMessage([]byte(tc.in))
+			if !errors.Is(err, errBadMessage) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want errBadMessage containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeMessageIgnoresUnknownFields(t *testing.T) {
 	m, err := decodeMessage([]byte(`{"k":"u","u":"u1","c":5,"g":"gw-9","future":[1,2]}`))
 	if err != nil || m.Unread != 5 {
@@ -134,6 +183,12 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"k":"m","u":"u1","t":"a b","s":null}`))
 	f.Add([]byte(`{"k":"n","u":"u1","n":{"seq":18446744073709551615,"prev":18446744073709551614,"created_at":"x"}}`))
+	p := herald.DefaultPreferences()
+	b, _ = encodePreferences("u-1", &p)
+	f.Add(b)
+	b, _ = encodeBroadcast(&herald.Broadcast{EventID: "e", Topic: "news", Type: "x", Data: json.RawMessage(`[1]`)})
+	f.Add(b)
+	f.Add([]byte(`{"k":"b","b":{"event_id":"","topic":"t"}}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := decodeMessage(in)
 		if err != nil {
@@ -143,7 +198,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			return
 		}
 		// Whatever is accepted is valid and survives re-encoding.
-		if herald.ValidateUserID(m.UserID) != nil {
+		if m.Kind != kindBroadcast && herald.ValidateUserID(m.UserID) != nil {
 			t.Fatalf("accepted user %q", m.UserID)
 		}
 		var again []byte
@@ -163,6 +218,16 @@ func FuzzDecodeMessage(f *testing.F) {
 				t.Fatalf("accepted topic %q", m.Topic)
 			}
 			again, err = encodeMembership(m.UserID, m.Topic, m.Subscribed)
+		case kindPreferences:
+			if m.Preferences.Validate() != nil {
+				t.Fatalf("accepted preferences %+v", m.Preferences)
+			}
+			again, err = encodePreferences(m.UserID, &m.Preferences)
+		case kindBroadcast:
+			if m.UserID != "" || m.Broadcast.EventID == "" || herald.ValidateTopic(m.Broadcast.Topic) != nil {
+				t.Fatalf("accepted broadcast %+v", m)
+			}
+			again, err = encodeBroadcast(&m.Broadcast)
 		default:
 			t.Fatalf("accepted kind %q", m.Kind)
 		}
@@ -174,7 +239,8 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("re-decode %s: %v", again, err)
 		}
 		if m2.Kind != m.Kind || m2.UserID != m.UserID || m2.Unread != m.Unread || m2.Notification.Seq != m.Notification.Seq ||
-			m2.Topic != m.Topic || m2.Subscribed != m.Subscribed {
+			m2.Topic != m.Topic || m2.Subscribed != m.Subscribed || m2.Broadcast.EventID != m.Broadcast.EventID ||
+			m2.Broadcast.Topic != m.Broadcast.Topic || !slices.Equal(m2.Preferences.MutedTypes, m.Preferences.MutedTypes) {
 			t.Fatalf("round trip changed %+v into %+v", m, m2)
 		}
 	})

@@ -12,7 +12,9 @@ import (
 type clusterMetrics struct {
 	// forwarded counts messages published to another gateway that had a
 	// subscriber, by kind (notification, unread).
-	forwardedNotifications, forwardedUnread, forwardedMemberships prometheus.Counter
+	forwardedNotifications, forwardedUnread, forwardedMemberships, forwardedPreferences prometheus.Counter
+	// publishedBroadcasts counts live broadcasts published (broadcast.go).
+	publishedBroadcasts prometheus.Counter
 	// forwardedLive counts the enricher's direct-path publishes (live.go)
 	// that reached a subscribed gateway.
 	forwardedLive prometheus.Counter
@@ -21,9 +23,9 @@ type clusterMetrics struct {
 	stale prometheus.Counter
 	// received counts messages received from other gateways, by kind
 	// (notification, unread, invalid).
-	receivedNotifications, receivedUnread, receivedMemberships, receivedInvalid prometheus.Counter
+	receivedNotifications, receivedUnread, receivedMemberships, receivedPreferences, receivedBroadcasts, receivedInvalid prometheus.Counter
 	// redisErrors counts failed Redis operations, by op (route, presence,
-	// heartbeat, subscribe, leave, membership, online).
+	// heartbeat, subscribe, leave, membership, online, broadcast).
 	redisErrors *prometheus.CounterVec
 	// routeSkipped counts routes not attempted during the cooldown after a
 	// Redis failure.
@@ -39,17 +41,19 @@ type clusterMetrics struct {
 func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	forwarded := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "forwarded_total",
-		Help: "Messages published to another gateway holding the user, by kind (notification, unread, membership, live: the enricher's direct path).",
+		Help: "Messages published to another gateway holding the user, by kind (notification, unread, membership, preferences, live: the enricher's direct path; broadcast: a live broadcast to every gateway, counted once).",
 	}, []string{"kind"}))
 	received := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "cluster", Name: "received_total",
-		Help: "Messages received from other gateways, by kind (notification, unread, membership, invalid).",
+		Help: "Messages received from other gateways, by kind (notification, unread, membership, preferences, broadcast, invalid).",
 	}, []string{"kind"}))
 	return &clusterMetrics{
 		forwardedNotifications: forwarded.WithLabelValues("notification"),
 		forwardedUnread:        forwarded.WithLabelValues("unread"),
 		forwardedMemberships:   forwarded.WithLabelValues("membership"),
 		forwardedLive:          forwarded.WithLabelValues("live"),
+		forwardedPreferences:   forwarded.WithLabelValues("preferences"),
+		publishedBroadcasts:    forwarded.WithLabelValues("broadcast"),
 		stale: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "stale_presence_total",
 			Help: "Publishes to a gateway listed as holding the user that had no subscriber on its channel.",
@@ -57,10 +61,12 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 		receivedNotifications: received.WithLabelValues("notification"),
 		receivedUnread:        received.WithLabelValues("unread"),
 		receivedMemberships:   received.WithLabelValues("membership"),
+		receivedPreferences:   received.WithLabelValues("preferences"),
+		receivedBroadcasts:    received.WithLabelValues("broadcast"),
 		receivedInvalid:       received.WithLabelValues("invalid"),
 		redisErrors: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "redis_errors_total",
-			Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave, membership, online).",
+			Help: "Failed Redis operations of the cluster, by op (route, presence, heartbeat, subscribe, leave, membership, online, broadcast).",
 		}, []string{"op"})),
 		routeSkipped: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "cluster", Name: "route_skipped_total",

@@ -60,8 +60,8 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local, subscribed chan<- 
 		bo.Reset()
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
+			if m.Kind != "subscribe" || m.Channel != c.channel {
+				continue // the broadcasts channel's confirmation follows its own
 			}
 			subscriptions++
 			if subscriptions == 1 {
@@ -78,7 +78,8 @@ func (c *Cluster) subscribeLoop(ctx context.Context, l Local, subscribed chan<- 
 }
 
 // newPubSub replaces the current subscription (closing the old one) with a
-// new one on this gateway's channel, or returns nil once ctx is done. The
+// new one on this gateway's channel and the broadcasts channel, or
+// returns nil once ctx is done. The
 // SUBSCRIBE is sent outside psMu; if it fails, go-redis sends it again
 // when the loop next receives.
 func (c *Cluster) newPubSub(ctx context.Context) *redis.PubSub {
@@ -93,7 +94,7 @@ func (c *Cluster) newPubSub(ctx context.Context) *redis.PubSub {
 	ps := c.rdb.Subscribe(ctx) // no channel yet: no I/O
 	c.ps = ps
 	c.psMu.Unlock()
-	if err := ps.Subscribe(ctx, c.channel); err != nil && ctx.Err() == nil {
+	if err := ps.Subscribe(ctx, c.channel, c.bcChannel); err != nil && ctx.Err() == nil {
 		c.redisFailed("subscribe", err)
 	}
 	return ps
@@ -134,6 +135,18 @@ func (c *Cluster) handle(ctx context.Context, l Local, payload string) {
 		c.m.receivedMemberships.Inc()
 		if lm := membershipsOf(l); lm != nil {
 			lm.MembershipChanged(ctx, m.UserID, m.Topic, m.Subscribed)
+		}
+	case kindPreferences:
+		c.m.receivedPreferences.Inc()
+		if lb := broadcastsOf(l); lb != nil {
+			lb.PreferencesChanged(ctx, m.UserID, m.Preferences)
+		}
+	case kindBroadcast:
+		c.m.receivedBroadcasts.Inc()
+		if lb := broadcastsOf(l); lb != nil {
+			if _, err := lb.Broadcast(ctx, m.Broadcast); err != nil {
+				c.log.Warn("cannot frame a live broadcast", "event", m.Broadcast.EventID, "topic", m.Broadcast.Topic, "err", err)
+			}
 		}
 	}
 }

@@ -38,19 +38,28 @@ type liveClient struct {
 	mu   sync.Mutex
 	got  map[string]time.Time // event id → first arrival
 	seqs []uint64
-	err  error
+	// Live broadcasts (broadcasts=live): event id → first arrival, and
+	// how many broadcast frames came for it.
+	early  map[string]time.Time
+	earlyN map[string]int
+	err    error
 }
 
-func dialLive(t *testing.T, gw *proc, user string) *liveClient {
+// dialLive connects user; query adds to the URL (e.g. "broadcasts=live").
+func dialLive(t *testing.T, gw *proc, user, query string) *liveClient {
 	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.addr+"/v1/ws?token="+token(t, user), nil)
+	u := "ws://" + gw.addr + "/v1/ws?token=" + token(t, user)
+	if query != "" {
+		u += "&" + query
+	}
+	c, resp, err := websocket.DefaultDialer.Dial(u, nil)
 	if resp != nil {
 		defer resp.Body.Close()
 	}
 	if err != nil {
 		t.Fatalf("dial %s: %v", gw.name, err)
 	}
-	lc := &liveClient{conn: c, got: map[string]time.Time{}}
+	lc := &liveClient{conn: c, got: map[string]time.Time{}, early: map[string]time.Time{}, earlyN: map[string]int{}}
 	go func() {
 		for {
 			_, raw, err := c.ReadMessage()
@@ -61,12 +70,23 @@ func dialLive(t *testing.T, gw *proc, user string) *liveClient {
 				return
 			}
 			var f frame
-			if json.Unmarshal(raw, &f) == nil && f.Type == "notification" {
+			if json.Unmarshal(raw, &f) != nil {
+				continue
+			}
+			switch f.Type {
+			case "notification":
 				lc.mu.Lock()
 				if _, dup := lc.got[f.Notification.EventID]; !dup {
 					lc.got[f.Notification.EventID] = time.Now()
 				}
 				lc.seqs = append(lc.seqs, f.Notification.Seq)
+				lc.mu.Unlock()
+			case "broadcast":
+				lc.mu.Lock()
+				if lc.earlyN[f.Broadcast.EventID] == 0 {
+					lc.early[f.Broadcast.EventID] = time.Now()
+				}
+				lc.earlyN[f.Broadcast.EventID]++
 				lc.mu.Unlock()
 			}
 		}
@@ -117,7 +137,10 @@ func TestLargeAudience(t *testing.T) {
 	e := newEnv(t)
 	t.Cleanup(func() { keepLogs(t, e, t.Name()) })
 	apiP := e.start("api", "api", "HERALD_GATEWAY_ID="+e.prefix+"api")
-	enr := e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher", fanoutRateEnv+"=20000")
+	// The threshold at a tenth of the audience, so that a smaller
+	// HERALD_IT_AUDIENCE still takes the large path.
+	enr := e.start("enricher", "enricher", "HERALD_TRANSACTIONAL_ID="+e.prefix+"enricher", fanoutRateEnv+"=20000",
+		"HERALD_FANOUT_THRESHOLD="+strconv.Itoa(members/10))
 	gws := []*proc{
 		e.start("gateway-a", "gateway", "HERALD_GATEWAY_ID="+e.prefix+"a"),
 		e.start("gateway-b", "gateway", "HERALD_GATEWAY_ID="+e.prefix+"b"),
@@ -157,12 +180,18 @@ func TestLargeAudience(t *testing.T) {
 			readers = append(readers, users[i])
 		}
 	}
+	// Every other connected member asks for live broadcasts
+	// (docs/ARCHITECTURE.md, "Live broadcasts"): client i with i%4 < 2.
 	clients := make([]*liveClient, len(live))
 	for i, u := range live {
-		clients[i] = dialLive(t, gws[i%2], u)
+		q := ""
+		if i%4 < 2 {
+			q = "broadcasts=live"
+		}
+		clients[i] = dialLive(t, gws[i%2], u, q)
 	}
 	ordinary := e.u("ordinary")
-	oc := dialLive(t, gws[0], ordinary)
+	oc := dialLive(t, gws[0], ordinary, "broadcasts=live")
 
 	// The gateways list their connected members in Redis once each
 	// user's topics are loaded: wait for all, read as the fan-out reads.
@@ -212,14 +241,40 @@ func TestLargeAudience(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("all %d connected members of %d got the broadcast live %v after it was posted", connected, members, last.Sub(posted).Round(time.Millisecond))
+	var early []time.Duration
 	for i, c := range clients {
 		c.mu.Lock()
 		seqs := slices.Clone(c.seqs)
+		n, at := c.earlyN["big-1"], c.early["big-1"]
 		c.mu.Unlock()
 		if !slices.Equal(seqs, []uint64{1}) {
 			t.Errorf("connected member %s: seqs %v, want the broadcast once at seq 1", live[i], seqs)
 		}
+		switch {
+		case i%4 >= 2 && n != 0:
+			t.Errorf("connected member %s did not ask for live broadcasts and got %d broadcast frames", live[i], n)
+		case i%4 < 2 && n > 1:
+			t.Errorf("connected member %s got the broadcast frame %d times", live[i], n)
+		case i%4 < 2 && n == 1:
+			early = append(early, at.Sub(posted))
+		}
 	}
+	// The frame is best effort (Redis pub/sub), but here both gateways
+	// stay subscribed and have loaded every member: none may be missing.
+	slices.Sort(early)
+	if len(early) > 0 {
+		t.Logf("%d of %d members who asked got the broadcast frame; after the post: p50 %v, p99 %v, last %v",
+			len(early), connected/2, early[len(early)/2].Round(time.Millisecond),
+			early[len(early)*99/100].Round(time.Millisecond), early[len(early)-1].Round(time.Millisecond))
+	}
+	if len(early) < connected/2 {
+		t.Errorf("%d members who asked for live broadcasts did not get the frame", connected/2-len(early))
+	}
+	oc.mu.Lock()
+	if n := len(oc.earlyN); n != 0 {
+		t.Errorf("a non-member got %d broadcast frames", n)
+	}
+	oc.mu.Unlock()
 
 	// A late subscriber, then the sampled readers read (and are caught up).
 	late := e.u("late")

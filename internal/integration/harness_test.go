@@ -335,6 +335,10 @@ type frame struct {
 		EventID string    `json:"event_id"`
 		Created time.Time `json:"created_at"`
 	} `json:"notification"`
+	Broadcast struct {
+		EventID string `json:"event_id"`
+		Topic   string `json:"topic"`
+	} `json:"broadcast"`
 }
 
 // client is a WebSocket client that reads frames in the background.

@@ -19,13 +19,19 @@
 #     at or above --fanout-threshold it goes to the topic's feed and every
 #     connected member is caught up at once). Reports the connections held,
 #     the gateways' total RSS before and after, and the broadcast's p50,
-#     p99 and last arrival (produce→WebSocket, from the event's created_at),
-#     with missing, duplicate and dropped counts.
+#     p99 and last arrival as an inbox notification (produce→WebSocket,
+#     from the event's created_at), with missing, duplicate and dropped
+#     counts; with CONNS_BROADCASTS=live (the clients connect with
+#     broadcasts=live) also the same for its live "broadcast" frame
+#     (docs/ARCHITECTURE.md, "Live broadcasts"), with how many connections
+#     got one.
 #
 # Starts the stack when it is down (and stops it at the end, unless
 # BENCH_KEEP_STACK=1). Logs under $STACK_DIR/bench/conns-*/. Loopback only;
 # every step is bounded in time. Exits 1 when a connection failed, was
-# dropped, or missed or doubled the broadcast.
+# dropped, missed or doubled the broadcast's inbox notification, or got
+# its broadcast frame twice (a missing broadcast frame is counted, not a
+# failure: the frame is best effort).
 #
 #	make bench-conns        # or: bash scripts/bench/conns.sh
 #
@@ -38,6 +44,9 @@
 #	CONNS_FANOUT_RATE  the enricher's HERALD_FANOUT_RATE; 50000
 #	CONNS_DIAL_RATE    connections opened per second by each client; 400
 #	CONNS_PORT_BASE    first of the roles' ports; 19301
+#	CONNS_BROADCASTS   the clients' broadcasts= (herald-conns -broadcasts):
+#	                   live (also measure the broadcast frame) or inbox
+#	                   (notifications only, as before); live
 #	Only CONNS_TOTAL and CONNS_GATEWAYS at their defaults give the figures
 #	of docs/BENCHMARKS.md.
 set -euo pipefail
@@ -54,9 +63,11 @@ IDLE=${CONNS_IDLE:-15000}
 FANOUT_RATE=${CONNS_FANOUT_RATE:-50000}
 DIAL_RATE=${CONNS_DIAL_RATE:-400}
 PORT_BASE=${CONNS_PORT_BASE:-19301}
+BROADCASTS=${CONNS_BROADCASTS:-live}
 for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-conns: $v=${!v}: want a positive integer" >&2; exit 1; }
 done
+[[ $BROADCASTS == live || $BROADCASTS == inbox ]] || { echo "bench-conns: CONNS_BROADCASTS=$BROADCASTS: want live or inbox" >&2; exit 1; }
 if ((PER_CLIENT > 18000)); then
 	echo "bench-conns: CONNS_PER_CLIENT=$PER_CLIENT: a process may hold 20,000 files here" >&2
 	exit 1
@@ -92,6 +103,13 @@ COMMIT=$(git rev-parse --short HEAD)
 ROWS=()
 FAILED=0
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# p50, p99 and last (ms) of the latencies (µs, one a line) in FILES, or "- - -".
+percentiles() {
+	cat "$@" 2>/dev/null | sort -n | awk '{ v[n++] = $1 } END {
+		if (n == 0) { print "- - -"; exit }
+		i50 = int(0.50 * n); i99 = int(0.99 * n); if (i99 >= n) i99 = n - 1
+		printf "%.0f %.0f %.0f\n", v[i50] / 1000, v[i99] / 1000, v[n - 1] / 1000 }'
+}
 
 # ---- 1. Idle memory per read mode ----
 if [[ ${CONNS_SKIP_IDLE:-0} != 1 ]]; then
@@ -139,7 +157,7 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	RUN=conns$T0
 	TOPIC=capacity-$T0
 	EVENT=$RUN-broadcast
-	echo "bench-conns: capacity, $TOTAL connections over $NGW gateways; keyspace $HERALD_CASSANDRA_KEYSPACE; logs in $RUN_DIR"
+	echo "bench-conns: capacity, $TOTAL connections (broadcasts=$BROADCASTS) over $NGW gateways; keyspace $HERALD_CASSANDRA_KEYSPACE; logs in $RUN_DIR"
 
 	bin/herald migrate >"$RUN_DIR/migrate.log" 2>&1 || { cat "$RUN_DIR/migrate.log"; exit 1; }
 	bin/herald topics >"$RUN_DIR/topics.log" 2>&1 || { cat "$RUN_DIR/topics.log"; exit 1; }
@@ -216,7 +234,8 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	for ((from = 0, k = 0; from < TOTAL; from += PER_CLIENT, k++)); do
 		count=$((TOTAL - from < PER_CLIENT ? TOTAL - from : PER_CLIENT))
 		bin/herald-conns -gateways "$GATEWAYS" -run "$RUN" -from "$from" -count "$count" -event "$EVENT" \
-			-dial-rate "$DIAL_RATE" -timeout 20m -out "$RUN_DIR/latency-$k.txt" >"$RUN_DIR/client-$k.log" 2>&1 </dev/null &
+			-dial-rate "$DIAL_RATE" -timeout 20m -broadcasts "$BROADCASTS" \
+			-out "$RUN_DIR/latency-$k.txt" -out-live "$RUN_DIR/broadcast-latency-$k.txt" >"$RUN_DIR/client-$k.log" 2>&1 </dev/null &
 		PIDS+=("$!") CLIENT_PIDS+=("$!")
 	done
 	NCLIENTS=${#CLIENT_PIDS[@]}
@@ -258,21 +277,27 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	# The clients exited: take them out of the set stop_all waits for.
 	PIDS=("${PIDS[@]:0:$((${#PIDS[@]} - NCLIENTS))}")
 	[[ $rc == 0 ]] || FAILED=1
-	held=0 received=0 missing=0 duplicate=0 dropped=0
+	held=0 received=0 missing=0 duplicate=0 dropped=0 live_received=0 live_duplicate=0
 	for log in "$RUN_DIR"/client-*.log; do
 		line=$(grep '^RESULT ' "$log" || true)
 		[[ -n $line ]] || { echo "bench-conns: no RESULT in $log" >&2; FAILED=1; continue; }
 		held=$((held + $(field held "$line"))) received=$((received + $(field received "$line")))
 		missing=$((missing + $(field missing "$line"))) duplicate=$((duplicate + $(field duplicate "$line")))
 		dropped=$((dropped + $(field dropped "$line")))
+		# The live_* fields were appended to RESULT later: absent counts 0.
+		live_received=$((live_received + $(field live_received "$line" | grep . || echo 0)))
+		live_duplicate=$((live_duplicate + $(field live_duplicate "$line" | grep . || echo 0)))
 	done
-	read -r p50 p99 last < <(cat "$RUN_DIR"/latency-*.txt 2>/dev/null | sort -n | awk '{ v[n++] = $1 } END {
-		if (n == 0) { print "- - -"; exit }
-		i50 = int(0.50 * n); i99 = int(0.99 * n); if (i99 >= n) i99 = n - 1
-		printf "%.0f %.0f %.0f\n", v[i50] / 1000, v[i99] / 1000, v[n - 1] / 1000 }')
+	read -r p50 p99 last < <(percentiles "$RUN_DIR"/latency-*.txt)
+	read -r lp50 lp99 llast < <(percentiles "$RUN_DIR"/broadcast-latency-*.txt)
 	ROWS+=("| capacity: connections held ($NGW epoll gateways, $NCLIENTS client processes) | $held of $TOTAL (opened in $CONNECT_S s; $TOTAL members added in $MEMBERS_S s) |")
 	ROWS+=("| capacity: gateways' total RSS, started / holding $TOTAL / after the broadcast | $RSS_EMPTY / $RSS_HELD / $RSS_AFTER MiB ($(awk -v a="$RSS_HELD" -v b="$RSS_EMPTY" -v n="$TOTAL" 'BEGIN { printf "%.0f", (a - b) * 1048576 / n }') B per connection held) |")
-	ROWS+=("| capacity: one broadcast to all, produce→WebSocket p50 / p99 / last | $p50 / $p99 / $last ms |")
+	ROWS+=("| capacity: one broadcast to all, produce→inbox notification p50 / p99 / last | $p50 / $p99 / $last ms |")
+	if [[ $BROADCASTS == live ]]; then
+		ROWS+=("| capacity: one broadcast to all, produce→broadcast frame p50 / p99 / last (received of $TOTAL) | $lp50 / $lp99 / $llast ms ($live_received of $TOTAL; $live_duplicate duplicate) |")
+	else
+		ROWS+=("| capacity: one broadcast to all, produce→broadcast frame p50 / p99 / last (received of $TOTAL) | not asked for (CONNS_BROADCASTS=inbox; $live_received received) |")
+	fi
 	ROWS+=("| capacity: received / missing / duplicate / dropped | $received / $missing / $duplicate / $dropped |")
 	ROWS+=("| capacity: load average before / after the broadcast | $LOAD_BEFORE / $LOAD_AFTER |")
 	stop_all

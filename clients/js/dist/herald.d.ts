@@ -2,6 +2,7 @@ import { type Page } from './http.js';
 import type { ConnectionState, HeraldEvents, HeraldOptions, TransportName } from './types.js';
 export * from './types.js';
 export { Backoff, backoffCeiling } from './backoff.js';
+export { RECENT_BROADCASTS } from './broadcasts.js';
 export { jwtSubject, cursorKey } from './cursor.js';
 export { HTTPError } from './http.js';
 export type { ListParams, Page } from './http.js';
@@ -23,6 +24,9 @@ export declare class Herald {
     private readonly mode;
     private readonly storage;
     private readonly wantShared;
+    private readonly liveBroadcasts;
+    /** With liveBroadcasts: what this tab emitted, to merge broadcasts and notifications. */
+    private readonly merge;
     private readonly listeners;
     private readonly backoff;
     private readonly catchUpBackoff;
@@ -92,6 +96,11 @@ export declare class Herald {
     /** HTTP calls with one token refresh on 401. */
     private withAuth;
     private deliver;
+    /**
+     * A live broadcast, from the transport (leader) or relayed (follower): emitted unless this
+     * tab emitted it already or delivered its notification. It moves no cursor and no count.
+     */
+    private broadcast;
     private setUnread;
     private setState;
     private relayed;

@@ -1,6 +1,7 @@
 // The Herald client: live notifications over WebSocket, SSE or long poll, resumed from a
 // stored cursor, shared by the tabs of a browser.
 import { Backoff } from './backoff.js';
+import { BroadcastMerge } from './broadcasts.js';
 import { Cursor, cursorKey, jwtSubject } from './cursor.js';
 import { API, HTTPError } from './http.js';
 import { Bus, BroadcastElection, LockElection } from './leader.js';
@@ -12,6 +13,7 @@ import { WebSocketTransport } from './transports/websocket.js';
 import { defaultStorage, defaultURL, resolveEnv } from './env.js';
 export * from './types.js';
 export { Backoff, backoffCeiling } from './backoff.js';
+export { RECENT_BROADCASTS } from './broadcasts.js';
 export { jwtSubject, cursorKey } from './cursor.js';
 export { HTTPError } from './http.js';
 /** The transports in the order 'auto' tries them. */
@@ -65,6 +67,8 @@ export class Herald {
         const mode = options.transport ?? 'auto';
         if (mode !== 'auto' && !TRANSPORTS.includes(mode))
             throw new TypeError("herald: options.transport must be 'auto', 'websocket', 'sse' or 'longpoll'");
+        if (options.liveBroadcasts !== undefined && typeof options.liveBroadcasts !== 'boolean')
+            throw new TypeError('herald: options.liveBroadcasts must be a boolean');
         const url = options.url ?? defaultURL();
         if (!url || !/^https?:\/\//i.test(url))
             throw new TypeError('herald: options.url must be an http(s) URL');
@@ -76,6 +80,8 @@ export class Herald {
             throw new TypeError('herald: no fetch available (options.env.fetch)');
         this.storage = options.storage !== undefined ? options.storage : defaultStorage();
         this.wantShared = options.shared !== false;
+        this.liveBroadcasts = options.liveBroadcasts === true;
+        this.merge = this.liveBroadcasts ? new BroadcastMerge() : null;
         this.backoff = new Backoff({ random: this.env.random });
         this.catchUpBackoff = new Backoff({ random: this.env.random });
         this.tabId = this.env.random().toString(36).slice(2) + this.env.now().toString(36);
@@ -256,6 +262,7 @@ export class Herald {
             base: this.base,
             token: this.token,
             after,
+            liveBroadcasts: this.liveBroadcasts,
             api: this.api,
             timers: this.env.timers,
             now: this.env.now,
@@ -277,6 +284,11 @@ export class Herald {
                         this.dropTransport();
                         void this.closedWith(name, { code, reason: 'gap fill failed', opened: true });
                     });
+                },
+                broadcast: (b) => {
+                    // Outside the seq order: emitted at once, never through the sequencer.
+                    if (mine())
+                        this.broadcast(b);
                 },
                 synced: (seq, unread) => {
                     if (!mine())
@@ -436,11 +448,28 @@ export class Herald {
         // Gaps are expected in an unread-only replay: the followers must not fill them either.
         if (this.isLeader)
             this.bus?.post('notification', { n, gaps: this.seq.checkGaps });
-        this.emit('notification', n);
+        // Each tab merges with the broadcasts it emitted itself (a follower relays none).
+        if (this.merge && typeof n.event_id === 'string' && n.event_id !== '' && this.merge.notification(n.event_id))
+            this.emit('notification', { ...n, supersedes: n.event_id });
+        else
+            this.emit('notification', n);
         // The server sends an unread count after reads only; a new unread notification after
         // synced (whose count covered the replay) adds one. The leader counts and relays.
         if (this.isLeader && this.live && !n.read && this.unreadCount !== null)
             this.setUnread(this.unreadCount + 1);
+    }
+    /**
+     * A live broadcast, from the transport (leader) or relayed (follower): emitted unless this
+     * tab emitted it already or delivered its notification. It moves no cursor and no count.
+     */
+    broadcast(b) {
+        if (!this.merge || !b || typeof b !== 'object' || typeof b.event_id !== 'string' || b.event_id === '')
+            return;
+        if (!this.merge.broadcast(b.event_id))
+            return;
+        if (this.isLeader)
+            this.bus?.post('broadcast', { b });
+        this.emit('broadcast', b);
     }
     setUnread(n) {
         if (this.isLeader)
@@ -479,6 +508,9 @@ export class Herald {
         switch (m.t) {
             case 'notification':
                 this.seq.push(m.n, m.gaps !== false).catch(() => this.scheduleCatchUp());
+                break;
+            case 'broadcast':
+                this.broadcast(m.b);
                 break;
             case 'synced':
                 void this.seq.synced(Number(m.seq) || 0);

@@ -11,6 +11,30 @@ export interface Notification {
     data?: unknown;
     created_at: string;
     read: boolean;
+    /**
+     * Set by the client on the 'notification' event, never sent by the server: the event_id
+     * (the same as `event_id`) of the live broadcast this tab emitted as a 'broadcast' event
+     * and that this notification supersedes. Replace that item with this one rather than
+     * show a second one. Absent otherwise (always without `liveBroadcasts`).
+     */
+    supersedes?: string;
+}
+/**
+ * A live broadcast (docs/ARCHITECTURE.md, "Live broadcasts"), with `liveBroadcasts` only: a
+ * broadcast to a large audience sent ahead of its inbox copy. It has no id or seq: it does
+ * not move the cursor, is not counted in unread and cannot be marked read. The same
+ * broadcast follows as a notification with the same event_id, which has `supersedes` set.
+ */
+export interface Broadcast {
+    event_id: string;
+    /** The audience's topic. */
+    topic: string;
+    type: string;
+    priority: string;
+    title?: string;
+    body?: string;
+    data?: unknown;
+    created_at: string;
 }
 export type TransportName = 'websocket' | 'sse' | 'longpoll';
 export type ConnectionState = 'connecting' | 'open' | 'synced' | 'offline' | 'closed';
@@ -44,6 +68,7 @@ export interface ResyncInfo {
 }
 export interface HeraldEvents {
     notification: Notification;
+    broadcast: Broadcast;
     unread: number;
     state: StateInfo;
     resync: ResyncInfo;
@@ -150,6 +175,11 @@ export interface HeraldOptions {
     transport?: 'auto' | TransportName;
     /** One connection per browser (default true where Web Locks or BroadcastChannel exist). */
     shared?: boolean;
+    /**
+     * Ask for live broadcasts (`broadcasts=live` on the WebSocket and SSE; the long poll has
+     * none): 'broadcast' events ahead of the notifications that follow them. Default false.
+     */
+    liveBroadcasts?: boolean;
     /** Where the cursor is kept (default localStorage when available); null keeps it in memory only. */
     storage?: CursorStorage | null;
     /** Injected browser APIs, clock and random source (for tests and non-browser hosts). */

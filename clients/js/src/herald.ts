@@ -2,6 +2,7 @@
 // stored cursor, shared by the tabs of a browser.
 
 import { Backoff } from './backoff.js';
+import { BroadcastMerge } from './broadcasts.js';
 import { Cursor, cursorKey, jwtSubject } from './cursor.js';
 import { API, HTTPError, type ListParams, type Page } from './http.js';
 import { Bus, BroadcastElection, LockElection, type BusMessage, type Election } from './leader.js';
@@ -12,6 +13,7 @@ import { Close, type CloseInfo, type Transport, type TransportContext } from './
 import { WebSocketTransport } from './transports/websocket.js';
 import { defaultStorage, defaultURL, resolveEnv, type ResolvedEnv } from './env.js';
 import type {
+  Broadcast,
   ConnectionState,
   CursorStorage,
   HeraldEvents,
@@ -24,6 +26,7 @@ import type {
 
 export * from './types.js';
 export { Backoff, backoffCeiling } from './backoff.js';
+export { RECENT_BROADCASTS } from './broadcasts.js';
 export { jwtSubject, cursorKey } from './cursor.js';
 export { HTTPError } from './http.js';
 export type { ListParams, Page } from './http.js';
@@ -48,6 +51,9 @@ export class Herald {
   private readonly mode: 'auto' | TransportName;
   private readonly storage: CursorStorage | null;
   private readonly wantShared: boolean;
+  private readonly liveBroadcasts: boolean;
+  /** With liveBroadcasts: what this tab emitted, to merge broadcasts and notifications. */
+  private readonly merge: BroadcastMerge | null;
   private readonly listeners = new Map<keyof HeraldEvents, Set<(p: never) => void>>();
   private readonly backoff: Backoff;
   private readonly catchUpBackoff: Backoff;
@@ -91,6 +97,8 @@ export class Herald {
     const mode = options.transport ?? 'auto';
     if (mode !== 'auto' && !TRANSPORTS.includes(mode))
       throw new TypeError("herald: options.transport must be 'auto', 'websocket', 'sse' or 'longpoll'");
+    if (options.liveBroadcasts !== undefined && typeof options.liveBroadcasts !== 'boolean')
+      throw new TypeError('herald: options.liveBroadcasts must be a boolean');
     const url = options.url ?? defaultURL();
     if (!url || !/^https?:\/\//i.test(url)) throw new TypeError('herald: options.url must be an http(s) URL');
     this.base = url.replace(/\/+$/, '');
@@ -100,6 +108,8 @@ export class Herald {
     if (!this.env.fetch) throw new TypeError('herald: no fetch available (options.env.fetch)');
     this.storage = options.storage !== undefined ? options.storage : defaultStorage();
     this.wantShared = options.shared !== false;
+    this.liveBroadcasts = options.liveBroadcasts === true;
+    this.merge = this.liveBroadcasts ? new BroadcastMerge() : null;
     this.backoff = new Backoff({ random: this.env.random });
     this.catchUpBackoff = new Backoff({ random: this.env.random });
     this.tabId = this.env.random().toString(36).slice(2) + this.env.now().toString(36);
@@ -282,6 +292,7 @@ export class Herald {
       base: this.base,
       token: this.token,
       after,
+      liveBroadcasts: this.liveBroadcasts,
       api: this.api!,
       timers: this.env.timers,
       now: this.env.now,
@@ -300,6 +311,10 @@ export class Herald {
             this.dropTransport();
             void this.closedWith(name, { code, reason: 'gap fill failed', opened: true });
           });
+        },
+        broadcast: (b) => {
+          // Outside the seq order: emitted at once, never through the sequencer.
+          if (mine()) this.broadcast(b);
         },
         synced: (seq, unread) => {
           if (!mine()) return;
@@ -446,10 +461,24 @@ export class Herald {
   private deliver(n: Notification): void {
     // Gaps are expected in an unread-only replay: the followers must not fill them either.
     if (this.isLeader) this.bus?.post('notification', { n, gaps: this.seq!.checkGaps });
-    this.emit('notification', n);
+    // Each tab merges with the broadcasts it emitted itself (a follower relays none).
+    if (this.merge && typeof n.event_id === 'string' && n.event_id !== '' && this.merge.notification(n.event_id))
+      this.emit('notification', { ...n, supersedes: n.event_id });
+    else this.emit('notification', n);
     // The server sends an unread count after reads only; a new unread notification after
     // synced (whose count covered the replay) adds one. The leader counts and relays.
     if (this.isLeader && this.live && !n.read && this.unreadCount !== null) this.setUnread(this.unreadCount + 1);
+  }
+
+  /**
+   * A live broadcast, from the transport (leader) or relayed (follower): emitted unless this
+   * tab emitted it already or delivered its notification. It moves no cursor and no count.
+   */
+  private broadcast(b: Broadcast): void {
+    if (!this.merge || !b || typeof b !== 'object' || typeof b.event_id !== 'string' || b.event_id === '') return;
+    if (!this.merge.broadcast(b.event_id)) return;
+    if (this.isLeader) this.bus?.post('broadcast', { b });
+    this.emit('broadcast', b);
   }
 
   private setUnread(n: number): void {
@@ -484,6 +513,9 @@ export class Herald {
     switch (m.t) {
       case 'notification':
         this.seq!.push(m.n as Notification, m.gaps !== false).catch(() => this.scheduleCatchUp());
+        break;
+      case 'broadcast':
+        this.broadcast(m.b as Broadcast);
         break;
       case 'synced':
         void this.seq!.synced(Number(m.seq) || 0);

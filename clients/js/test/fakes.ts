@@ -1,6 +1,7 @@
 // Fakes of the browser APIs and of time, for the unit tests.
 
 import type {
+  Broadcast,
   BroadcastChannelLike,
   Environment,
   EventSourceLike,
@@ -98,6 +99,9 @@ export class FakeWebSocket implements WebSocketLike {
   }
   synced(seq: number, unread: number): void {
     this.frame({ type: 'synced', seq, unread });
+  }
+  broadcast(b: Broadcast): void {
+    this.frame({ type: 'broadcast', broadcast: b });
   }
   serverClose(code: number, reason = ''): void {
     this.readyState = 3;
@@ -325,6 +329,19 @@ export function n(seq: number, extra: Partial<Notification> = {}): Notification 
     title: 'n' + seq,
     created_at: '2026-12-02T10:00:00Z',
     read: false,
+    ...extra,
+  };
+}
+
+/** A live broadcast of event `eventId` (its notification is n(seq, { event_id: eventId })). */
+export function bc(eventId: string, extra: Partial<Broadcast> = {}): Broadcast {
+  return {
+    event_id: eventId,
+    topic: 'all-hands',
+    type: 'announcement',
+    priority: 'normal',
+    title: 'b ' + eventId,
+    created_at: '2026-12-02T10:00:00Z',
     ...extra,
   };
 }

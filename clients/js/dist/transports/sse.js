@@ -1,6 +1,7 @@
-// Server-Sent Events transport: GET /v1/sse?token=&after= with events notification,
-// synced, unread and close. The client manages reconnection itself (it closes the
-// EventSource on error) so that it always resumes from its own cursor with a current token.
+// Server-Sent Events transport: GET /v1/sse?token=&after=[&broadcasts=live] with events
+// notification, synced, unread, broadcast and close. The client manages reconnection
+// itself (it closes the EventSource on error) so that it always resumes from its own
+// cursor with a current token.
 import { Close, query } from './transport.js';
 /** How long an SSE stream that opened may stay silent before its first event (ms). */
 export const SSE_FIRST_EVENT_TIMEOUT = 20000;
@@ -12,7 +13,7 @@ export class SSETransport {
         this.opened = false;
         this.done = false;
         this.firstEventTimer = null;
-        const url = ctx.base + '/v1/sse?' + query(ctx.token, ctx.after);
+        const url = ctx.base + '/v1/sse?' + query(ctx.token, ctx.after, ctx.liveBroadcasts);
         let es;
         try {
             es = new ctor(url);
@@ -36,6 +37,10 @@ export class SSETransport {
         };
         es.onerror = () => this.end(Close.abnormal, 'stream error');
         this.on('notification', (d) => h.notification(d));
+        this.on('broadcast', (d) => {
+            if (d && typeof d === 'object')
+                h.broadcast(d);
+        });
         this.on('synced', (d) => {
             const s = d;
             h.synced(Number(s.seq) || 0, Number(s.unread) || 0);

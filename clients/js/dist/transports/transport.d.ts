@@ -1,5 +1,5 @@
 import type { API } from '../http.js';
-import type { Notification, TransportName, TimerId } from '../types.js';
+import type { Broadcast, Notification, TransportName, TimerId } from '../types.js';
 /** Close codes of docs/ARCHITECTURE.md, plus the ones the client makes up itself. */
 export declare const Close: {
     readonly normal: 1000;
@@ -25,6 +25,8 @@ export interface CloseInfo {
 export interface TransportHandlers {
     open(): void;
     notification(n: Notification): void;
+    /** A live broadcast (only on a connection opened with broadcasts=live): outside the seq order. */
+    broadcast(b: Broadcast): void;
     synced(seq: number, unread: number): void;
     unread(count: number): void;
     /** Called once when the connection ends, unless the client closed it with close(). */
@@ -40,6 +42,8 @@ export interface TransportContext {
     token: string;
     /** The seq to resume after; null on a first connection (the server replays unread). */
     after: number | null;
+    /** Whether to ask for live broadcasts (broadcasts=live; the WebSocket and SSE only). */
+    liveBroadcasts: boolean;
     handlers: TransportHandlers;
     api: API;
     timers: Timers;
@@ -56,4 +60,4 @@ export interface Transport {
 }
 /** Maps an HTTP status to the close code the client acts on. */
 export declare function codeForStatus(status: number): number;
-export declare function query(token: string, after: number | null): string;
+export declare function query(token: string, after: number | null, liveBroadcasts?: boolean): string;

@@ -25,10 +25,12 @@ export function codeForStatus(status) {
         return Close.tryAgainLater;
     return Close.storeFailure;
 }
-export function query(token, after) {
+export function query(token, after, liveBroadcasts = false) {
     const q = new URLSearchParams();
     q.set('token', token);
     if (after !== null)
         q.set('after', String(after));
+    if (liveBroadcasts)
+        q.set('broadcasts', 'live');
     return q.toString();
 }

@@ -1,4 +1,4 @@
-// WebSocket transport: GET /v1/ws?token=&after= (docs/ARCHITECTURE.md, "WebSocket protocol").
+// WebSocket transport: GET /v1/ws?token=&after=[&broadcasts=live] (docs/ARCHITECTURE.md, "WebSocket protocol").
 import { Close, query } from './transport.js';
 export function wsURL(base) {
     return base.replace(/^http(s?):/i, (_m, s) => 'ws' + s + ':');
@@ -9,7 +9,7 @@ export class WebSocketTransport {
         this.name = 'websocket';
         this.opened = false;
         this.done = false;
-        const url = wsURL(ctx.base) + '/v1/ws?' + query(ctx.token, ctx.after);
+        const url = wsURL(ctx.base) + '/v1/ws?' + query(ctx.token, ctx.after, ctx.liveBroadcasts);
         let ws;
         try {
             ws = new ctor(url);
@@ -62,6 +62,10 @@ export class WebSocketTransport {
             case 'notification':
                 if (f.notification)
                     h.notification(f.notification);
+                break;
+            case 'broadcast':
+                if (f.broadcast && typeof f.broadcast === 'object')
+                    h.broadcast(f.broadcast);
                 break;
             case 'synced':
                 h.synced(Number(f.seq) || 0, Number(f.unread) || 0);

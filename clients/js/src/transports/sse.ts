@@ -1,6 +1,7 @@
-// Server-Sent Events transport: GET /v1/sse?token=&after= with events notification,
-// synced, unread and close. The client manages reconnection itself (it closes the
-// EventSource on error) so that it always resumes from its own cursor with a current token.
+// Server-Sent Events transport: GET /v1/sse?token=&after=[&broadcasts=live] with events
+// notification, synced, unread, broadcast and close. The client manages reconnection
+// itself (it closes the EventSource on error) so that it always resumes from its own
+// cursor with a current token.
 
 import type { EventSourceCtor, EventSourceLike, MessageEventLike, TimerId } from '../types.js';
 import { Close, query, type Transport, type TransportContext } from './transport.js';
@@ -16,7 +17,7 @@ export class SSETransport implements Transport {
   private firstEventTimer: TimerId | null = null;
 
   constructor(ctor: EventSourceCtor, private readonly ctx: TransportContext) {
-    const url = ctx.base + '/v1/sse?' + query(ctx.token, ctx.after);
+    const url = ctx.base + '/v1/sse?' + query(ctx.token, ctx.after, ctx.liveBroadcasts);
     let es: EventSourceLike;
     try {
       es = new ctor(url);
@@ -37,6 +38,9 @@ export class SSETransport implements Transport {
     };
     es.onerror = () => this.end(Close.abnormal, 'stream error');
     this.on('notification', (d) => h.notification(d as never));
+    this.on('broadcast', (d) => {
+      if (d && typeof d === 'object') h.broadcast(d as never);
+    });
     this.on('synced', (d) => {
       const s = d as { seq?: number; unread?: number };
       h.synced(Number(s.seq) || 0, Number(s.unread) || 0);

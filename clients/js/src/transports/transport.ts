@@ -3,7 +3,7 @@
 // whether, when and over what to reconnect.
 
 import type { API } from '../http.js';
-import type { Notification, TransportName, TimerId } from '../types.js';
+import type { Broadcast, Notification, TransportName, TimerId } from '../types.js';
 
 /** Close codes of docs/ARCHITECTURE.md, plus the ones the client makes up itself. */
 export const Close = {
@@ -32,6 +32,8 @@ export interface CloseInfo {
 export interface TransportHandlers {
   open(): void;
   notification(n: Notification): void;
+  /** A live broadcast (only on a connection opened with broadcasts=live): outside the seq order. */
+  broadcast(b: Broadcast): void;
   synced(seq: number, unread: number): void;
   unread(count: number): void;
   /** Called once when the connection ends, unless the client closed it with close(). */
@@ -49,6 +51,8 @@ export interface TransportContext {
   token: string;
   /** The seq to resume after; null on a first connection (the server replays unread). */
   after: number | null;
+  /** Whether to ask for live broadcasts (broadcasts=live; the WebSocket and SSE only). */
+  liveBroadcasts: boolean;
   handlers: TransportHandlers;
   api: API;
   timers: Timers;
@@ -72,9 +76,10 @@ export function codeForStatus(status: number): number {
   return Close.storeFailure;
 }
 
-export function query(token: string, after: number | null): string {
+export function query(token: string, after: number | null, liveBroadcasts = false): string {
   const q = new URLSearchParams();
   q.set('token', token);
   if (after !== null) q.set('after', String(after));
+  if (liveBroadcasts) q.set('broadcasts', 'live');
   return q.toString();
 }

@@ -1,6 +1,6 @@
-// WebSocket transport: GET /v1/ws?token=&after= (docs/ARCHITECTURE.md, "WebSocket protocol").
+// WebSocket transport: GET /v1/ws?token=&after=[&broadcasts=live] (docs/ARCHITECTURE.md, "WebSocket protocol").
 
-import type { Notification, WebSocketCtor, WebSocketLike } from '../types.js';
+import type { Broadcast, Notification, WebSocketCtor, WebSocketLike } from '../types.js';
 import { Close, query, type Transport, type TransportContext } from './transport.js';
 
 export function wsURL(base: string): string {
@@ -14,7 +14,7 @@ export class WebSocketTransport implements Transport {
   private done = false;
 
   constructor(ctor: WebSocketCtor, private readonly ctx: TransportContext) {
-    const url = wsURL(ctx.base) + '/v1/ws?' + query(ctx.token, ctx.after);
+    const url = wsURL(ctx.base) + '/v1/ws?' + query(ctx.token, ctx.after, ctx.liveBroadcasts);
     let ws: WebSocketLike;
     try {
       ws = new ctor(url);
@@ -51,7 +51,14 @@ export class WebSocketTransport implements Transport {
   private frame(data: unknown): void {
     if (this.done) return;
     if (typeof data !== 'string') return;
-    let f: { type?: string; notification?: Notification; seq?: number; unread?: number; count?: number };
+    let f: {
+      type?: string;
+      notification?: Notification;
+      broadcast?: Broadcast;
+      seq?: number;
+      unread?: number;
+      count?: number;
+    };
     try {
       f = JSON.parse(data);
     } catch {
@@ -61,6 +68,9 @@ export class WebSocketTransport implements Transport {
     switch (f.type) {
       case 'notification':
         if (f.notification) h.notification(f.notification);
+        break;
+      case 'broadcast':
+        if (f.broadcast && typeof f.broadcast === 'object') h.broadcast(f.broadcast);
         break;
       case 'synced':
         h.synced(Number(f.seq) || 0, Number(f.unread) || 0);
