@@ -219,10 +219,10 @@ func (p *Process) AddGateway(ctx context.Context) (*delivery.Gateway, error) {
 	// Connected users' topics are tracked for the large-audience path, and
 	// a user's first connection catches up their feeds (fanout_feed.go).
 	gcfg.Memberships = st
-	// Live broadcasts check the user's preferences, read through the cache.
-	if gcfg.Preferences, err = p.Prefs(ctx); err != nil {
-		return nil, err
-	}
+	// Live broadcasts check the user's preferences, read with the topics
+	// from the store itself: one read, the current value (the cache's
+	// miss path costs three Redis calls more, in a reconnect storm).
+	gcfg.Preferences = st
 	if gcfg.CatchUp, err = p.catchUp(ctx, pipeline.TriggerConnect); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,4 +289,49 @@ func TestRecentSetForgetsOldest(t *testing.T) {
 	if !r.add(first) {
 		t.Fatal("the oldest id was not forgotten")
 	}
+}
+
+// A user with no topic at connection costs no preferences read; once
+// subscribed while connected they get frames only when their preferences
+// are known (PreferencesChanged, or their next first connection).
+func TestBroadcastNoPreferencesReadWithoutTopics(t *testing.T) {
+	reads := &countingPrefs{}
+	e := newEnv(t, func(c *Config) { withLive(c); reads.inner = c.Store.(*memory.Store); c.Preferences = reads })
+	c := e.dial("bn", "broadcasts=live")
+	readUntilSynced(t, c)
+	eventually(t, "bn's (empty) topics loaded", func() bool { _, ok := e.gw.LocalTopics("bn"); return ok })
+	if n := reads.count(); n != 0 {
+		t.Fatalf("%d preferences reads for a user with no topic", n)
+	}
+	e.gw.MembershipChanged(context.Background(), "bn", "news", true)
+	if n := e.broadcast("n1", "news", "promo", time.Now().Add(time.Second)); n != 0 {
+		t.Fatalf("framed %d times with the preferences unknown", n)
+	}
+	e.gw.PreferencesChanged(context.Background(), "bn", herald.DefaultPreferences())
+	if n := e.broadcast("n2", "news", "promo", time.Now().Add(time.Second)); n != 1 {
+		t.Fatalf("framed %d times once the preferences are known, want 1", n)
+	}
+	if f := read(t, c); f.Type != "broadcast" || f.Broadcast.EventID != "n2" {
+		t.Fatalf("got %v, want n2", f)
+	}
+}
+
+// countingPrefs counts the gateway's preferences reads.
+type countingPrefs struct {
+	inner Preferences
+	mu    sync.Mutex
+	n     int
+}
+
+func (p *countingPrefs) GetPreferences(ctx context.Context, userID string) (herald.Preferences, error) {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+	return p.inner.GetPreferences(ctx, userID)
+}
+
+func (p *countingPrefs) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }

@@ -47,7 +47,6 @@ type conn struct {
 	out     sink            // where the write side's owner writes
 	user    string
 	expires int64 // the token's end, Unix nanoseconds; 0: none
-	live    bool  // opened with ?broadcasts=live (broadcast.go)
 
 	// frames is the user's client-frame bucket, shared with the user's
 	// other connections on this gateway (set by hub.add).
@@ -55,6 +54,9 @@ type conn struct {
 
 	// dead mirrors closed for lock-free checks on hot paths.
 	dead atomic.Bool
+	// live: opened with ?broadcasts=live (broadcast.go); set before the
+	// connection registers, never changed (beside dead: no padding).
+	live bool
 
 	// pc is the connection's registration with the gateway's poller in
 	// epoll read mode (set before it is armed, never changed); nil in

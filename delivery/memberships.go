@@ -186,8 +186,12 @@ func (g *Gateway) load(j loadJob) {
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
 	subs, err := g.cfg.Memberships.Topics(ctx, j.user)
 	cancel()
+	// Only a member of some topic can take a live broadcast: a user with
+	// none costs no preferences read (one who subscribes while connected
+	// gets live broadcasts from their next first connection, or once
+	// PreferencesChanged tells their preferences).
 	var prefs *livePrefs
-	if err == nil && g.cfg.Preferences != nil {
+	if err == nil && g.cfg.Preferences != nil && len(subs) > 0 {
 		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.MembershipTimeout)
 		var p herald.Preferences
 		p, err = g.cfg.Preferences.GetPreferences(ctx, j.user)
