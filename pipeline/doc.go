@@ -56,7 +56,10 @@
 // used up; permanent → that device's job goes to herald.push.dlq with the
 // reason and the attempts made. A crash between a send and its mark
 // resends only what was in flight, and the stable collapse id makes the
-// resend replace the first copy on the device.
+// resend replace the first copy on the device. A graceful stop is no
+// crash: it polls nothing more and lets the batch in flight be answered
+// and marked (up to PusherConfig.DrainTimeout, 10s), so it resends
+// nothing.
 //
 // Retries go through tiered retry topics, herald.push.retry.<tier> (5s,
 // 30s and 5m by default; configurable): a waiting job is produced, with

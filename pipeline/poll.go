@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/heraldhq/herald/internal/errclass"
 	"github.com/heraldhq/herald/internal/retry"
@@ -29,8 +31,36 @@ type pollLoop struct {
 	// afterPoll, if set, runs after every poll once its records were
 	// handled or given up (the router allows rebalances there).
 	afterPoll func()
-	log       *slog.Logger
-	backoff   retry.Backoff
+	// drain lets a batch that is being handled when ctx ends finish: handle
+	// runs under a context canceled only drain after ctx ends (or when it
+	// returns). The pusher sets it, whose sends are side effects that a
+	// graceful stop must record (their progress marks) rather than cut off
+	// and make again after the restart. Zero: handle runs under ctx.
+	drain   time.Duration
+	log     *slog.Logger
+	backoff retry.Backoff
+}
+
+// drainContext returns a context that carries ctx's values and is
+// canceled d after ctx ends, or by stop. stop must be called.
+func drainContext(ctx context.Context, d time.Duration) (context.Context, func()) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(d, cancel)
+		mu.Unlock()
+	})
+	return hctx, func() {
+		stopAfter()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // run polls until ctx is done (nil), the client is closed (ErrClosed) or
@@ -40,6 +70,12 @@ func (l *pollLoop) run(ctx context.Context) error {
 		if l.afterPoll != nil {
 			l.afterPoll()
 		}
+	}
+	hctx := ctx
+	if l.drain > 0 {
+		var stop func()
+		hctx, stop = drainContext(ctx, l.drain)
+		defer stop()
 	}
 	for {
 		fetches := l.poll(ctx, l.max)
@@ -64,7 +100,7 @@ func (l *pollLoop) run(ctx context.Context) error {
 			}
 			continue
 		}
-		err := l.handle(ctx, fetches)
+		err := l.handle(hctx, fetches)
 		after()
 		switch {
 		case err == nil:

@@ -96,3 +96,29 @@ func TestPollLoop(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainContext: the handler's context outlives the loop's by the
+// drain, and no longer.
+func TestDrainContext(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	hctx, stop := drainContext(parent, time.Hour)
+	cancel()
+	if err := hctx.Err(); err != nil {
+		t.Fatalf("canceled with its parent: %v", err)
+	}
+	if hctx.Value(key{}) != "v" {
+		t.Fatal("the parent's values are lost")
+	}
+	stop()
+	if hctx.Err() == nil {
+		t.Fatal("stop did not cancel it")
+	}
+
+	parent, cancel = context.WithCancel(context.Background())
+	hctx, stop = drainContext(parent, time.Millisecond)
+	defer stop()
+	cancel()
+	<-hctx.Done() // the drain ran out
+}

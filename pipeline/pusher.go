@@ -83,6 +83,13 @@ type PusherConfig struct {
 	// partition's batch); what is not answered by then is a transient
 	// failure, retried. Zero value: 30s.
 	SendTimeout time.Duration
+	// DrainTimeout bounds how long a stop (Close, or the end of Run's
+	// context) lets the batch in flight finish: its sends are answered and
+	// their progress marks written, so that a graceful stop pushes nothing
+	// twice. Past it the batch is cut off as by a crash, and what was in
+	// flight is sent again, under the same collapse id, after the restart.
+	// No new batch is polled once the stop began. Zero value: 10s.
+	DrainTimeout time.Duration
 	// RetryTiers are the delays of the retry topics
 	// (Topics.PushRetry(tier)), which must exist (topics.PushRetrySpecs).
 	// Zero value: topics.DefaultPushRetryTiers (5s, 30s, 5m).
@@ -134,6 +141,9 @@ func (c *PusherConfig) setDefaults() error {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
 	}
 	if len(c.RetryTiers) == 0 {
 		c.RetryTiers = topics.DefaultPushRetryTiers
@@ -245,7 +255,8 @@ func NewPusher(cfg PusherConfig) (*Pusher, error) {
 	return p, nil
 }
 
-// Close stops Run, waits for it to return and closes the client, leaving
+// Close stops Run, waits for it to return (the batch in flight finishes,
+// up to DrainTimeout) and closes the client, leaving
 // the group (a static member too: see "Leaving on a clean shutdown" in
 // group.go) without committing what was not handled. It is idempotent and
 // safe to call concurrently with Run.
@@ -294,6 +305,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 		max:       p.cfg.MaxPollRecords,
 		handle:    p.handle,
 		afterPoll: p.cl.AllowRebalance,
+		drain:     p.cfg.DrainTimeout,
 		log:       p.log,
 		backoff:   retry.Backoff{Min: p.cfg.RetryBackoff, Max: p.cfg.MaxRetryBackoff},
 	}

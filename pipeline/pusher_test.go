@@ -754,3 +754,79 @@ func TestPusherMetricNames(t *testing.T) {
 		}
 	}
 }
+
+// answeredLateSender is a provider whose answers arrive after the stop
+// began: Send hands the messages over (the provider has them: they are
+// recorded), tells started, and waits for release before it reads the
+// answers; by then a canceled context makes them transient failures, as
+// an HTTP client's canceled request does though the provider delivered.
+type answeredLateSender struct {
+	*fakeSender
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *answeredLateSender) Send(ctx context.Context, msgs []push.Message) []push.Result {
+	out := s.fakeSender.Send(ctx, msgs)
+	s.once.Do(func() {
+		close(s.started)
+		<-s.release
+	})
+	if err := ctx.Err(); err != nil {
+		for i := range out {
+			out[i] = push.Result{Reason: push.ReasonUnknown, Class: errclass.ClassTransient, Err: err}
+		}
+	}
+	return out
+}
+
+// TestPusherGracefulStopFinishesItsBatch: a stop that comes while a batch's
+// sends are in flight lets them be answered and marked, so the pusher
+// that takes over pushes none of them again.
+func TestPusherGracefulStopFinishesItsBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pusherTopics()
+	const users = 20
+	var jobs []herald.PushJob
+	for i := range users {
+		u := fmt.Sprintf("g-%d", i)
+		e.device(u, "android", "a-"+u)
+		jobs = append(jobs, e.notify(u, "e", herald.PriorityNormal))
+	}
+	s := &answeredLateSender{fakeSender: newFakeSender(), started: make(chan struct{}), release: make(chan struct{})}
+	cfg := e.pusherConfig(s)
+	first, err := NewPusher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	e.pushJobs(jobs...)
+	select {
+	case <-s.started:
+	case <-e.ctx.Done():
+		t.Fatal("no send")
+	}
+	stop() // SIGTERM while the first batch is in flight
+	closed := make(chan struct{})
+	go func() { first.Close(); close(closed) }()
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	inFlight := len(s.delivered())
+
+	cfg.Registerer = metrics.NewRegistry()
+	e.startPusher(cfg)
+	e.eventually("every device pushed", func() bool { return len(s.delivered()) == users })
+	for key, n := range s.delivered() {
+		if n != 1 {
+			t.Errorf("%s pushed %d times across a graceful stop", key, n)
+		}
+	}
+	t.Logf("%d sends in flight at the stop", inFlight)
+}
