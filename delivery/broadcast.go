@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"time"
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/store"
@@ -136,6 +137,10 @@ func (g *Gateway) Broadcast(ctx context.Context, b herald.Broadcast) (int, error
 		g.m.broadcasts.WithLabelValues("repeat").Inc()
 		return 0, nil
 	}
+	start := time.Now()
+	if !b.CreatedAt.IsZero() {
+		g.m.broadcastDelay.Observe(start.Sub(b.CreatedAt).Seconds())
+	}
 	frame, err := encodeBroadcast(&b)
 	if err != nil {
 		return 0, err
@@ -171,6 +176,7 @@ func (g *Gateway) Broadcast(ctx context.Context, b herald.Broadcast) (int, error
 	}
 	g.m.broadcasts.WithLabelValues("sent").Inc()
 	g.m.broadcastFrames.Add(float64(sent))
+	g.m.broadcastQueue.Observe(time.Since(start).Seconds())
 	return sent, nil
 }
 

@@ -51,9 +51,11 @@
 // connection that waits too long for a slot is closed with 1013.
 //
 // Position checks (position.go): notifications forwarded between gateways
-// can be lost (Redis pub/sub is at most once), so each quiet connection is
-// compared with the inbox's last seq every PositionInterval and brought up
-// to date through the gap fill.
+// can be lost (Redis pub/sub is at most once), so a user's connections are
+// compared with the inbox's last seq where that happens (after a Redis
+// resubscription, after their presence is first written: CheckPositions,
+// asked by delivery/cluster) and, as a safety net, every quiet connection
+// every PositionInterval, and brought up to date through the gap fill.
 //
 // The WebSocket protocol (frames, close codes, limits) is part of Herald's
 // public contract, described in docs/ARCHITECTURE.md and api/openapi.json.

@@ -185,9 +185,10 @@ type Config struct {
 	// before it is closed with 1013; 0 means 10 s.
 	ReplayWait time.Duration
 	// PositionInterval is how often a quiet connection's position is
-	// checked against the inbox's last seq, so that a notification lost
-	// between gateways is filled without waiting for the next one (see
-	// position.go). 0 means 5 s, negative means never.
+	// checked against the inbox's last seq, a safety net beside the checks
+	// the cluster asks for (CheckPositions) where a notification forwarded
+	// between gateways can be lost (see position.go). 0 means 60 s,
+	// negative means never (the asked checks still run).
 	PositionInterval time.Duration
 	// PositionChecks bounds the position checks (store reads) in flight at
 	// once; 0 means 8.
@@ -294,6 +295,8 @@ type Gateway struct {
 
 	// recent: the broadcasts framed lately (broadcast.go).
 	recent recentSet
+	// asked: the users CheckPositions queued (position.go).
+	asked askedChecks
 }
 
 // New validates cfg, fills its defaults and starts the ping loops. Stop the
@@ -375,7 +378,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	defDur(&cfg.ReplayWait, 10*time.Second)
 	if cfg.PositionInterval == 0 {
-		cfg.PositionInterval = 5 * time.Second
+		cfg.PositionInterval = time.Minute
 	}
 	def(&cfg.PositionChecks, 8)
 	def(&cfg.MembershipLoaders, 16)
@@ -428,10 +431,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.wg.Add(1)
 		go g.pingLoop(i, cfg.PingLoops)
 	}
-	if cfg.PositionInterval > 0 {
-		g.wg.Add(1)
-		go g.positionLoop()
-	}
+	g.asked.wake = make(chan struct{}, 1)
+	g.wg.Add(1)
+	go g.positionLoop()
 	if cfg.Memberships != nil {
 		g.startLoaders()
 	}

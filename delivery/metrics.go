@@ -18,15 +18,18 @@ type gatewayMetrics struct {
 	disconnects  *prometheus.CounterVec // by reason
 	conflicts    prometheus.Counter     // herald_seq_conflicts_total
 
-	refused        *prometheus.CounterVec // herald_gateway_upgrades_refused_total{reason}
-	replayWait     prometheus.Observer
-	replaysWaiting prometheus.Gauge
-	positionChecks prometheus.Counter // users whose last seq was read
-	positionBehind prometheus.Counter // connections found behind the inbox
+	refused         *prometheus.CounterVec // herald_gateway_upgrades_refused_total{reason}
+	replayWait      prometheus.Observer
+	replaysWaiting  prometheus.Gauge
+	positionChecks  prometheus.Counter // users whose last seq was read
+	positionBehind  prometheus.Counter // connections found behind the inbox
+	positionDropped prometheus.Counter // asked checks past maxAskedChecks
 
 	membershipLoads *prometheus.CounterVec // herald_gateway_membership_loads_total{result}
 	broadcasts      *prometheus.CounterVec // herald_gateway_broadcasts_total{result}
 	broadcastFrames prometheus.Counter     // herald_gateway_broadcast_frames_total
+	broadcastDelay  prometheus.Observer    // created_at to the gateway's receipt
+	broadcastQueue  prometheus.Observer    // the walk that queues the frames
 }
 
 func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
@@ -68,6 +71,9 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		positionBehind: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "gateway", Name: "position_behind_total", Help: "Connections a position check found behind the inbox (a notification lost on the way, or not routed yet); they are filled from the inbox.",
 		})),
+		positionDropped: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "position_checks_dropped_total", Help: "Position checks asked for (after a presence write or a re-announce) that found the queue full (131,072 users waiting); those users wait for the periodic round.",
+		})),
 		membershipLoads: metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "gateway", Name: "membership_loads_total", Help: "Loads of a newly connected user's topics (Config.Memberships), by result (ok; error: the store failed or timed out, counted per attempt). A failed load is tried again after a backoff while the user stays connected; until one succeeds the user is not listed by OnlineMembers.",
 		}, []string{"result"})),
@@ -76,6 +82,14 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		}, []string{"result"})),
 		broadcastFrames: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "gateway", Name: "broadcast_frames_total", Help: "broadcast frames queued to connections opened with broadcasts=live.",
+		})),
+		broadcastDelay: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "broadcast_delay_seconds", Help: "Time from a live broadcast's created_at to its arrival at the gateway (once per broadcast, repeats excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		})),
+		broadcastQueue: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "gateway", Name: "broadcast_queue_seconds", Help: "Time the gateway took to queue one live broadcast's frames to all its members' connections (the writes follow on the connections' writers).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		})),
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	herald "github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/store"
 )
 
 // forwarder is what routes notifications to a gateway: the gateway itself,
@@ -91,5 +94,64 @@ func TestPositionCheckAllConnectionsOfTheUser(t *testing.T) {
 		if got := readSeqs(t, c, 1); got[0] != 3 {
 			t.Fatalf("got %v, want [3]", got)
 		}
+	}
+}
+
+// A check the cluster asks for (CheckPositions) brings a connection up to
+// date without the periodic round; users with no connection here are
+// skipped.
+func TestCheckPositionsAsked(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PositionInterval = -1 })
+	c := e.dial("alice", "")
+	readUntilSynced(t, c)
+	appendN(t, e.store, "alice", 2) // both forwards lost
+	e.gw.CheckPositions([]string{"nobody", "alice"})
+	if got := readSeqs(t, c, 2); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("client got %v, want [1 2]", got)
+	}
+	e.publish("alice", 1)
+	if got := readSeqs(t, c, 1); got[0] != 3 {
+		t.Fatalf("then got %v, want [3]", got)
+	}
+}
+
+// seamInbox blocks UnreadCount (read at the replay's seam, after the
+// replay's reads) until gate is closed.
+type seamInbox struct {
+	store.Inbox
+	gate    chan struct{}
+	waiting atomic.Int32
+}
+
+func (s *seamInbox) UnreadCount(ctx context.Context, user string) (int64, error) {
+	s.waiting.Add(1)
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return s.Inbox.UnreadCount(ctx, user)
+}
+
+// A notification stored after a connection's replay read the inbox, and
+// never forwarded to it (its presence was not written yet), reaches it
+// through the check asked for while it is still replaying: the offer waits
+// for the seam.
+func TestCheckPositionsWhileReplaying(t *testing.T) {
+	in := &seamInbox{gate: make(chan struct{})}
+	e := newEnv(t, func(c *Config) {
+		in.Inbox = c.Store
+		c.Store, c.PositionInterval = in, -1
+		c.Registerer = prometheus.NewRegistry() // counters of its own
+	})
+	c := e.dial("carol", "")
+	eventually(t, "the replay to reach its seam", func() bool { return in.waiting.Load() == 1 })
+	appendN(t, e.store, "carol", 1) // stored after the replay's reads, not forwarded
+	e.gw.CheckPositions([]string{"carol"})
+	eventually(t, "the check to find carol behind", func() bool { return counterValue(e.gw.m.positionBehind) == 1 })
+	close(in.gate)
+	seqs, synced := readUntilSynced(t, c)
+	if !slices.Equal(seqs, []uint64{1}) || synced.Seq != 1 {
+		t.Fatalf("replay %v, synced at %d; want [1], 1", seqs, synced.Seq)
 	}
 }

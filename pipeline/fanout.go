@@ -463,6 +463,8 @@ type fanoutMetrics struct {
 	catchUps                                *prometheus.CounterVec
 	deliveryLag                             *prometheus.HistogramVec
 	livePublished                           *prometheus.CounterVec
+	// liveDelay is observed at the publish, not at the commit.
+	liveDelay prometheus.Histogram
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
@@ -490,6 +492,11 @@ func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
 			Namespace: "herald", Subsystem: "fanout", Name: "broadcasts_published_total",
 			Help: "Large-audience broadcasts offered for live delivery once in their feed, by result (published; governed: the policy governs the type, not sent live; error: the publish failed, members take it from their inbox).",
 		}, []string{"result"})),
+		liveDelay: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "broadcast_publish_delay_seconds",
+			Help:    "Time from a large-audience broadcast's created_at to its live publish to the gateways having returned (intake, enricher, fan-out, feed write and the publish).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		})),
 		lag: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Subsystem: "fanout", Name: "lag_seconds",
 			Help:    "Time from a multi-recipient event's created_at to the commit of its last page: how long its last recipient waited for the fan-out.",

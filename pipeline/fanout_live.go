@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"time"
 
 	herald "github.com/heraldhq/herald"
 )
@@ -41,5 +42,8 @@ func (f *Fanout) broadcastLive(ctx context.Context, ev *herald.Event) {
 		return
 	}
 	f.m.livePublished.WithLabelValues("published").Inc()
+	if !ev.CreatedAt.IsZero() {
+		f.m.liveDelay.Observe(time.Since(ev.CreatedAt).Seconds())
+	}
 	f.log.Debug("broadcast published live", "topic", ev.Audience, "event", ev.ID, "reached", n)
 }

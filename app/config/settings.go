@@ -261,7 +261,7 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: num(func(c *Config) *int { return &c.WSMaxReplays })},
 			{flag: fWSReplayWait, env: "HERALD_WS_REPLAY_WAIT", def: "10s", usage: "how long a new WebSocket waits for a replay slot before it is closed with 1013",
 				bind: func(c *Config) value { return durationValue{&c.WSReplayWait} }},
-			{flag: fWSPositionEvery, env: "HERALD_WS_POSITION_INTERVAL", def: "5s", usage: "how often a quiet WebSocket is compared with the inbox's last seq, filling a notification lost between gateways (0: never)",
+			{flag: fWSPositionEvery, env: "HERALD_WS_POSITION_INTERVAL", def: "60s", usage: "how often a quiet WebSocket is compared with the inbox's last seq, a safety net beside the checks after a presence write or a Redis resubscription (0: never)",
 				bind: func(c *Config) value { return durationValue{&c.WSPositionInterval} }},
 			{flag: fWSReadMode, env: "HERALD_WS_READ_MODE", def: "goroutine", usage: "how the gateway reads WebSockets: goroutine (a reader goroutine per connection) or epoll (quiet connections parked on one epoll instance, read by a pool of goroutines when they have input: less memory per idle connection; Linux only, elsewhere goroutine)",
 				bind: str(func(c *Config) *string { return &c.WSReadMode })},

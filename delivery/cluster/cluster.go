@@ -141,6 +141,10 @@ type Cluster struct {
 	wake    chan struct{}      // cap 1: dirty is not empty
 	resync  chan struct{}      // cap 1: re-announce every local user
 	syncReq chan chan struct{} // flush dirty now and answer (tests)
+	// hbFailed: the last heartbeat did not refresh every user, whose
+	// entries may expire before the next; that one asks for position
+	// checks as a re-announce does. Only the presence loop uses it.
+	hbFailed bool
 
 	psMu sync.Mutex
 	ps   *redis.PubSub

@@ -87,10 +87,14 @@
 //   - Pub/sub is at most once. A message Redis accepted for a subscriber
 //     can still be lost if that subscriber's connection breaks before it
 //     reads it; the notification then reaches that socket with the user's
-//     next notification (gap fill), on reconnect, or at the gateway's next
-//     position check of the quiet connection (delivery/position.go, every
-//     PositionInterval, 5 s by default), whichever comes first. It is not
-//     pushed (the user counted as online).
+//     next notification (gap fill), on reconnect, or at the position check
+//     the gateway makes of every local user once its subscription is back
+//     and their presence re-announced (delivery/position.go; the periodic
+//     round of quiet connections, every 60 s by default, is the safety
+//     net), whichever comes first. It is not pushed (the user counted as
+//     online). Likewise a user's first connection on a gateway is checked
+//     once its presence entry is written: a notification routed elsewhere
+//     before that was not forwarded to it.
 //   - A gateway that hangs while its Redis connections stay open keeps its
 //     users listed, and subscribed, until PresenceTTL: no push for them.
 //   - Presence scores use each gateway's clock: the fleet tolerates a skew

@@ -115,7 +115,11 @@ func (f *fleet) newNode(tweak func(*Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Memberships: f.store, Preferences: f.store, Logger: quiet})
+	// No periodic position round: a lost forward is filled only by the
+	// checks the cluster asks for (delivery/position.go), which the tests
+	// are to show.
+	gw, err := delivery.New(delivery.Config{Store: f.store, Verifier: v, Presence: cl, Unread: cl, Memberships: f.store, Preferences: f.store,
+		PositionInterval: -1, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,4 +307,72 @@ func pubsubClientID(t *testing.T, rc *redis.Client, name string) string {
 		return false
 	})
 	return id
+}
+
+// A forward lost while the subscription was broken (here: stored, never
+// forwarded) reaches the socket once the subscription is back: the
+// re-announce asks the gateway to check every local user. The gateway has
+// no periodic round, so nothing else could bring it.
+func TestLostForwardFilledAfterResubscribe(t *testing.T) {
+	f := newFleet(t)
+	name := randomID("herald-test-")
+	rc := redisClient(t, name)
+	b := f.newNode(func(c *Config) { c.Redis, c.URL = rc, "" })
+	ws := b.dial("u-lost")
+	f.waitListed(b, "u-lost", b, true)
+	n := f.appendOne("u-lost") // its forward was lost
+	id := pubsubClientID(t, f.rc, name)
+	if err := f.rc.ClientKillByFilter(context.Background(), "ID", id).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if fr := read(t, ws); fr.Type != "notification" || fr.Notification.Seq != n.Seq {
+		t.Fatalf("got %+v, want the notification at seq %d", fr, n.Seq)
+	}
+}
+
+// checkingLocal records the position checks the cluster asks for.
+type checkingLocal struct {
+	*fakeLocal
+	mu    sync.Mutex
+	asked map[string]int
+}
+
+func (l *checkingLocal) CheckPositions(users []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range users {
+		l.asked[u]++
+	}
+}
+
+func (l *checkingLocal) askedFor(u string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.asked[u]
+}
+
+// The presence loop asks for a check of a user whose arrival it wrote, and
+// of every user after a re-announce.
+func TestPositionChecksAskedOnArrivalAndResync(t *testing.T) {
+	l := &checkingLocal{fakeLocal: &fakeLocal{users: map[string]bool{}}, asked: map[string]int{}}
+	cl, err := New(Config{Conn: stacktest.Redis(), GatewayID: randomID("gw-"), KeyPrefix: randomID("t") + ":", Local: l, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- cl.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-ran
+		_ = cl.Close()
+	}()
+	l.mu.Lock()
+	l.users["u-a"], l.users["u-b"] = true, true
+	l.mu.Unlock()
+	cl.UserOnline("u-a")
+	cl.UserOnline("u-b")
+	eventually(t, "checks of the arrivals", func() bool { return l.askedFor("u-a") == 1 && l.askedFor("u-b") == 1 })
+	cl.requestResync()
+	eventually(t, "checks after the re-announce", func() bool { return l.askedFor("u-a") == 2 && l.askedFor("u-b") == 2 })
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/delivery"
 )
 
 // Presence registry: per user a sorted set <prefix>presence:<user> whose
@@ -53,6 +55,21 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// PositionChecker is a Local that checks its users' connections against
+// the inbox when asked; *delivery.Gateway implements it. The presence
+// loop asks for the users whose presence it wrote on their arrival, and
+// for every user after a re-announce (delivery/position.go).
+type PositionChecker interface {
+	CheckPositions(users []string)
+}
+
+var _ PositionChecker = (*delivery.Gateway)(nil)
+
+func checkerOf(l Local) PositionChecker {
+	pc, _ := l.(PositionChecker)
+	return pc
+}
+
 // presenceLoop is Run's writer of presence entries.
 func (c *Cluster) presenceLoop(ctx context.Context, l Local, subscribed <-chan struct{}) {
 	// Nothing is announced before this gateway can receive what is routed
@@ -64,7 +81,7 @@ func (c *Cluster) presenceLoop(ctx context.Context, l Local, subscribed <-chan s
 	}
 	tick := time.NewTicker(c.cfg.Heartbeat)
 	defer tick.Stop()
-	c.heartbeat(ctx, l)
+	c.heartbeat(ctx, l, false) // nothing was routed here before the subscription
 	c.flush(ctx, l)
 	for {
 		select {
@@ -73,12 +90,12 @@ func (c *Cluster) presenceLoop(ctx context.Context, l Local, subscribed <-chan s
 		case <-c.wake:
 			c.flush(ctx, l)
 		case <-c.resync:
-			c.heartbeat(ctx, l)
+			c.heartbeat(ctx, l, true)
 			c.flush(ctx, l)
 		case <-tick.C:
 			// Changes that failed to be written are retried here.
 			c.flush(ctx, l)
-			c.heartbeat(ctx, l)
+			c.heartbeat(ctx, l, false)
 		case ack := <-c.syncReq:
 			c.flush(ctx, l)
 			close(ack)
@@ -88,7 +105,7 @@ func (c *Cluster) presenceLoop(ctx context.Context, l Local, subscribed <-chan s
 
 // requestResync asks the presence loop to re-announce every local user
 // (after the subscription was re-established: Redis may have restarted
-// empty).
+// empty) and then to have their positions checked.
 func (c *Cluster) requestResync() { signal(c.resync) }
 
 // flush writes the pending changes. Users whose write failed are queued
@@ -111,9 +128,12 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 	}
 	c.pmu.Unlock()
 
+	checker := checkerOf(l)
+	var arrived []string
 	for len(users) > 0 && ctx.Err() == nil {
 		batch := users[:min(len(users), c.cfg.BatchSize)]
 		users = users[len(batch):]
+		arrived = arrived[:0]
 		now := time.Now()
 		expiry := float64(now.Add(c.cfg.PresenceTTL).UnixMilli())
 		expired := "(" + strconv.FormatInt(now.UnixMilli(), 10)
@@ -125,6 +145,7 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 					p.ZRem(pctx, key, c.cfg.GatewayID)
 					continue
 				}
+				arrived = append(arrived, u)
 				// Arrivals also drop members that expired (crashed
 				// gateways), so a long-lived key does not collect them.
 				p.ZRemRangeByScore(pctx, key, "-inf", expired)
@@ -141,6 +162,11 @@ func (c *Cluster) flush(ctx context.Context, l Local) {
 			c.requeue(batch)
 			c.requeue(users)
 			return
+		}
+		if checker != nil && len(arrived) > 0 {
+			// Routers elsewhere list this gateway for them from now on;
+			// what they routed before is in the inbox (delivery/position.go).
+			checker.CheckPositions(arrived)
 		}
 	}
 	if ctx.Err() != nil {
@@ -180,11 +206,19 @@ func (c *Cluster) requeue(users []string) {
 }
 
 // heartbeat refreshes the presence entry and the membership entries
-// (memberships.go) of every local user, in pipelined batches. It gives up at the first failure: the next tick retries, and an
-// entry survives PresenceTTL/Heartbeat missed refreshes.
-func (c *Cluster) heartbeat(ctx context.Context, l Local) {
+// (memberships.go) of every local user, in pipelined batches. It gives up
+// at the first failure: the next tick retries, and an entry survives
+// PresenceTTL/Heartbeat missed refreshes. A re-announce after the
+// subscription was re-established (check) also asks the gateway to check
+// the positions of the users announced: what was published to it
+// meanwhile is lost (delivery/position.go); so does the first heartbeat
+// after one that failed (an entry may have expired meanwhile, and routers
+// did not forward to it).
+func (c *Cluster) heartbeat(ctx context.Context, l Local, check bool) {
+	check = check || c.hbFailed
 	batch := make([]string, 0, c.cfg.BatchSize)
 	failed := false
+	checker := checkerOf(l)
 	write := func() {
 		if failed || ctx.Err() != nil {
 			return
@@ -194,6 +228,8 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 			if ctx.Err() == nil {
 				c.redisFailed("heartbeat", err)
 			}
+		} else if check && checker != nil {
+			checker.CheckPositions(batch)
 		}
 		batch = batch[:0]
 	}
@@ -217,6 +253,7 @@ func (c *Cluster) heartbeat(ctx context.Context, l Local) {
 	if len(batch) > 0 {
 		write()
 	}
+	c.hbFailed = failed || ctx.Err() != nil
 	if mw == nil || failed || ctx.Err() != nil {
 		return
 	}

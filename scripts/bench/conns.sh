@@ -44,6 +44,9 @@
 #	CONNS_FANOUT_RATE  the enricher's HERALD_FANOUT_RATE; 50000
 #	CONNS_DIAL_RATE    connections opened per second by each client; 400
 #	CONNS_PORT_BASE    first of the roles' ports; 19301
+#	CONNS_SETTLE_IDLE  post the broadcast once the CPU is this % idle over
+#	                   5 s; 50
+#	CONNS_SETTLE_MAX   or after this many seconds of waiting for it; 300
 #	CONNS_BROADCASTS   the clients' broadcasts= (herald-conns -broadcasts):
 #	                   live (also measure the broadcast frame) or inbox
 #	                   (notifications only, as before); live
@@ -64,7 +67,9 @@ FANOUT_RATE=${CONNS_FANOUT_RATE:-50000}
 DIAL_RATE=${CONNS_DIAL_RATE:-400}
 PORT_BASE=${CONNS_PORT_BASE:-19301}
 BROADCASTS=${CONNS_BROADCASTS:-live}
-for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE; do
+SETTLE_IDLE=${CONNS_SETTLE_IDLE:-50}
+SETTLE_MAX=${CONNS_SETTLE_MAX:-300}
+for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE SETTLE_IDLE SETTLE_MAX; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-conns: $v=${!v}: want a positive integer" >&2; exit 1; }
 done
 [[ $BROADCASTS == live || $BROADCASTS == inbox ]] || { echo "bench-conns: CONNS_BROADCASTS=$BROADCASTS: want live or inbox" >&2; exit 1; }
@@ -200,6 +205,26 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 			curl -fsS -m 10 "http://127.0.0.1:$port/metrics" || true
 		done | awk -v m="$1" 'index($0, m " ") == 1 { s += $NF } END { printf "%d", s }'
 	}
+	metric_at() { # PORT NAME-AND-LABELS: the value on one role ("0" when absent)
+		curl -fsS -m 10 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+			awk -v m="$2" 'index($0, m " ") == 1 { v = $NF } END { printf "%.3f", v + 0 }'
+	}
+	metric_max() { # NAME-AND-LABELS: the largest value over the gateways
+		local port
+		for port in "${GW_PORTS[@]}"; do
+			metric_at "$port" "$1"
+			echo
+		done | sort -g | tail -n 1
+	}
+	cpu_idle() { # SECONDS: the machine's idle CPU share over that long, %
+		local a b
+		read -r -a a < <(grep '^cpu ' /proc/stat)
+		sleep "$1"
+		read -r -a b < <(grep '^cpu ' /proc/stat)
+		awk -v i=$((b[4] + b[5] - a[4] - a[5])) \
+			-v t=$((b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8])) \
+			'BEGIN { printf "%.0f", t > 0 ? 100 * i / t : 0 }'
+	}
 	RSS_EMPTY=$(rss_gateways)
 
 	# Members, through the API: calls of 2,000 ids, two at a time (each
@@ -267,6 +292,15 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	done
 	LOADS_S=$(($(date +%s) - began))
 	sleep 3 # the online-member sets are written in batches, once a second at most
+	# Let the aftermath of the setup (the loads' Cassandra compactions, the
+	# members' catch-up) pass: post once the CPU is SETTLE_IDLE % idle over
+	# 5 s, or after SETTLE_MAX s. What holding the connections costs stays.
+	began=$(date +%s)
+	while :; do
+		IDLE_BEFORE=$(cpu_idle 5)
+		((IDLE_BEFORE >= SETTLE_IDLE || $(date +%s) - began >= SETTLE_MAX)) && break
+	done
+	SETTLE_S=$(($(date +%s) - began))
 	RSS_HELD=$(rss_gateways)
 	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -280,6 +314,12 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	done
 	RSS_AFTER=$(rss_gateways)
 	LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+	# Where the broadcast frame's time went (one broadcast: a sum is its
+	# value): created_at to the fan-out's publish, to the slowest gateway's
+	# receipt, and the slowest gateway's walk queuing its frames.
+	PUBLISH_MS=$(awk -v s="$(metric_at $((PORT_BASE + 1)) herald_fanout_broadcast_publish_delay_seconds_sum)" 'BEGIN { printf "%.0f", s * 1000 }')
+	ARRIVAL_MS=$(awk -v s="$(metric_max herald_gateway_broadcast_delay_seconds_sum)" 'BEGIN { printf "%.0f", s * 1000 }')
+	QUEUE_MS=$(awk -v s="$(metric_max herald_gateway_broadcast_queue_seconds_sum)" 'BEGIN { printf "%.0f", s * 1000 }')
 	# The clients exited: take them out of the set stop_all waits for.
 	PIDS=("${PIDS[@]:0:$((${#PIDS[@]} - NCLIENTS))}")
 	[[ $rc == 0 ]] || FAILED=1
@@ -301,11 +341,12 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	ROWS+=("| capacity: one broadcast to all, produce→inbox notification p50 / p99 / last | $p50 / $p99 / $last ms |")
 	if [[ $BROADCASTS == live ]]; then
 		ROWS+=("| capacity: one broadcast to all, produce→broadcast frame p50 / p99 / last (received of $TOTAL) | $lp50 / $lp99 / $llast ms ($live_received of $TOTAL; $live_duplicate duplicate) |")
+		ROWS+=("| capacity: the broadcast frame's way: created_at→fan-out publish / →slowest gateway's receipt / slowest gateway's queuing | $PUBLISH_MS / $ARRIVAL_MS / $QUEUE_MS ms |")
 	else
 		ROWS+=("| capacity: one broadcast to all, produce→broadcast frame p50 / p99 / last (received of $TOTAL) | not asked for (CONNS_BROADCASTS=inbox; $live_received received) |")
 	fi
 	ROWS+=("| capacity: received / missing / duplicate / dropped | $received / $missing / $duplicate / $dropped |")
-	ROWS+=("| capacity: load average before / after the broadcast | $LOAD_BEFORE / $LOAD_AFTER |")
+	ROWS+=("| capacity: load average before / after the broadcast; idle CPU before it | $LOAD_BEFORE / $LOAD_AFTER; $IDLE_BEFORE % (after $SETTLE_S s of settling) |")
 	stop_all
 fi
 
