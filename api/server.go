@@ -109,6 +109,11 @@ type Config struct {
 	// acknowledge a request's events; past it the answer is 503 with
 	// Retry-After. 0 means 5s.
 	ProduceTimeout time.Duration
+	// MembersTimeout bounds the applying of one POST
+	// /v1/audiences/{topic}/members, under the server's write timeout: a
+	// slow store answers 503 with Retry-After, naming what was applied,
+	// rather than a connection closed without an answer. 0 means 20s.
+	MembersTimeout time.Duration
 	// MaxInflightBytes bounds the bytes of POST /v1/events bodies being
 	// read, validated or produced at once; a request that would go past it
 	// gets 503 with Retry-After. 0 means 64 MiB.
@@ -179,6 +184,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MembersTimeout <= 0 {
+		cfg.MembersTimeout = 20 * time.Second
 	}
 	if cfg.ProduceTimeout <= 0 {
 		cfg.ProduceTimeout = DefaultProduceTimeout

@@ -274,7 +274,16 @@ func (s *Server) postMembers(w http.ResponseWriter, r *http.Request, key string)
 		return
 	}
 	at := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	added, removed, err := s.applyMembers(r.Context(), topic, add, remove, at)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.MembersTimeout)
+	defer cancel()
+	added, removed, err := s.applyMembers(ctx, topic, add, remove, at)
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf(
+			"the store is slow: %d added and %d removed in %v, the rest not applied; the call is idempotent, retry it (or send fewer ids per call)",
+			added, removed, s.cfg.MembersTimeout))
+		return
+	}
 	if err != nil {
 		if ve, ok := herald.AsValidationError(err); ok {
 			writeError(w, http.StatusBadRequest, ve.Field, ve.Error()+

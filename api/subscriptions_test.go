@@ -431,3 +431,30 @@ func TestPostEventsMultiRecipient(t *testing.T) {
 		t.Fatalf("b1 in Kafka: %+v", b1)
 	}
 }
+
+// stallSubs stalls the subscription of user "slow" until its context
+// ends, as a saturated Cassandra's conditional write does.
+type stallSubs struct{ *subsStore }
+
+func (s stallSubs) Subscribe(ctx context.Context, userID, topic string, at time.Time) (bool, error) {
+	if userID == "slow" {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	return s.subsStore.Subscribe(ctx, userID, topic, at)
+}
+
+// A members call that outlasts MembersTimeout is answered 503 with
+// Retry-After and what was applied, not cut off by the write timeout.
+func TestAudienceMembersTimeout(t *testing.T) {
+	subs := newSubsStore()
+	s, err := New(Config{Store: stallSubs{subs}, Users: tokens{}, Keys: keys{}, MembersTimeout: 50 * time.Millisecond, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	f := &fixture{srv: srv}
+	code, body := f.do(t, "POST", "/v1/audiences/team/members", "key-1", `{"add":["slow"]}`)
+	wantError(t, code, body, 503, "", "0 added and 0 removed in 50ms, the rest not applied; the call is idempotent, retry it")
+}

@@ -151,9 +151,8 @@ func TestLargeAudience(t *testing.T) {
 		users[i] = e.u(fmt.Sprintf("m-%06d", i))
 	}
 	began := time.Now()
-	// Calls of 2,000 ids, two at a time: each member is a conditional
-	// write (Paxos) in Cassandra, and a call must end within the API's
-	// write timeout (30 s).
+	// Chunks of 2,000 ids, two at a time (addMembers sends calls of 500:
+	// each member is a conditional write (Paxos) in Cassandra).
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 2)
 	for chunk := range slices.Chunk(users, 2000) {
