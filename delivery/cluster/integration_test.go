@@ -367,9 +367,9 @@ func TestPositionChecksAskedOnArrivalAndResync(t *testing.T) {
 		<-ran
 		_ = cl.Close()
 	}()
-	l.mu.Lock()
+	l.fakeLocal.mu.Lock()
 	l.users["u-a"], l.users["u-b"] = true, true
-	l.mu.Unlock()
+	l.fakeLocal.mu.Unlock()
 	cl.UserOnline("u-a")
 	cl.UserOnline("u-b")
 	eventually(t, "checks of the arrivals", func() bool { return l.askedFor("u-a") == 1 && l.askedFor("u-b") == 1 })
