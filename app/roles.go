@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -89,7 +90,7 @@ func (p *Process) AddEnricher(ctx context.Context) error {
 			Group: p.groupName("fanout"), TransactionalID: fanoutID,
 			InstanceID: p.instanceID(fanoutID), Rate: p.cfg.FanoutRate,
 			Threshold: int64(p.cfg.FanoutThreshold), Online: online, Devices: prefs,
-			Broadcasts: online, Policy: p.Policy,
+			Broadcasts: online, Policy: p.Policy, LiveHold: liveHold(p.cfg.FanoutLiveHold),
 		})
 	})
 	return nil
@@ -540,4 +541,13 @@ func Topics(ctx context.Context, cfg *config.Config) ([]topics.Change, error) {
 	defer cl.Close()
 	changes, err := topics.Ensure(ctx, kadm.NewClient(cl), topics.Specs(topics.WithPrefix(cfg.TopicPrefix)), int16(cfg.Replication))
 	return changes, dependency("kafka", err)
+}
+
+// liveHold is the fan-out's LiveHold for --fanout-live-hold, where 0
+// means no wait.
+func liveHold(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -105,6 +105,17 @@ type FanoutConfig struct {
 	// asked for it, ahead of their inbox copies (fanout_live.go). nil: no
 	// live broadcasts.
 	Broadcasts LiveBroadcaster
+	// LiveHold is how long the catch-up of a large audience's connected
+	// members waits once its broadcast was sent live (Broadcasts reached
+	// a gateway), so that the gateways write the broadcast frames before
+	// the members' inbox copies take the machine: the batch's transaction
+	// commits, and its catch-up records reach the members, that much
+	// later, and those inbox copies come that much later (a connected
+	// member who did not ask for live broadcasts waits as long). One wait
+	// per batch, whatever its broadcasts; Close or the end of Run's
+	// context ends it at once (the batch is then cut off as any other on
+	// shutdown, and expanded again). Zero value: 1 s; negative: no wait.
+	LiveHold time.Duration
 	// Policy is the notification policy in force (the enricher's): a
 	// broadcast whose type it governs is not sent live, since the policy
 	// decides per member. nil: no policy.
@@ -171,6 +182,9 @@ func (c *FanoutConfig) setDefaults() error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 16
 	}
+	if c.LiveHold == 0 {
+		c.LiveHold = time.Second
+	}
 	if c.Rate <= 0 {
 		c.Rate = 2000
 	}
@@ -201,7 +215,8 @@ type Fanout struct {
 	m       *fanoutMetrics
 
 	closeOnce sync.Once
-	running   sync.Mutex // held by Run
+	closing   chan struct{} // closed by Close: ends a LiveHold at once
+	running   sync.Mutex    // held by Run
 }
 
 // NewFanout validates cfg and creates the transactional client.
@@ -230,7 +245,7 @@ func NewFanout(cfg FanoutConfig) (*Fanout, error) {
 	return &Fanout{
 		cfg: cfg, log: log, sess: sess, codec: NewCodec(cfg.Topics), group: group,
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.PageSize),
-		m:       newFanoutMetrics(cfg.Registerer),
+		m:       newFanoutMetrics(cfg.Registerer), closing: make(chan struct{}),
 	}, nil
 }
 
@@ -240,6 +255,7 @@ func (f *Fanout) Ready() error { return f.group.ready() }
 // Close stops Run and closes the client, leaving the group. Idempotent.
 func (f *Fanout) Close() {
 	f.closeOnce.Do(func() {
+		close(f.closing)
 		f.group.leave(f.sess.Client())
 		f.sess.Close()
 	})
@@ -283,6 +299,7 @@ type page struct {
 	done       bool // the last page: the broadcast is complete
 	feed       bool // the first record of a large audience: put in its feed
 	created    time.Time
+	hold       time.Time // sent live: the batch commits no sooner (LiveHold)
 }
 
 // runBatch expands each record's page and runs the batch's catch-ups in
@@ -315,6 +332,9 @@ func (f *Fanout) runBatch(ctx context.Context, recs []*kgo.Record) error {
 		}
 		out = append(out, rs...)
 		pages = append(pages, pg)
+	}
+	if err == nil {
+		f.holdFor(ctx, pages)
 	}
 	var cb *catchUpBatch
 	if err == nil && len(catchUps) > 0 {
@@ -465,6 +485,7 @@ type fanoutMetrics struct {
 	livePublished                           *prometheus.CounterVec
 	// liveDelay is observed at the publish, not at the commit.
 	liveDelay prometheus.Histogram
+	liveHeld  prometheus.Histogram
 }
 
 func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
@@ -496,6 +517,11 @@ func newFanoutMetrics(reg prometheus.Registerer) *fanoutMetrics {
 			Namespace: "herald", Subsystem: "fanout", Name: "broadcast_publish_delay_seconds",
 			Help:    "Time from a large-audience broadcast's created_at to its live publish to the gateways having returned (intake, enricher, fan-out, feed write and the publish).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		})),
+		liveHeld: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "fanout", Name: "live_hold_seconds",
+			Help:    "How long a batch with a broadcast sent live waited before its commit, so that the broadcast frames go out ahead of the connected members' inbox copies (--fanout-live-hold).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		})),
 		lag: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald", Subsystem: "fanout", Name: "lag_seconds",

@@ -57,7 +57,7 @@ func (f *Fanout) toFeed(ctx context.Context, fr FanoutRecord) ([]*kgo.Record, pa
 	if err != nil {
 		return nil, page{}, fmt.Errorf("put %s in the feed of %s: %w", ev.ID, ev.Audience, err)
 	}
-	f.broadcastLive(ctx, &ev)
+	live := f.broadcastLive(ctx, &ev)
 	var online []string
 	if f.cfg.Online != nil {
 		if online, err = f.cfg.Online.OnlineMembers(ctx, ev.Audience); err != nil {
@@ -83,7 +83,11 @@ func (f *Fanout) toFeed(ctx context.Context, fr FanoutRecord) ([]*kgo.Record, pa
 		}
 		out = append(out, rec)
 	}
-	return out, page{recipients: len(online), done: done, feed: true, created: ev.CreatedAt}, nil
+	pg := page{recipients: len(online), done: done, feed: true, created: ev.CreatedAt}
+	if live && len(online) > 0 && f.cfg.LiveHold > 0 {
+		pg.hold = time.Now().Add(f.cfg.LiveHold)
+	}
+	return out, pg, nil
 }
 
 // pushPage reads one page of a large audience's members and asks for the

@@ -358,3 +358,88 @@ func TestFanoutBroadcastsLive(t *testing.T) {
 		t.Fatalf("offered %+v", b)
 	}
 }
+
+// liveSignal is a LiveBroadcaster that reaches `reached` gateways and
+// closes called at its first call.
+type liveSignal struct {
+	reached int
+	once    sync.Once
+	called  chan struct{}
+}
+
+func (l *liveSignal) Broadcast(context.Context, herald.Broadcast) (int, error) {
+	l.once.Do(func() { close(l.called) })
+	return l.reached, nil
+}
+
+// TestFanoutLiveHold: a batch holding a broadcast sent live to connected
+// members waits LiveHold before its commit, and Close ends that wait at
+// once: the stage stops, nothing is committed, and the next stage takes
+// the broadcast into every connected member's inbox once. A broadcast
+// that reached no gateway is not held (with an hour's hold the members
+// would otherwise never get it within the test's deadline).
+func TestFanoutLiveHold(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	created := time.Date(2026, 12, 4, 6, 0, 0, 0, time.UTC)
+	members := users(120)
+	for _, u := range members {
+		if _, err := e.store.Subscribe(e.ctx, u, "held", created.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	online := members[:5]
+	e.startEnricher(e.enricherConfig("txn-hold-enricher"))
+
+	cfg := e.fanoutConfig("txn-hold")
+	cfg.Threshold = 100
+	cfg.Online = &onlineList{users: map[string][]string{"held": online}}
+	cfg.LiveHold = time.Hour
+	sig := &liveSignal{reached: 1, called: make(chan struct{})}
+	cfg.Broadcasts = sig
+	ended := make(chan struct{})
+	var endOnce sync.Once
+	cfg.beforeEnd = func(context.Context) error {
+		endOnce.Do(func() { close(ended) })
+		return nil
+	}
+	f, run := e.startFanout(cfg)
+	e.produceMulti(map[string]any{"id": "held-1", "audience": "held", "type": "post", "title": "Hi", "created_at": created.Format(time.RFC3339)})
+	select {
+	case <-sig.called:
+	case <-e.ctx.Done():
+		t.Fatal("the broadcast was never offered live")
+	}
+	// Held: the batch does not come to its commit. (An observation window,
+	// not a timing assertion: a slow machine can only make this pass.)
+	select {
+	case <-ended:
+		t.Fatal("the batch of a broadcast sent live came to its commit without its hold")
+	case <-time.After(200 * time.Millisecond):
+	}
+	f.Close()
+	if err := run.wait(t, e.ctx); err != nil {
+		t.Fatalf("Run after Close during a hold: %v", err)
+	}
+	// Its catch-ups were never committed (the stage that would take them
+	// is stopped, so their records are what to look at).
+	for _, r := range e.readAll(e.names.Fanout) {
+		if fr, err := DecodeFanoutRecord(r); err == nil && fr.CatchUp != nil {
+			t.Fatalf("a catch-up of %v on %s was committed during the hold", fr.CatchUp.Users, fr.CatchUp.Topic)
+		}
+	}
+
+	// The next stage (same transactional id), whose publish reaches no
+	// gateway: no hold, every connected member takes it once.
+	cfg.Broadcasts = &liveSignal{reached: 0, called: make(chan struct{})}
+	cfg.beforeEnd = nil
+	e.startFanout(cfg)
+	e.waitAllHave(online, "held-1")
+	e.produceMulti(map[string]any{"id": "held-2", "audience": "held", "type": "post", "title": "Again", "created_at": created.Format(time.RFC3339)})
+	e.waitAllHave(online, "held-2")
+	for _, u := range online {
+		if n := e.has(u, "held-1"); n != 1 {
+			t.Fatalf("%s has held-1 %d times, want once", u, n)
+		}
+	}
+}

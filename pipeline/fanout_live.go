@@ -24,14 +24,17 @@ type LiveBroadcaster interface {
 // in the feed already, so every member takes it into their inbox whatever
 // becomes of the batch; a batch expanded again publishes again, and the
 // gateways drop the repeat.
-func (f *Fanout) broadcastLive(ctx context.Context, ev *herald.Event) {
+//
+// It reports whether a gateway received it, when the batch then holds
+// its catch-ups (holdFor).
+func (f *Fanout) broadcastLive(ctx context.Context, ev *herald.Event) (sent bool) {
 	if f.cfg.Broadcasts == nil {
-		return
+		return false
 	}
 	if f.cfg.Policy != nil {
 		if pol := f.cfg.Policy(); pol != nil && pol.Governs(ev) {
 			f.m.livePublished.WithLabelValues("governed").Inc()
-			return
+			return false
 		}
 	}
 	n, err := f.cfg.Broadcasts.Broadcast(ctx, herald.NewBroadcast(ev))
@@ -39,11 +42,36 @@ func (f *Fanout) broadcastLive(ctx context.Context, ev *herald.Event) {
 		f.m.livePublished.WithLabelValues("error").Inc()
 		f.log.Warn("cannot publish a broadcast live; its members take it from their inbox",
 			"topic", ev.Audience, "event", ev.ID, "err", err)
-		return
+		return false
 	}
 	f.m.livePublished.WithLabelValues("published").Inc()
 	if !ev.CreatedAt.IsZero() {
 		f.m.liveDelay.Observe(time.Since(ev.CreatedAt).Seconds())
 	}
 	f.log.Debug("broadcast published live", "topic", ev.Audience, "event", ev.ID, "reached", n)
+	return n > 0
+}
+
+// holdFor waits until the latest hold of the batch's pages (a broadcast
+// sent live, FanoutConfig.LiveHold), or until ctx ends or Close is
+// called: a hold never delays a shutdown.
+func (f *Fanout) holdFor(ctx context.Context, pages []page) {
+	var until time.Time
+	for _, pg := range pages {
+		if pg.hold.After(until) {
+			until = pg.hold
+		}
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		f.m.liveHeld.Observe(d.Seconds())
+	case <-ctx.Done():
+	case <-f.closing:
+	}
 }

@@ -65,15 +65,16 @@ type Config struct {
 
 	JWTMaxLifetime time.Duration // longest exp - iat of a user token (iat then required); 0 = no limit
 
-	GatewayID       string  // this gateway's id (presence, gw:<id> channel)
-	TransactionalID string  // enricher transactional id; stable per instance
-	GroupInstanceID string  // consumers' static group membership id; "" = derived per role, "off" = dynamic
-	LiveDirect      bool    // the enricher publishes committed notifications straight to the live gateways
-	FanoutRate      float64 // recipients/s of the fan-out stage
-	FanoutThreshold int     // members from which an audience takes the large-audience path
-	ReplayLimit     int     // WebSocket replay without `after`
-	WSFrameRate     float64 // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
-	RouterFromEnd   bool    // a gateway group with no committed offsets starts at the end of herald.deliveries
+	GatewayID       string        // this gateway's id (presence, gw:<id> channel)
+	TransactionalID string        // enricher transactional id; stable per instance
+	GroupInstanceID string        // consumers' static group membership id; "" = derived per role, "off" = dynamic
+	LiveDirect      bool          // the enricher publishes committed notifications straight to the live gateways
+	FanoutRate      float64       // recipients/s of the fan-out stage
+	FanoutThreshold int           // members from which an audience takes the large-audience path
+	FanoutLiveHold  time.Duration // a live broadcast's catch-ups wait this long; 0 = no wait
+	ReplayLimit     int           // WebSocket replay without `after`
+	WSFrameRate     float64       // WebSocket client frames/s per user on one gateway (burst 2×); 0 = the gateway default (20)
+	RouterFromEnd   bool          // a gateway group with no committed offsets starts at the end of herald.deliveries
 
 	// Reconnect storms and position checks of the gateway (delivery.Config).
 	WSUpgradeRate      float64       // WebSocket upgrades/s admitted per gateway

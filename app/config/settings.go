@@ -80,6 +80,7 @@ const (
 	fLiveDirect      = "live-direct"
 	fFanoutRate      = "fanout-rate"
 	fFanoutThreshold = "fanout-threshold"
+	fFanoutLiveHold  = "fanout-live-hold"
 	fReplayLimit     = "replay-limit"
 	fWSFrameRate     = "ws-frame-rate"
 	fWSUpgradeRate   = "ws-upgrade-rate"
@@ -240,6 +241,8 @@ func settings() ([]*setting, map[string]*setting) {
 				bind: func(c *Config) value { return floatValue{&c.FanoutRate} }},
 			{flag: fFanoutThreshold, env: "HERALD_FANOUT_THRESHOLD", def: "10000", usage: "members from which an audience's broadcast takes the large-audience path: written once to the topic's feed, sent live to the connected members and pushed to those with devices, and taken into every other member's inbox when they next read or connect (below it: one event per member, fan-out on write)",
 				bind: num(func(c *Config) *int { return &c.FanoutThreshold })},
+			{flag: fFanoutLiveHold, env: "HERALD_FANOUT_LIVE_HOLD", def: "1s", usage: "how long the catch-up of a large audience's connected members waits after its broadcast was sent live, so that the gateways write the broadcast frames before the members' inbox copies load the machine; their inbox copies come that much later (0: no wait)",
+				bind: func(c *Config) value { return durationValue{&c.FanoutLiveHold} }},
 			{flag: fReplayLimit, env: "HERALD_REPLAY_LIMIT", def: "100", usage: "notifications replayed to a client connecting without after",
 				bind: num(func(c *Config) *int { return &c.ReplayLimit })},
 			{flag: fWSFrameRate, env: "HERALD_WS_FRAME_RATE", def: "20", usage: "WebSocket client frames/s per user on each gateway, bursts of twice that; past it the socket is closed with 4029",
@@ -312,14 +315,14 @@ func join(groups ...[]string) []string {
 // --config, which every subcommand has), in the order -h shows them.
 var roles = map[string][]string{
 	"dev": join(server, logging, []string{fDataDir, fKafkaPort, fTopicPrefix, fReplayLimit, fOrigins,
-		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fWSReadMode, fWSCompression}, intake, users, []string{fAPIKeys}),
+		fRateKey, fRateUser, fFanoutRate, fFanoutThreshold, fFanoutLiveHold, fWSReadMode, fWSCompression}, intake, users, []string{fAPIKeys}),
 	"token":   {fDataDir, fJWTSecret},
 	"send":    {fDataDir, fAPIKeys},
 	"topics":  join(logging, kafka, []string{fTopicPrefix, fReplication}),
 	"migrate": join(logging, cassandra, []string{fReplicationCQL}),
 	"api": join(server, logging, kafka, []string{fTopicPrefix}, storeSel, cassandra, redis, users,
 		[]string{fAPIKeys, fOrigins, fRateKey, fRateUser, fGatewayID}, intake),
-	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold}, storeSel, cassandra, redis),
+	"enricher": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fTransactionalID, fGroupInstanceID, fLiveDirect, fFanoutRate, fFanoutThreshold, fFanoutLiveHold}, storeSel, cassandra, redis),
 	"gateway": join(server, logging, kafka, []string{fTopicPrefix, fSessionTO, fGroupInstanceID, fRouterFromEnd}, storeSel, cassandra, redis, users,
 		[]string{fOrigins, fGatewayID, fReplayLimit, fWSFrameRate,
 			fWSUpgradeRate, fWSUpgradeBurst, fWSMaxReplays, fWSReplayWait, fWSPositionEvery, fWSReadMode, fWSCompression}),

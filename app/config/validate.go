@@ -106,6 +106,9 @@ func (c *Command) validate() error {
 	if uses(fFanoutThreshold) && cfg.FanoutThreshold < 1 {
 		bad(fFanoutThreshold, "%d: must be at least 1", cfg.FanoutThreshold)
 	}
+	if uses(fFanoutLiveHold) && (cfg.FanoutLiveHold < 0 || cfg.FanoutLiveHold > time.Minute) {
+		bad(fFanoutLiveHold, "%s: must be from 0 (no wait) to 1m", cfg.FanoutLiveHold)
+	}
 	if uses(fFanoutRate) && (!(cfg.FanoutRate > 0) || math.IsInf(cfg.FanoutRate, 0)) {
 		bad(fFanoutRate, "%g: must be a finite rate above 0", cfg.FanoutRate)
 	}

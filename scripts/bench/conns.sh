@@ -50,6 +50,11 @@
 #	CONNS_BROADCASTS   the clients' broadcasts= (herald-conns -broadcasts):
 #	                   live (also measure the broadcast frame) or inbox
 #	                   (notifications only, as before); live
+#	CONNS_PROFILE=1    gateway 1 and the enricher serve net/http/pprof on
+#	                   an admin address (CONNS_PORT_BASE+100, +101), and a
+#	                   CPU profile of each over CONNS_PROFILE_S seconds (10)
+#	                   from just before the post is written to the run's
+#	                   directory (profile-*.pb.gz, profile-*.top.txt)
 #	Only CONNS_TOTAL and CONNS_GATEWAYS at their defaults give the figures
 #	of docs/BENCHMARKS.md.
 set -euo pipefail
@@ -69,7 +74,9 @@ PORT_BASE=${CONNS_PORT_BASE:-19301}
 BROADCASTS=${CONNS_BROADCASTS:-live}
 SETTLE_IDLE=${CONNS_SETTLE_IDLE:-50}
 SETTLE_MAX=${CONNS_SETTLE_MAX:-300}
-for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE SETTLE_IDLE SETTLE_MAX; do
+PROFILE=${CONNS_PROFILE:-0}
+PROFILE_S=${CONNS_PROFILE_S:-10}
+for v in TOTAL NGW PER_CLIENT IDLE FANOUT_RATE DIAL_RATE PORT_BASE SETTLE_IDLE SETTLE_MAX PROFILE_S; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-conns: $v=${!v}: want a positive integer" >&2; exit 1; }
 done
 [[ $BROADCASTS == live || $BROADCASTS == inbox ]] || { echo "bench-conns: CONNS_BROADCASTS=$BROADCASTS: want live or inbox" >&2; exit 1; }
@@ -173,12 +180,19 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 		PIDS+=("$!")
 	}
 	start_role api "$PORT_BASE" api HERALD_GATEWAY_ID="$RUN-api"
-	start_role enricher $((PORT_BASE + 1)) enricher HERALD_FANOUT_RATE="$FANOUT_RATE"
+	PROF_ENV_ENRICHER=() PROF_ENV_GW=()
+	if [[ $PROFILE == 1 ]]; then
+		PROF_ENV_GW=(HERALD_ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 100)))
+		PROF_ENV_ENRICHER=(HERALD_ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 101)))
+	fi
+	start_role enricher $((PORT_BASE + 1)) enricher HERALD_FANOUT_RATE="$FANOUT_RATE" "${PROF_ENV_ENRICHER[@]}"
 	GW_PIDS=() GW_URLS=() GW_PORTS=()
 	for g in $(seq 1 "$NGW"); do
 		port=$((PORT_BASE + 1 + g))
+		prof=()
+		((g == 1)) && prof=("${PROF_ENV_GW[@]}")
 		start_role "gateway-$g" "$port" gateway HERALD_GATEWAY_ID="$RUN-gw$g" HERALD_WS_READ_MODE=epoll \
-			HERALD_HTTP_MAX_CONNS=19000 HERALD_WS_UPGRADE_RATE=5000 HERALD_WS_UPGRADE_BURST=5000
+			HERALD_HTTP_MAX_CONNS=19000 HERALD_WS_UPGRADE_RATE=5000 HERALD_WS_UPGRADE_BURST=5000 "${prof[@]}"
 		GW_PIDS+=("${PIDS[-1]}") GW_URLS+=("ws://127.0.0.1:$port") GW_PORTS+=("$port")
 	done
 	for port in $(seq "$PORT_BASE" $((PORT_BASE + 1 + NGW))); do
@@ -223,7 +237,7 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 		read -r -a b < <(grep '^cpu ' /proc/stat)
 		awk -v i=$((b[4] + b[5] - a[4] - a[5])) \
 			-v t=$((b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8])) \
-			'BEGIN { printf "%.0f", t > 0 ? 100 * i / t : 0 }'
+			'BEGIN { printf "%.0f", (t > 0 ? 100 * i / t : 0) }'
 	}
 	RSS_EMPTY=$(rss_gateways)
 
@@ -304,10 +318,53 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	RSS_HELD=$(rss_gateways)
 	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
+	cpu_ticks() { # PID...: utime+stime of each, in clock ticks (0 when gone)
+		local pid f
+		for pid in "$@"; do
+			if read -r -a f 2>/dev/null <"/proc/$pid/stat"; then
+				# Fields after the command, which has no spaces here.
+				echo $((f[13] + f[14]))
+			else
+				echo 0
+			fi
+		done
+	}
+	PROF_PIDS=() CPU_NAMES=() CPU_OF=()
+	if [[ $PROFILE == 1 ]]; then
+		# Who uses the CPU while the frames go out: each role, each client,
+		# and the servers, over the profile's window.
+		CPU_NAMES=(api enricher) CPU_OF=("${PIDS[0]}" "${PIDS[1]}")
+		for g in $(seq 1 "$NGW"); do CPU_NAMES+=("gateway-$g") CPU_OF+=("${GW_PIDS[$((g - 1))]}"); done
+		for k in "${!CLIENT_PIDS[@]}"; do CPU_NAMES+=("client-$k") CPU_OF+=("${CLIENT_PIDS[$k]}"); done
+		for srv in kafka cassandra redis; do
+			[[ -r $STACK_DIR/run/$srv.pid ]] && CPU_NAMES+=("$srv") CPU_OF+=("$(cat "$STACK_DIR/run/$srv.pid")")
+		done
+		mapfile -t CPU_BEFORE < <(cpu_ticks "${CPU_OF[@]}")
+		for pair in "gateway-1:$((PORT_BASE + 100))" "enricher:$((PORT_BASE + 101))"; do
+			curl -fsS -m $((PROFILE_S + 30)) -o "$RUN_DIR/profile-${pair%%:*}.pb.gz" \
+				"http://127.0.0.1:${pair#*:}/debug/pprof/profile?seconds=$PROFILE_S" &
+			PROF_PIDS+=("$!")
+		done
+		sleep 0.5
+	fi
 	created=$(date -u +%FT%T.%NZ)
 	curl -fsS -m 30 -o /dev/null -X POST -H "Authorization: Bearer bench-key" -H 'Content-Type: application/json' \
 		--data-binary "{\"id\":\"$EVENT\",\"audience\":\"$TOPIC\",\"type\":\"broadcast\",\"title\":\"to every connection\",\"created_at\":\"$created\"}" \
 		"$API/v1/events" || { echo "bench-conns: POST /v1/events failed" >&2; exit 1; }
+	for pid in "${PROF_PIDS[@]}"; do
+		wait "$pid" || echo "bench-conns: a CPU profile failed (see $RUN_DIR)" >&2
+	done
+	if [[ $PROFILE == 1 ]]; then
+		mapfile -t CPU_AFTER < <(cpu_ticks "${CPU_OF[@]}")
+		hz=$(getconf CLK_TCK)
+		for i in "${!CPU_NAMES[@]}"; do
+			printf '%s %s\n' "${CPU_NAMES[$i]}" "$(awk -v d=$((CPU_AFTER[i] - CPU_BEFORE[i])) -v hz="$hz" 'BEGIN { printf "%.2f", d / hz }')"
+		done >"$RUN_DIR/cpu-window.txt"
+		ROWS+=("| capacity: CPU seconds in the ${PROFILE_S} s from the post, per process | $(awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }' "$RUN_DIR/cpu-window.txt") |")
+		for f in "$RUN_DIR"/profile-*.pb.gz; do
+			$GO tool pprof -top -nodecount=40 "$f" >"${f%.pb.gz}.top.txt" 2>&1 || true
+		done
+	fi
 	rc=0
 	for pid in "${CLIENT_PIDS[@]}"; do
 		wait "$pid" || rc=1
