@@ -113,8 +113,9 @@ type FanoutConfig struct {
 	// later, and those inbox copies come that much later (a connected
 	// member who did not ask for live broadcasts waits as long). One wait
 	// per batch, whatever its broadcasts; Close or the end of Run's
-	// context ends it at once (the batch is then cut off as any other on
-	// shutdown, and expanded again). Zero value: 1 s; negative: no wait.
+	// context ends it at once (the batch then commits, or is cut off and
+	// expanded again, as any batch at a shutdown). Zero value: 1 s;
+	// negative: no wait.
 	LiveHold time.Duration
 	// Policy is the notification policy in force (the enricher's): a
 	// broadcast whose type it governs is not sent live, since the policy

@@ -350,7 +350,9 @@ func (o *options) dial(ctx context.Context, i int, pool *sync.Pool) (*conn, erro
 }
 
 // read runs until the connection closes: it answers pings (gorilla does)
-// and notes the event's arrivals. Only notification and broadcast frames
+// and notes the event's arrivals. It sends on arrived once per
+// connection: at the event's first notification, or when the gateway
+// drops the connection before it. Only notification and broadcast frames
 // are decoded, and only their event id and created_at.
 func (o *options) read(c *conn, arrived chan<- struct{}) {
 	for {
@@ -358,6 +360,11 @@ func (o *options) read(c *conn, arrived chan<- struct{}) {
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				c.dropped.Store(true)
+				if o.event != "" && c.copies.Load() == 0 {
+					// It will not get the event now: stop waiting for it
+					// (it counts as dropped and missing).
+					arrived <- struct{}{}
+				}
 			}
 			return
 		}

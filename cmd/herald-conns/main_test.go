@@ -320,6 +320,58 @@ func TestHoldLiveAgainstFakeGateway(t *testing.T) {
 	}
 }
 
+// hold against a fake gateway that drops one connection before the
+// event: the run ends as soon as the others have it (not at its timeout,
+// which is beyond the test's), and fails with that connection counted
+// dropped and missing.
+func TestHoldEndsWhenADroppedConnectionCannotGetTheEvent(t *testing.T) {
+	created := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	var n atomic.Int32
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer func() { _ = ws.Close() }()
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"synced","seq":0,"unread":0}`))
+		time.Sleep(100 * time.Millisecond) // after READY
+		if n.Add(1) == 1 {
+			_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4008, "too slow"))
+			return
+		}
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(strings.Replace(notificationFrame, "2025-01-02T03:04:05.000006Z", created, 1)))
+		_, _, _ = ws.ReadMessage() // until the client closes
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	o := &options{
+		gateways: []string{"ws" + strings.TrimPrefix(srv.URL, "http")}, secret: strings.Repeat("s", 32), run: "t", event: "e",
+		broadcasts: "inbox", out: filepath.Join(dir, "lat.txt"), outLive: filepath.Join(dir, "live.txt"),
+		count: 3, perSource: 1000, dialRate: 1000, parallel: 3, timeout: time.Hour, settle: 50 * time.Millisecond,
+		readBuf: 1024, writeBuf: 512, dialTimeout: 5 * time.Second, tokenLifetime: time.Hour, reportEveryDialed: 5000,
+	}
+	done := make(chan struct{})
+	var ok bool
+	var err error
+	go func() {
+		defer close(done)
+		ok, err = hold(o)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("hold still waits for the event on a dropped connection")
+	}
+	if err != nil || ok {
+		t.Fatalf("hold = %v, %v; want a failed run (one dropped)", ok, err)
+	}
+	raw, err := os.ReadFile(o.out)
+	if err != nil || len(strings.Fields(string(raw))) != 2 {
+		t.Errorf("%s: %q, %v; want 2 latencies", o.out, raw, err)
+	}
+}
+
 // BenchmarkNote is the read loop's cost per frame, by kind: frames that
 // are neither notification nor broadcast are not decoded.
 func BenchmarkNote(b *testing.B) {

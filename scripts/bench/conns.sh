@@ -44,8 +44,8 @@
 #	CONNS_FANOUT_RATE  the enricher's HERALD_FANOUT_RATE; 50000
 #	CONNS_DIAL_RATE    connections opened per second by each client; 400
 #	CONNS_PORT_BASE    first of the roles' ports; 19301
-#	CONNS_SETTLE_IDLE  post the broadcast once the CPU is this % idle over
-#	                   5 s; 50
+#	CONNS_SETTLE_IDLE  post the broadcast once the CPU is this % idle in
+#	                   three 5 s readings in a row; 50
 #	CONNS_SETTLE_MAX   or after this many seconds of waiting for it; 300
 #	CONNS_BROADCASTS   the clients' broadcasts= (herald-conns -broadcasts):
 #	                   live (also measure the broadcast frame) or inbox
@@ -307,12 +307,16 @@ if [[ ${CONNS_SKIP_CAPACITY:-0} != 1 ]]; then
 	LOADS_S=$(($(date +%s) - began))
 	sleep 3 # the online-member sets are written in batches, once a second at most
 	# Let the aftermath of the setup (the loads' Cassandra compactions, the
-	# members' catch-up) pass: post once the CPU is SETTLE_IDLE % idle over
-	# 5 s, or after SETTLE_MAX s. What holding the connections costs stays.
+	# members' catch-up) pass: post once the CPU has been SETTLE_IDLE % idle
+	# in three 5 s readings in a row (one came too soon after the loads'
+	# storm, with more of its work to follow), or after SETTLE_MAX s. What
+	# holding the connections costs stays.
 	began=$(date +%s)
+	calm=0
 	while :; do
 		IDLE_BEFORE=$(cpu_idle 5)
-		((IDLE_BEFORE >= SETTLE_IDLE || $(date +%s) - began >= SETTLE_MAX)) && break
+		if ((IDLE_BEFORE >= SETTLE_IDLE)); then calm=$((calm + 1)); else calm=0; fi
+		((calm >= 3 || $(date +%s) - began >= SETTLE_MAX)) && break
 	done
 	SETTLE_S=$(($(date +%s) - began))
 	RSS_HELD=$(rss_gateways)
