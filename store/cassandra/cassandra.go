@@ -56,6 +56,8 @@ type Store struct {
 	// cache is the writers' cache of users' states (writercache.go); nil
 	// when Config.WriterCacheIDs is negative.
 	cache *writerCache
+	// ring tells the host that coordinates a user's writes (ring.go).
+	ring *ringCache
 
 	// commitFn runs a conditional batch: s.commit, replaced by tests to
 	// simulate commits whose outcome is lost.
@@ -204,7 +206,8 @@ func newStore(ctx context.Context, st settings, session *gocql.Session) (*Store,
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: keyspace %s lacks tables %s; run `herald migrate`", ErrNotMigrated, st.Keyspace, strings.Join(missing, ", "))
 	}
-	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer), cache: newWriterCache(st.WriterCacheIDs)}
+	s := &Store{cfg: st, session: session, log: st.Logger, q: newStatements(st.Keyspace), m: newStoreMetrics(st.Registerer), cache: newWriterCache(st.WriterCacheIDs),
+		ring: &ringCache{read: sessionHosts(session), local: st.LocalDC}}
 	s.commitFn = s.commit
 	s.execFn = execBatch
 	s.lwtFn = mapScanCAS

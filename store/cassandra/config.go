@@ -25,6 +25,8 @@ const (
 	DefaultRetention         = 90 * 24 * time.Hour
 	DefaultAppendConcurrency = 16
 	DefaultMaxBatch          = 100
+	DefaultGroupUsers        = 10
+	DefaultGroupBytes        = 5000
 	DefaultMaxRetries        = 3
 	DefaultMaxCASAttempts    = 50
 	DefaultWriterCacheIDs    = 1_000_000
@@ -74,6 +76,23 @@ type Config struct {
 	// conditional batch (a larger Append of one user is split, each part
 	// atomic); zero means DefaultMaxBatch.
 	MaxBatch int
+	// GroupUsers is the most users whose parts one Append writes in one
+	// request (an unlogged batch of several partitions, grouped by the
+	// host that coordinates them: doc.go, "Several users per request");
+	// zero means DefaultGroupUsers, the default of Cassandra's
+	// unlogged_batch_across_partitions_warn_threshold (above it the node
+	// warns once a minute and answers every such batch with a client
+	// warning); 1 or less writes each user alone.
+	GroupUsers int
+	// GroupBytes bounds the estimated size of such a request (an estimate
+	// above the size Cassandra counts: append.go, mutationSize); zero
+	// means DefaultGroupBytes, 5,000, under Cassandra's default
+	// batch_size_warn_threshold of 5 KiB, above which the node logs a
+	// warning for every batch of several partitions, and far under
+	// batch_size_fail_threshold, 50 KiB, above which it refuses it. Raise
+	// it with those thresholds. One user's part larger than this is
+	// written alone (a single-partition batch is not held to them).
+	GroupBytes int
 	// MaxRetries is how often the driver retries an idempotent request
 	// that failed (timeout, unavailable, overloaded), with exponential
 	// backoff; zero means DefaultMaxRetries, negative means none.
@@ -191,6 +210,15 @@ func (cfg Config) settle() (settings, error) {
 	}
 	if s.MaxBatch <= 0 {
 		s.MaxBatch = DefaultMaxBatch
+	}
+	switch {
+	case s.GroupUsers == 0:
+		s.GroupUsers = DefaultGroupUsers
+	case s.GroupUsers < 1:
+		s.GroupUsers = 1
+	}
+	if s.GroupBytes <= 0 {
+		s.GroupBytes = DefaultGroupBytes
 	}
 	switch {
 	case s.MaxRetries == 0:

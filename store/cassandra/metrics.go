@@ -25,6 +25,9 @@ type storeMetrics struct {
 	// written without a read ("skipped"), parts read first ("read": the
 	// user not cached, heavy, or an id maybe known), and users loaded.
 	writerCache *prometheus.CounterVec
+	// batchUsers observes how many users' parts each append request
+	// carried (append.go).
+	batchUsers prometheus.Histogram
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -53,5 +56,10 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 			Namespace: "herald", Subsystem: "cassandra", Name: "writer_cache_total",
 			Help: "The inbox writer's cache: append parts written without reading the user's partition first (skipped), parts read first (read), user states loaded (load).",
 		}, []string{"outcome"})),
+		batchUsers: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "cassandra", Name: "append_batch_users",
+			Help:    "Users whose inbox parts one append request (an unlogged batch) wrote.",
+			Buckets: []float64{1, 2, 4, 6, 8, 10, 16, 32},
+		})),
 	}
 }

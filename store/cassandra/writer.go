@@ -1,19 +1,16 @@
 package cassandra
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
-	"golang.org/x/sync/errgroup"
 
 	herald "github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/retry"
@@ -152,10 +149,11 @@ func (w *writer) check(ctx context.Context) error {
 	return nil
 }
 
-// Append implements store.Writer. Users are written in parallel (at most
-// Config.AppendConcurrency at a time); each user's notifications are
-// written by one plain single-partition batch per Config.MaxBatch of them,
-// after one read of the user's state. On error some users (or leading
+// Append implements store.Writer, in rounds (append.go): each round
+// plans the next Config.MaxBatch notifications of every user (reading the
+// user's state first unless the writer's cache vouches for it; at most
+// Config.AppendConcurrency users at a time) and writes them, the parts of
+// up to Config.GroupUsers users of one coordinator per plain batch. On error some users (or leading
 // parts of a user's notifications) may be stored: replaying the same
 // batch returns their stored copies and stores the rest. An input without
 // ID gets a fresh ULID.
@@ -183,172 +181,6 @@ func (w *writer) Append(ctx context.Context, ns []herald.Notification) ([]store.
 		return results, nil
 	}
 	return w.appendChecked(ctx, ns, results)
-}
-
-// appendChecked is Append past its fencing check.
-func (w *writer) appendChecked(ctx context.Context, ns []herald.Notification, results []store.AppendResult) ([]store.AppendResult, error) {
-	var order []string
-	byUser := make(map[string][]int)
-	for i := range ns {
-		u := ns[i].UserID
-		if _, ok := byUser[u]; !ok {
-			order = append(order, u)
-		}
-		byUser[u] = append(byUser[u], i)
-	}
-	if len(order) == 1 {
-		if err := w.appendUser(ctx, order[0], byUser[order[0]], ns, results); err != nil {
-			return nil, err
-		}
-		return results, nil
-	}
-	// At most AppendConcurrency users at a time, in goroutines owned by
-	// this call; the first error cancels the others, no further user is
-	// started, and the call returns once every goroutine has exited.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(w.s.cfg.AppendConcurrency)
-	for _, u := range order {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return w.appendUser(gctx, u, byUser[u], ns, results) })
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return results, nil
-}
-
-// appendUser appends one user's notifications (idx into ns, in input order).
-// With the writer cache, the user's state is taken from it (or loaded:
-// one read, as the uncached way would make) and put back only once every
-// part is written.
-func (w *writer) appendUser(ctx context.Context, userID string, idx []int, ns []herald.Notification, results []store.AppendResult) error {
-	mu := &w.users[maphash.String(w.seed, userID)%uint64(len(w.users))]
-	mu.Lock()
-	defer mu.Unlock()
-	var st *userState
-	if c := w.s.cache; c != nil {
-		if st = c.take(w, userID); st == nil {
-			var err error
-			if st, err = w.loadUser(ctx, userID); err != nil {
-				return err
-			}
-		}
-	}
-	for len(idx) > 0 {
-		n := min(len(idx), w.s.cfg.MaxBatch)
-		if err := w.appendPart(ctx, userID, idx[:n], ns, results, st); err != nil {
-			return err
-		}
-		idx = idx[n:]
-	}
-	if st != nil {
-		w.s.cache.put(userID, st)
-	}
-	return nil
-}
-
-// appendPart writes up to MaxBatch notifications of one user atomically:
-// one batch stamped with the next timestamp of the epoch, after one read
-// of the user's state and of the part's event ids, unless the writer's
-// state st (nil without the cache) knows that every one of the ids is new.
-// On success st follows what the batch wrote.
-func (w *writer) appendPart(ctx context.Context, userID string, idx []int, ns []herald.Notification, results []store.AppendResult, st *userState) error {
-	s := w.s
-	var eventIDs []string
-	seen := make(map[string]bool, len(idx))
-	for _, i := range idx {
-		if e := ns[i].EventID; !seen[e] {
-			seen[e] = true
-			eventIDs = append(eventIDs, e)
-		}
-	}
-	var (
-		m      meta
-		stored map[string]herald.Notification
-	)
-	if st != nil && !s.cache.known(st, eventIDs) {
-		m = meta{exists: st.exists, last: st.last}
-		s.m.writerCache.WithLabelValues("skipped").Inc()
-	} else {
-		if st != nil {
-			s.m.writerCache.WithLabelValues("read").Inc()
-		}
-		var targets map[string]int64
-		var err error
-		if m, targets, err = s.readMetaAndEvents(ctx, userID, eventIDs); err != nil {
-			return err
-		}
-		if stored, err = s.storedEvents(ctx, userID, targets, m); err != nil {
-			return err
-		}
-	}
-	out := make([]store.AppendResult, len(idx))
-	created := make(map[string]int) // event id → index in out
-	next := m.last
-	b := s.session.Batch(gocql.UnloggedBatch)
-	for k, i := range idx {
-		in := &ns[i]
-		if n, ok := stored[in.EventID]; ok {
-			out[k] = store.AppendResult{Notification: n}
-			continue
-		}
-		if j, ok := created[in.EventID]; ok {
-			dup := out[j].Notification
-			dup.Data = bytes.Clone(dup.Data)
-			out[k] = store.AppendResult{Notification: dup}
-			continue
-		}
-		if next == math.MaxInt64 {
-			return fmt.Errorf("%w: user %q has exhausted the seq space", ErrCorrupt, userID)
-		}
-		next++
-		n := *in
-		n.Seq, n.Prev, n.Read = uint64(next), uint64(next-1), false
-		n.Data = bytes.Clone(in.Data)
-		if n.ID == "" {
-			n.ID = herald.NewID(n.CreatedAt)
-		}
-		created[in.EventID] = k
-		out[k] = store.AppendResult{Notification: n, Created: true}
-		b.Query(s.q.insertNotification, userID, next, n.ID, n.EventID, n.Type, string(n.Priority),
-			n.Title, n.Body, blob(n.Data), timestamp(n.CreatedAt), s.cfg.ttl)
-		b.Query(s.q.insertEvent, userID, n.EventID, next, s.cfg.ttl)
-	}
-	if next > m.last {
-		if !m.exists {
-			b.Query(s.q.anchor, userID)
-		}
-		b.Query(s.q.setLastSeq, next, userID)
-		ts, err := w.nextTS()
-		if err != nil {
-			return err
-		}
-		b.WithTimestamp(ts)
-		// Safe to retry: a retry rewrites the same cells with the same
-		// timestamp.
-		for i := range b.Entries {
-			b.Entries[i].Idempotent = true
-		}
-		if err := s.execFn(ctx, b); err != nil {
-			return s.fail("append", err)
-		}
-	}
-	if st != nil {
-		// What the partition holds now, as far as this writer can tell: its
-		// own batch on top of the state it read or knew (doc.go, "The
-		// writer's cache").
-		st.last, st.exists = next, m.exists || next > m.last
-		s.cache.add(st, eventIDs)
-	}
-	for k, i := range idx {
-		results[i] = out[k]
-	}
-	return nil
 }
 
 // readMetaAndEvents reads the user's statics and the event-index entries
