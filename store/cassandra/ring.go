@@ -139,27 +139,15 @@ func buildRing(hosts []hostTokens, dc string) *ring {
 // quirk of its Java port kept for compatibility), with math.MinInt64
 // mapped to math.MaxInt64.
 func murmur3Token(key []byte) int64 {
-	const (
-		c1 = 0x87c37b91114253d5
-		c2 = 0x4cf5ad432745937f
-	)
 	var h1, h2 uint64
 	n := len(key)
 	nblocks := n / 16
 	for i := range nblocks {
-		k1 := binary.LittleEndian.Uint64(key[i*16:])
-		k2 := binary.LittleEndian.Uint64(key[i*16+8:])
-		k1 *= c1
-		k1 = bits.RotateLeft64(k1, 31)
-		k1 *= c2
-		h1 ^= k1
+		h1 ^= mixK1(binary.LittleEndian.Uint64(key[i*16:]))
 		h1 = bits.RotateLeft64(h1, 27)
 		h1 += h2
 		h1 = h1*5 + 0x52dce729
-		k2 *= c2
-		k2 = bits.RotateLeft64(k2, 33)
-		k2 *= c1
-		h2 ^= k2
+		h2 ^= mixK2(binary.LittleEndian.Uint64(key[i*16+8:]))
 		h2 = bits.RotateLeft64(h2, 31)
 		h2 += h1
 		h2 = h2*5 + 0x38495ab5
@@ -189,10 +177,7 @@ func murmur3Token(key []byte) int64 {
 		fallthrough
 	case 9:
 		k2 ^= b(8)
-		k2 *= c2
-		k2 = bits.RotateLeft64(k2, 33)
-		k2 *= c1
-		h2 ^= k2
+		h2 ^= mixK2(k2)
 		fallthrough
 	case 8:
 		k1 ^= b(7) << 56
@@ -217,10 +202,7 @@ func murmur3Token(key []byte) int64 {
 		fallthrough
 	case 1:
 		k1 ^= b(0)
-		k1 *= c1
-		k1 = bits.RotateLeft64(k1, 31)
-		k1 *= c2
-		h1 ^= k1
+		h1 ^= mixK1(k1)
 	}
 	h1 ^= uint64(n)
 	h2 ^= uint64(n)
@@ -235,6 +217,15 @@ func murmur3Token(key []byte) int64 {
 	}
 	return t
 }
+
+const (
+	murmurC1 = 0x87c37b91114253d5
+	murmurC2 = 0x4cf5ad432745937f
+)
+
+// mixK1 and mixK2 scramble the first and second 64-bit lane of a block.
+func mixK1(k uint64) uint64 { return bits.RotateLeft64(k*murmurC1, 31) * murmurC2 }
+func mixK2(k uint64) uint64 { return bits.RotateLeft64(k*murmurC2, 33) * murmurC1 }
 
 func fmix64(k uint64) uint64 {
 	k ^= k >> 33
