@@ -156,52 +156,16 @@ func murmur3Token(key []byte) int64 {
 	// b is a tail byte sign-extended to 64 bits, as Java's (long) of a byte.
 	b := func(i int) uint64 { return uint64(int64(int8(tail[i]))) }
 	var k1, k2 uint64
-	switch len(tail) {
-	case 15:
-		k2 ^= b(14) << 48
-		fallthrough
-	case 14:
-		k2 ^= b(13) << 40
-		fallthrough
-	case 13:
-		k2 ^= b(12) << 32
-		fallthrough
-	case 12:
-		k2 ^= b(11) << 24
-		fallthrough
-	case 11:
-		k2 ^= b(10) << 16
-		fallthrough
-	case 10:
-		k2 ^= b(9) << 8
-		fallthrough
-	case 9:
-		k2 ^= b(8)
+	for i := len(tail) - 1; i >= 8; i-- {
+		k2 ^= b(i) << (8 * (i - 8))
+	}
+	if len(tail) > 8 {
 		h2 ^= mixK2(k2)
-		fallthrough
-	case 8:
-		k1 ^= b(7) << 56
-		fallthrough
-	case 7:
-		k1 ^= b(6) << 48
-		fallthrough
-	case 6:
-		k1 ^= b(5) << 40
-		fallthrough
-	case 5:
-		k1 ^= b(4) << 32
-		fallthrough
-	case 4:
-		k1 ^= b(3) << 24
-		fallthrough
-	case 3:
-		k1 ^= b(2) << 16
-		fallthrough
-	case 2:
-		k1 ^= b(1) << 8
-		fallthrough
-	case 1:
-		k1 ^= b(0)
+	}
+	for i := min(len(tail), 8) - 1; i >= 0; i-- {
+		k1 ^= b(i) << (8 * i)
+	}
+	if len(tail) > 0 {
 		h1 ^= mixK1(k1)
 	}
 	h1 ^= uint64(n)
